@@ -1,0 +1,62 @@
+"""Value objects that flow between modules: what the CAMS API returned, as frozen dataclasses.
+
+The client turns JSON into these; the poller and state consume them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY_MS = 86_400_000
+HALF_HOUR_MS = 1_800_000
+
+# Cliented.Type values as the API spells them (the docs and SDK misspell quick reply; the doc
+# example spells it right) mapped to the `button_type` label value we expose.
+BUTTON_TYPES: dict[str, str] = {
+    "url_button": "url",
+    "quick_reply_button": "quick_reply",
+    "quick_relpy_button": "quick_reply",
+    "phone_number_button": "phone_number",
+}
+
+
+def button_type_label(api_type: str) -> str:
+    """The `button_type` label for an API `Cliented.Type` value (unknown types pass through)."""
+    key = api_type.strip().lower()
+    return BUTTON_TYPES.get(key, key.removesuffix("_button") or "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """One (template, language) row of ListChatappTemplate."""
+
+    code: str
+    name: str
+    language: str
+    category: str
+    audit_status: str
+    template_type: str
+    last_update_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonCount:
+    """One `Cliented` element: clicks on one button in one row."""
+
+    button_type: str  # the API's Type, verbatim
+    content: str  # ButtonContent
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    """One `Data` element of GetChatappTemplateMetric: counts for [start_ms, end_ms)."""
+
+    template_code: str
+    language: str
+    sent: int
+    delivered: int
+    read: int
+    clicks: tuple[ButtonCount, ...]
+    start_ms: int
+    end_ms: int
