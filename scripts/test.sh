@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Debian's prometheus for promtool and a real server, the
+# package with its test extra) and runs every check: ruff, mypy --strict, the whole pytest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq prometheus >/dev/null
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "== ruff check"; python3 -m ruff check .
+echo "== ruff format --check"; python3 -m ruff format --check .
+echo "== mypy --strict exporter"; python3 -m mypy --strict exporter
+echo "== pytest"; python3 -m pytest -q "$@"
