@@ -1,0 +1,104 @@
+"""Rate limiting shared by every worker thread of an account: strict pacing plus AIMD.
+
+CAMS allows 50 GetChatappTemplateMetric and 5 ListChatappTemplate calls per second per account.
+A `RateLimiter` hands out send slots spaced exactly 1/rate apart (no bursts), so no 1-second
+window ever holds more than `rate` calls, however many threads ask at once. When the API
+throttles anyway (another application shares the account's quota), the rate is cut
+multiplicatively and recovers additively once calls succeed again (AIMD).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    """A pacing token bucket of capacity one, safe to share between threads."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        min_rate: float | None = None,
+        decrease: float = 0.5,
+        increase: float = 1.0,
+        recovery_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self._max_rate = float(rate)
+        self._rate = float(rate)
+        self._min_rate = min(float(min_rate if min_rate is not None else 1.0), self._max_rate)
+        self._decrease = decrease
+        self._increase = increase
+        self._recovery_s = recovery_s
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_slot = clock()
+        self._last_cut = float("-inf")
+        self._last_raise = clock()
+        self._throttles = 0
+
+    @property
+    def rate(self) -> float:
+        """The rate in force now (calls per second)."""
+        return self._rate
+
+    @property
+    def max_rate(self) -> float:
+        """The configured ceiling."""
+        return self._max_rate
+
+    @property
+    def throttle_events(self) -> int:
+        """How many times the rate was cut because the API throttled."""
+        return self._throttles
+
+    def reserve(self) -> float:
+        """Take the next send slot and return the monotonic time at which it opens."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / self._rate
+            return slot
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Block until the caller may send. Returns False if `stop` was set while waiting."""
+        slot = self.reserve()
+        while True:
+            delay = slot - self._clock()
+            if delay <= 0:
+                return True
+            if stop is not None:
+                if stop.wait(delay):
+                    return False
+            else:
+                self._sleep(delay)
+
+    def on_throttled(self) -> None:
+        """The API said we were too fast: cut the rate (at most once per second)."""
+        with self._lock:
+            now = self._clock()
+            if now - self._last_cut < 1.0:
+                return
+            self._last_cut = now
+            self._last_raise = now
+            self._throttles += 1
+            self._rate = max(self._min_rate, self._rate * self._decrease)
+            # Let the spacing take effect at once for the slots not yet handed out.
+            self._next_slot = max(self._next_slot, now + 1.0 / self._rate)
+
+    def on_success(self) -> None:
+        """A call went through: after a quiet `recovery_s`, raise the rate additively."""
+        if self._rate >= self._max_rate:
+            return
+        with self._lock:
+            now = self._clock()
+            if now - self._last_raise >= self._recovery_s:
+                self._last_raise = now
+                self._rate = min(self._max_rate, self._rate + self._increase)
