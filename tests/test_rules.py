@@ -1,0 +1,127 @@
+"""Prometheus rules: promtool accepts them, and every alert has unit tests that fire and that don't.
+
+Also checks what the README and dashboards rely on: each alert carries a severity, the three
+annotations, and a runbook_url whose anchor is a `### AlertName` runbook section in README.md.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROM = ROOT / "prometheus"
+ALERTS = PROM / "alerts.yml"
+RECORDING = PROM / "recording.yml"
+UNIT_TESTS = sorted((PROM / "tests").glob("*.yml"))
+
+# The alert names fixed by docs/design.md.
+EXPECTED_ALERTS = {
+    "CamsTemplateReadRateDrop",
+    "CamsTemplateDeliveryRateDrop",
+    "CamsTemplateSilent",
+    "CamsExporterPollsFailing",
+    "CamsApiThrottled",
+    "CamsDataStale",
+}
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    assert path, "promtool is not installed (Debian package `prometheus`)"
+    return path
+
+
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_alert_names_are_the_designed_ones() -> None:
+    assert {rule["alert"] for rule in alert_rules()} == EXPECTED_ALERTS
+
+
+@pytest.mark.parametrize("path", [ALERTS, RECORDING], ids=lambda p: p.name)
+def test_promtool_check_rules(path: Path) -> None:
+    proc = subprocess.run(
+        [promtool(), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert UNIT_TESTS, "no promtool unit tests in prometheus/tests/"
+    proc = subprocess.run(
+        [promtool(), "test", "rules", *map(str, UNIT_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAILED" not in proc.stdout
+
+
+def test_unit_tests_load_the_real_rule_files() -> None:
+    for path in UNIT_TESTS:
+        doc = yaml.safe_load(path.read_text())
+        loaded = {(path.parent / f).resolve() for f in doc["rule_files"]}
+        assert ALERTS.resolve() in loaded, path
+        assert RECORDING.resolve() in loaded, path
+
+
+def test_every_alert_is_tested_firing_and_not_firing() -> None:
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for path in UNIT_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names - firing == set(), "alerts never tested firing"
+    assert names - silent == set(), "alerts never tested not firing"
+
+
+def test_alerts_have_labels_annotations_and_a_runbook() -> None:
+    readme = (ROOT / "README.md").read_text()
+    headings = {m.group(1) for m in re.finditer(r"^### (\w+)\s*$", readme, re.MULTILINE)}
+    for rule in alert_rules():
+        name = rule["alert"]
+        assert rule.get("for"), f"{name}: no `for:` duration"
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        ann = rule["annotations"]
+        assert ann["summary"].strip() and ann["description"].strip(), name
+        assert ann["runbook_url"].endswith("README.md#" + name.lower()), name
+        assert name in headings, f"README.md has no `### {name}` runbook"
+
+
+def test_template_alerts_keep_the_unit_labels() -> None:
+    """The template alerts aggregate by unit and use `on(...)` joins over the same labels."""
+    unit = "(account, space, template_code, language)"
+    for rule in alert_rules():
+        if rule["alert"].startswith("CamsTemplate"):
+            assert f"on {unit}" in rule["expr"], rule["alert"]
+
+
+def test_recording_rules_follow_the_naming_convention() -> None:
+    groups = yaml.safe_load(RECORDING.read_text())["groups"]
+    records = [rule["record"] for group in groups for rule in group["rules"]]
+    assert "cams:template_read_rate:ratio_24h" in records
+    for name in records:
+        assert re.fullmatch(r"cams:[a-z0-9_]+:[a-z0-9_]+", name), name
+    # Rules only use recording rules defined before them in the same group (evaluated in order).
+    for group in groups:
+        seen: set[str] = set()
+        for rule in group["rules"]:
+            for used in re.findall(r"cams:[a-z0-9_]+:[a-z0-9_]+", rule["expr"]):
+                assert used in seen, f"{rule['record']} uses {used} before it is recorded"
+            seen.add(rule["record"])
