@@ -249,9 +249,14 @@ class CamsClient:
         """Release the pooled connections."""
         self._session.close()
 
-    def _creds(self) -> StaticCredentials:
+    def _creds(self, action: str) -> StaticCredentials:
         source = self._credentials
-        return source if isinstance(source, StaticCredentials) else source()
+        if isinstance(source, StaticCredentials):
+            return source
+        try:
+            return source()
+        except Exception as exc:  # the default chain found nothing or its source failed
+            raise CamsError(action, "CredentialsUnavailable", type(exc).__name__) from None
 
     def call(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
         """One API call with retries; the parsed JSON body of a successful answer."""
@@ -286,7 +291,7 @@ class CamsClient:
         limiter = self._limiters.get(action)
         if limiter is not None and not limiter.acquire(self._stop):
             raise CamsError(action, "Stopped", "the exporter is stopping")
-        creds = self._creds()
+        creds = self._creds(action)
         query = {k: v for k, v in params.items() if v is not None}
         headers = sign_rpc_v3(
             host=self._host,

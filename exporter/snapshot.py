@@ -59,6 +59,7 @@ class AccountStatus:
     last_poll_duration: float | None = None
     last_error_code: str | None = None
     shape: str = "per-bucket"
+    revisions_held: int = 0  # downward revisions held so far
     templates_discovered: tuple[tuple[str, int], ...] = ()  # (space, count)
 
 

@@ -1,0 +1,162 @@
+"""Wiring: config -> clients -> poller -> exposition -> web handlers, plus reload and the demo.
+
+`Exporter` owns one running set of those parts. A reload builds a new poller on the same counter
+store (so unchanged templates keep their counters) and swaps it in; an invalid new config is
+refused and the running one goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from exporter import __version__
+from exporter.client import CamsClient, CredentialSource, RequestEvent
+from exporter.collector import Exposition
+from exporter.config import Config, ConfigError, default_credentials_provider, load_config
+from exporter.instruments import Instruments
+from exporter.poller import Poller
+from exporter.ratelimit import RateLimiter
+from exporter.sharding import Shard
+from exporter.snapshot import Snapshot
+from exporter.state import CounterStore
+from exporter.web import Handlers, Payload
+
+log = logging.getLogger("cams_exporter")
+
+
+def build_clients(
+    config: Config, instruments: Instruments, shard: Shard, stop: threading.Event
+) -> dict[str, CamsClient]:
+    """One client per account, with rate limiters at the account's share of the quota."""
+    clients = {}
+    for index, account in enumerate(config.accounts):
+        credentials: CredentialSource
+        if account.credentials is None:
+            credentials = default_credentials_provider(f"accounts[{index}].credentials")
+        else:
+            credentials = account.credentials
+        metric_limiter = RateLimiter(account.qps / shard.count, min_rate=0.5)
+        list_limiter = RateLimiter(account.list_qps / shard.count, min_rate=0.2)
+        limiters = {"GetChatappTemplateMetric": metric_limiter, "ListChatappTemplate": list_limiter}
+
+        def observe(
+            event: RequestEvent, name: str = account.name, limits: dict[str, RateLimiter] = limiters
+        ) -> None:
+            instruments.observe(name, event)
+            limiter = limits.get(event.action)
+            if limiter is not None:
+                instruments.api_rate.labels(name, event.action).set(limiter.rate)
+
+        clients[account.name] = CamsClient(
+            endpoint=account.endpoint,
+            credentials=credentials,
+            metric_limiter=metric_limiter,
+            list_limiter=list_limiter,
+            timeout_s=config.poll.timeout_s,
+            max_retries=config.poll.max_retries,
+            observer=observe,
+            pool_size=max(4, min(64, int(account.qps))),
+            stop=stop,
+        )
+        for action, limiter in limiters.items():
+            instruments.api_rate.labels(account.name, action).set(limiter.rate)
+    return clients
+
+
+class Exporter:
+    """A running exporter: background poller plus the exposition the web server serves."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        shard: Shard | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.shard = shard or Shard(0, 1)
+        self.clock = clock
+        self.instruments = Instruments()
+        self.store = CounterStore()
+        if config.state.path:
+            self.store, warning = CounterStore.load(config.state.path)
+            if warning:
+                log.warning(warning)
+        self._reload_lock = threading.Lock()
+        self.poller = self._build_poller(config)
+        self.exposition = Exposition(lambda: self.poller.snapshot, self.instruments.registry)
+
+    def _build_poller(self, config: Config) -> Poller:
+        stop = threading.Event()
+        clients = build_clients(config, self.instruments, self.shard, stop)
+        poller = Poller(
+            config,
+            clients,
+            self.store,
+            self.instruments,
+            state_path=config.state.path,
+            shard=self.shard,
+            clock=self.clock,
+        )
+        poller.stop_event = stop
+        return poller
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot scrapes and pages read now."""
+        return self.poller.snapshot
+
+    def start(self) -> None:
+        """Start polling in the background."""
+        accounts = ", ".join(a.name for a in self.config.accounts)
+        log.info("polling accounts: %s", accounts)
+        self.poller.start()
+
+    def stop(self) -> None:
+        """Stop polling and write the state one last time."""
+        self.poller.stop()
+        for client in self.poller.accounts:
+            client.client.close()
+
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the config file; on success swap in a new poller, keeping the counters."""
+        if not self.config_path:
+            return False, "no config file to reload (demo mode)"
+        with self._reload_lock:
+            try:
+                config = load_config(self.config_path)
+                if config.state.path != self.config.state.path:
+                    raise ConfigError("state.path: cannot change on reload; restart instead")
+                new = self._build_poller(config)
+            except ConfigError as error:
+                message = "; ".join(error.problems)
+                log.error("reload refused, keeping the running config: %s", message)
+                return False, message
+            old = self.poller
+            old.stop()
+            for account in old.accounts:
+                account.client.close()
+            self.config = config
+            self.poller = new
+            new.start()
+            log.info("config reloaded from %s", self.config_path)
+            return True, "config reloaded"
+
+    def metrics(self, openmetrics: bool) -> Payload:
+        """The /metrics payload for one scrape."""
+        content_type, body, zipped = self.exposition.render(openmetrics)
+        return Payload(content_type, body, zipped)
+
+    def handlers(self) -> Handlers:
+        """What the web server calls."""
+        return Handlers(
+            metrics=self.metrics,
+            snapshot=lambda: self.poller.snapshot,
+            reload=self.reload,
+            version=__version__,
+        )

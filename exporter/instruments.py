@@ -1,0 +1,76 @@
+"""The exporter's own live instruments: API calls, latency, throttling, poll errors, state writes.
+
+These change between polls (every API call moves them), so they live in their own registry and
+are rendered at scrape time; everything derived from the snapshot is rendered once per poll.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exporter import __version__
+from exporter.client import RequestEvent
+
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Instruments:
+    """Counters and histograms the client and poller report into (one registry per exporter)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.api_requests = Counter(
+            "cams_api_requests",
+            "CAMS API requests by account, action and result code (OK or the error code).",
+            ["account", "action", "code"],
+            registry=self.registry,
+        )
+        self.api_duration = Histogram(
+            "cams_api_request_duration_seconds",
+            "Duration of CAMS API requests, retries counted separately.",
+            ["account", "action"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.api_throttled = Counter(
+            "cams_api_throttled",
+            "CAMS API requests refused for flow control (System.LimitControl, Throttling*).",
+            ["account", "action"],
+            registry=self.registry,
+        )
+        self.api_rate = Gauge(
+            "cams_api_rate_limit_per_second",
+            "Calls per second the exporter currently allows itself (lowered while throttled).",
+            ["account", "action"],
+            registry=self.registry,
+        )
+        self.poll_errors = Counter(
+            "cams_poll_errors",
+            "Template-language units whose poll failed, by error code.",
+            ["account", "code"],
+            registry=self.registry,
+        )
+        self.state_writes = Counter(
+            "cams_state_writes",
+            "Writes of the state file, by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        info = Gauge(
+            "cams_exporter_build_info",
+            "Build information of the cams-exporter; the value is always 1.",
+            ["version", "python_version"],
+            registry=self.registry,
+        )
+        info.labels(__version__, platform.python_version()).set(1)
+        for result in ("ok", "error"):
+            self.state_writes.labels(result)
+
+    def observe(self, account: str, event: RequestEvent) -> None:
+        """Record one API attempt."""
+        self.api_requests.labels(account, event.action, event.code).inc()
+        self.api_duration.labels(account, event.action).observe(event.duration_s)
+        if event.throttled:
+            self.api_throttled.labels(account, event.action).inc()
