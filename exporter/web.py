@@ -561,6 +561,14 @@ def _all_values(headers: Message, name: str) -> str:
     return ", ".join(headers.get_all(name) or [])
 
 
+def _request_path(target: str) -> str | None:
+    """The path of a request target (origin or absolute form), None when it does not parse."""
+    try:
+        return urlsplit(target).path
+    except ValueError:
+        return None
+
+
 def _readiness(snapshot: Snapshot) -> tuple[bool, str]:
     if snapshot.ready:
         return True, "Ready"
@@ -593,7 +601,9 @@ class _App:
     def respond(self, method: str, target: str, headers: Message) -> _Response:
         if self._auth is not None and not self._auth.check(headers.get("Authorization")):
             return _text(401, "Unauthorized", _REALM_HEADER)
-        path = urlsplit(target).path
+        path = _request_path(target)
+        if path is None:
+            return _text(400, "Bad request target")
         route = self._routes.get(path)
         if route is None:
             return _text(404, f"Not found: {path}")
@@ -828,7 +838,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             "%s %s %s -> %d, %d bytes in %.3fs",
             self.client_address[0],
             self.command,
-            urlsplit(self.path).path,
+            _request_path(self.path) or "?",
             response.status,
             len(response.body),
             time.monotonic() - started,
@@ -1011,7 +1021,7 @@ class WebServer:
                 raise RuntimeError("web server already started")
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.2},
+                kwargs={"poll_interval": 0.1},
                 name="cams-exporter-web",
                 daemon=True,
             )
