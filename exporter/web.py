@@ -606,7 +606,7 @@ class _App:
             return _text(400, "Bad request target")
         route = self._routes.get(path)
         if route is None:
-            return _text(404, f"Not found: {path}")
+            return _text(404, "Not found")
         methods, handler = route
         if method not in methods:
             return _text(405, "Method not allowed", ("Allow", ", ".join(sorted(methods))))
