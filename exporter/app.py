@@ -28,7 +28,11 @@ log = logging.getLogger("cams_exporter")
 
 
 def build_clients(
-    config: Config, instruments: Instruments, shard: Shard, stop: threading.Event
+    config: Config,
+    instruments: Instruments,
+    shard: Shard,
+    stop: threading.Event,
+    clock: Callable[[], float] = time.time,
 ) -> dict[str, CamsClient]:
     """One client per account, with rate limiters at the account's share of the quota."""
     clients = {}
@@ -60,6 +64,7 @@ def build_clients(
             observer=observe,
             pool_size=max(4, min(64, int(account.qps))),
             stop=stop,
+            clock=clock,
         )
         for action, limiter in limiters.items():
             instruments.api_rate.labels(account.name, action).set(limiter.rate)
@@ -93,7 +98,7 @@ class Exporter:
 
     def _build_poller(self, config: Config) -> Poller:
         stop = threading.Event()
-        clients = build_clients(config, self.instruments, self.shard, stop)
+        clients = build_clients(config, self.instruments, self.shard, stop, self.clock)
         poller = Poller(
             config,
             clients,

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,7 @@ from exporter import __version__
 from exporter.config import StaticCredentials
 from exporter.model import ButtonCount, MetricRow, Template
 from exporter.ratelimit import RateLimiter
-from exporter.signing import percent_encode, sign_rpc_v3
+from exporter.signing import percent_encode, sign_rpc_v3, utc_timestamp
 
 API_VERSION = "2020-06-06"
 LIST_ACTION = "ListChatappTemplate"
@@ -224,6 +225,7 @@ class CamsClient:
         observer: Observer | None = None,
         pool_size: int = 32,
         stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         self._base = f"{parts.scheme}://{parts.netloc}/"
@@ -236,6 +238,7 @@ class CamsClient:
         self._backoff_cap = backoff_cap_s
         self._observer = observer
         self._stop = stop or threading.Event()
+        self._clock = clock
         self._random = random.Random()
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
@@ -301,6 +304,7 @@ class CamsClient:
             access_key_id=creds.access_key_id,
             secret=creds.access_key_secret,
             security_token=creds.security_token,
+            date=utc_timestamp(datetime.fromtimestamp(self._clock(), UTC)),
         )
         url = self._base + "?" + "&".join(f"{k}={percent_encode(v)}" for k, v in query.items())
         started = time.monotonic()
