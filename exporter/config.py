@@ -562,9 +562,10 @@ class _Checker:
     def config(self, root: Any) -> Config:
         if root is None:
             self.add("", "the config is empty (expected a mapping with poll, state and accounts)")
-            root = {}
+            return Config(poll=PollConfig(), state=StateConfig(), accounts=())
         node = self.mapping(root, "", _ROOT_KEYS, what="a mapping with poll, state and accounts")
-        node = node if node is not None else {}
+        if node is None:
+            return Config(poll=PollConfig(), state=StateConfig(), accounts=())
         poll = self.poll(node.get("poll"))
         state = self.state(node.get("state"))
         accounts = self.accounts(node.get("accounts", _ABSENT))
