@@ -1,8 +1,9 @@
 """Rate limiting shared by every worker thread of an account: strict pacing plus AIMD.
 
 CAMS allows 50 GetChatappTemplateMetric and 5 ListChatappTemplate calls per second per account.
-A `RateLimiter` hands out send slots spaced exactly 1/rate apart (no bursts), so no 1-second
-window ever holds more than `rate` calls, however many threads ask at once. When the API
+A `RateLimiter` hands out send slots spaced 1/rate apart plus a small margin (no bursts), so no
+1-second window ever holds more than `rate` calls, however many threads ask at once, even with a
+few milliseconds of jitter between sending and arriving. When the API
 throttles anyway (another application shares the account's quota), the rate is cut
 multiplicatively and recovers additively once calls succeed again (AIMD).
 """
@@ -25,6 +26,7 @@ class RateLimiter:
         decrease: float = 0.5,
         increase: float = 1.0,
         recovery_s: float = 2.0,
+        margin: float = 0.03,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -36,6 +38,9 @@ class RateLimiter:
         self._decrease = decrease
         self._increase = increase
         self._recovery_s = recovery_s
+        # Slots are spaced a little wider than 1/rate, so that rate+1 consecutive calls span
+        # more than a second even when one of them reaches the server `margin/rate` late.
+        self._margin = margin
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -64,7 +69,7 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_slot)
-            self._next_slot = slot + 1.0 / self._rate
+            self._next_slot = slot + (1.0 + self._margin) / self._rate
             return slot
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
@@ -91,7 +96,7 @@ class RateLimiter:
             self._throttles += 1
             self._rate = max(self._min_rate, self._rate * self._decrease)
             # Let the spacing take effect at once for the slots not yet handed out.
-            self._next_slot = max(self._next_slot, now + 1.0 / self._rate)
+            self._next_slot = max(self._next_slot, now + (1.0 + self._margin) / self._rate)
 
     def on_success(self) -> None:
         """A call went through: after a quiet `recovery_s`, raise the rate additively."""
