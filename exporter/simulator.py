@@ -14,7 +14,10 @@ Data model (all deterministic from the seed, integer counts):
   Nothing is precomputed per day, so thousands of templates cost nothing until asked for.
 - Live mode: at time t a day's counts grow linearly from the day's start, sent over 1 day,
   delivered over 1.5 days, read and clicks over 3 days, so they never decrease and the ordering
-  holds at every moment. `static` mode gives every day up to the anchor day its final counts.
+  holds at every moment. `static` mode gives every day up to the anchor day its final counts
+  (the anchor day counts as complete, so all 48 of its half hours are served).
+- Days before `anchor - history` are silent; the anchor is the creation time plus the clock
+  offset, which also shifts the 15-minute signature window.
 - `HALF_HOUR` splits each day into 48 buckets that sum exactly to the day's counts; a day's units
   are laid out evenly over its buckets in order, so buckets only grow and future ones stay empty.
 - Shapes play the open questions of the API: one row per UTC day (`per-bucket`), one row for the
@@ -47,6 +50,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Final, NoReturn, TypeVar, cast
@@ -105,6 +109,7 @@ _FAULT_NAMES: Final = (
     ("malformed", "malformed"),
     ("error200", "error200"),
 )
+_QUERY = re.compile(r"\?\S*")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,8})*$")
 _MARKETING_WORDS: Final = (
     ("promo", "offer", "flash", "vip", "loyalty", "seasonal", "weekend", "launch"),
@@ -729,6 +734,13 @@ class Simulator:
         return f"{text}:{port}"
 
     @property
+    def bound_address(self) -> str:
+        """The listening socket's `host:port` as bound (may be a wildcard address)."""
+        host, port = self._server.server_address[:2]
+        text = str(host)
+        return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+    @property
     def url(self) -> str:
         """`http://host:port`."""
         return f"http://{self.endpoint}"
@@ -1225,6 +1237,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # small answers on keep-alive connections must not wait for delayed ACKs (Nagle)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.simulator._track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -1240,7 +1254,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("%s %s", self.address_string(), format % args)
+        # query strings can carry a V1 SecurityToken: never log them
+        _log.debug("%s %s", self.address_string(), _QUERY.sub("?...", format % args))
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -1292,13 +1307,18 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
+        self.log_request(reply.status)
+        lines = [
+            f"{self.protocol_version} {reply.status} {HTTPStatus(reply.status).phrase}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {reply.content_type}",
+            f"Content-Length: {len(reply.body)}",
+        ]
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(reply.body)
+            lines.append("Connection: close")
+        head = "\r\n".join([*lines, "", ""]).encode("latin-1")
+        self.wfile.write(head + reply.body)  # one write: headers and body in one segment
 
 
 # --------------------------------------------------------------------------------------------
@@ -1524,8 +1544,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     simulator.start()
     _log.info(
-        "CAMS simulator listening on %s (%d templates x %d languages, shape %s, %s, key id %s)",
+        "CAMS simulator listening on %s (bound to %s; %d templates x %d languages, shape %s, %s,"
+        " key id %s)",
         simulator.url,
+        simulator.bound_address,
         options.templates,
         len(options.languages),
         options.shape,
