@@ -813,7 +813,7 @@ class Simulator:
 
     # -- admin -------------------------------------------------------------------------------
 
-    def handle_admin(self, method: str, path: str, body: bytes) -> _Reply:
+    def _handle_admin(self, method: str, path: str, body: bytes) -> _Reply:
         """The unsigned /_sim/ endpoints."""
         try:
             if path == "/_sim/stats" and method == "GET":
@@ -861,7 +861,7 @@ class Simulator:
 
     # -- the API -----------------------------------------------------------------------------
 
-    def handle_api(self, request: _Request, arrival: float) -> _Reply:
+    def _handle_api(self, request: _Request, arrival: float) -> _Reply:
         """One CAMS request: authenticate, throttle, maybe fault, answer; recorded in stats."""
         action = request.headers.get("x-acs-action", "")
         outcome = "error"
@@ -1280,14 +1280,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         simulator = self.simulator
         if parts.path.startswith("/_sim/"):
-            reply = simulator.handle_admin(self.command, parts.path, body)
+            reply = simulator._handle_admin(self.command, parts.path, body)
         elif parts.path == "/":
             headers: dict[str, str] = {}
             for name, value in self.headers.items():
                 key = name.lower()
                 headers[key] = f"{headers[key]},{value}" if key in headers else value
             request = _Request(self.command, parts.path, parts.query, headers, body)
-            reply = simulator.handle_api(request, arrival)
+            reply = simulator._handle_api(request, arrival)
         else:
             reply = _Reply(404, _json_bytes({"error": f"no such path: {parts.path}"}))
         self._send(reply)
