@@ -1,0 +1,302 @@
+"""The exporter end to end over real HTTP: exact counters for every shape, restarts, growth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+from simhelpers import Truth, day_floor, running, sdk_client, sdk_sum
+
+from exporter.app import Exporter
+from exporter.config import Config, parse_config
+from exporter.model import DAY_MS
+from exporter.simulator import Simulator, SimulatorOptions
+from exporter.web import WebServer
+
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def make_config(
+    sim: Simulator,
+    *,
+    state: Path | None = None,
+    since: dt.date | None = None,
+    lookback: str = "3d",
+    max_range: str = "5d",
+) -> Config:
+    lines = [
+        "poll:",
+        "  interval: 10s",
+        f"  lookback: {lookback}",
+        f"  max_range: {max_range}",
+        "  timeout: 5s",
+    ]
+    if since is not None:
+        lines.append(f"  counters_since: {since.isoformat()}")
+    if state is not None:
+        lines += ["state:", f"  path: {state}"]
+    lines += [
+        "accounts:",
+        "  - name: main",
+        f"    endpoint: {sim.url}",
+        "    credentials: {access_key_id: demo, access_key_secret: demo-secret}",
+        "    qps: 50",
+        "    list_qps: 5",
+        "    spaces:",
+        "      - cust_space_id: cams-demo",
+    ]
+    return parse_config("\n".join(lines) + "\n", env={})
+
+
+class Running:
+    """An Exporter with its web server, polled by hand so tests control when polls happen."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.exporter = Exporter(config, clock=clock)
+        self.server = WebServer("127.0.0.1:0", self.exporter.handlers())
+        self.server.start()
+        self.url = f"http://127.0.0.1:{self.server.port}"
+
+    def poll(self) -> None:
+        poller = self.exporter.poller
+        for account in poller.accounts:
+            assert account.run_cycle(poller.stop_event, 8)
+        poller.publish()
+        poller.save_state()
+
+    def scrape(self) -> Series:
+        response = requests.get(f"{self.url}/metrics", timeout=10)
+        assert response.status_code == 200
+        out: Series = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.exporter.stop()
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[..., Running]]:
+    instances: list[Running] = []
+
+    def start(config: Config, clock: Callable[[], float] = time.time) -> Running:
+        instance = Running(config, clock)
+        instances.append(instance)
+        return instance
+
+    yield start
+    for instance in instances:
+        instance.close()
+
+
+def counters(series: Series, code: str, language: str) -> Truth:
+    truth = Truth()
+    for (name, labels), value in series.items():
+        d = dict(labels)
+        if d.get("template_code") != code or d.get("language") != language:
+            continue
+        if name == "cams_template_messages_sent_total":
+            truth.sent = int(value)
+        elif name == "cams_template_messages_delivered_total":
+            truth.delivered = int(value)
+        elif name == "cams_template_messages_read_total":
+            truth.read = int(value)
+        elif name == "cams_template_button_clicks_total":
+            truth.clicks[d["button"]] = int(value)
+    return truth
+
+
+def assert_exact(sim: Simulator, series: Series, origin_ms: int) -> None:
+    """Every unit's counters equal the sum the official SDK reads over origin..now."""
+    sdk = sdk_client(sim)
+    now = int(time.time() * 1000)
+    units = sim.templates()
+    assert units
+    for template in units:
+        truth = sdk_sum(sdk, template.code, template.language, origin_ms, now)
+        ours = counters(series, template.code, template.language)
+        assert (ours.sent, ours.delivered, ours.read) == (truth.sent, truth.delivered, truth.read)
+        assert {k: v for k, v in ours.clicks.items() if v} == {
+            k: v for k, v in truth.clicks.items() if v
+        }
+    assert sum(v for (n, _), v in series.items() if n == "cams_template_messages_sent_total") > 0
+
+
+@pytest.mark.parametrize("shape", ["per-bucket", "aggregate", "utc8", "sparse"])
+def test_counters_are_exact_for_every_shape_and_survive_restarts(
+    shape: str, tmp_path: Path, started: Callable[..., Running]
+) -> None:
+    since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=8)
+    origin = int(dt.datetime(since.year, since.month, since.day, tzinfo=dt.UTC).timestamp() * 1000)
+    state = tmp_path / "state.json"
+    options = SimulatorOptions(
+        templates=5, static=True, shape=shape, list_qps_limit=50, qps_limit=1000
+    )
+    with running(options) as sim:
+        first = started(make_config(sim, state=state, since=since))
+        for _ in range(3):
+            first.poll()
+        before = first.scrape()
+        assert_exact(sim, before, origin)
+        shapes = {dict(k[1]).get("shape") for k in before if k[0] == "cams_metric_shape_info"}
+        assert shapes == {"aggregate" if shape == "aggregate" else "per-bucket"}
+        first.close()
+        assert state.exists()
+
+        # Restart from state: the same values at once, before any poll, and after one.
+        second = started(make_config(sim, state=state, since=since))
+        resumed = second.scrape()
+        for key, value in before.items():
+            if key[0].startswith("cams_template_") and key[0].endswith("_total"):
+                assert resumed[key] == value, key
+        second.poll()
+        assert_exact(sim, second.scrape(), origin)
+
+        # No state but a fixed origin: a backfill in max_range chunks gives the same counters.
+        third = started(make_config(sim, since=since))
+        third.poll()
+        assert_exact(sim, third.scrape(), origin)
+
+
+def test_without_origin_counters_start_at_the_first_lookback_window(
+    started: Callable[..., Running],
+) -> None:
+    with running(
+        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
+    ) as sim:
+        instance = started(make_config(sim, lookback="2d"))
+        instance.poll()
+        origin = day_floor(int(time.time() * 1000)) - 2 * DAY_MS
+        assert_exact(sim, instance.scrape(), origin)
+
+
+def test_live_counters_never_decrease_over_many_polls(started: Callable[..., Running]) -> None:
+    """Late reads and growing days, with exporter and simulator clocks moved 7h per poll."""
+    offset = [0.0]
+
+    def clock() -> float:
+        return time.time() + offset[0]
+
+    with running(SimulatorOptions(templates=4, list_qps_limit=50, qps_limit=1000)) as sim:
+        instance = started(make_config(sim, lookback="2d"), clock=clock)
+        previous: Series = {}
+        grew = 0
+        for _ in range(14):
+            instance.poll()
+            series = instance.scrape()
+            for key, value in series.items():
+                if key[0].endswith("_total") and key[0].startswith("cams_template_"):
+                    assert value >= previous.get(key, 0), key
+                    grew += value > previous.get(key, 0)
+            previous = series
+            offset[0] += 7 * 3600
+            sim.set_clock_offset(offset[0])
+        assert grew > 20
+        held = [v for (n, _), v in previous.items() if n == "cams_downward_revisions_held_total"]
+        assert held == [0]
+
+
+def test_new_template_shows_zero_series_before_its_first_read(
+    started: Callable[..., Running],
+) -> None:
+    with running(
+        SimulatorOptions(templates=2, static=True, list_qps_limit=50, qps_limit=1000)
+    ) as sim:
+        instance = started(make_config(sim))
+        poller = instance.exporter.poller
+        poller.accounts[0].refresh_units()
+        poller.publish()
+        series = instance.scrape()
+        sent = [v for (n, _), v in series.items() if n == "cams_template_messages_sent_total"]
+        assert len(sent) == 4 and set(sent) == {0.0}
+        info = [k for k in series if k[0] == "cams_template_info"]
+        assert len(info) == 4
+
+
+def test_a_vanished_template_is_kept_until_a_second_discovery(
+    started: Callable[..., Running],
+) -> None:
+    with running(
+        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
+    ) as sim:
+        config = make_config(sim)
+        instance = started(config)
+        instance.poll()
+        gone = sim.templates()[0].code
+        sim.delete_template(gone)
+        account = instance.exporter.poller.accounts[0]
+
+        def codes() -> set[str]:
+            account._discovery.clear()  # run discovery now instead of after discovery_interval
+            account.refresh_units()
+            return {k.template_code for k in account.units}
+
+        assert gone in codes()  # first discovery without it: kept
+        assert gone not in codes()  # second: gone
+        sim.restore_template(gone)
+        assert gone in codes()
+
+
+def test_exposition_passes_promtool(started: Callable[..., Running]) -> None:
+    with running(
+        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
+    ) as sim:
+        instance = started(make_config(sim))
+        instance.poll()
+        body = requests.get(f"{instance.url}/metrics", timeout=10).content
+        result = subprocess.run(
+            ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        # promtool reads only the text format; the OpenMetrics form must satisfy the strict
+        # OpenMetrics parser (one # EOF at the very end, _total names, no duplicate families).
+        om = requests.get(
+            f"{instance.url}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            timeout=10,
+        )
+        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert om.text.endswith("# EOF\n") and om.text.count("# EOF") == 1
+        om_names = {f.name for f in openmetrics_families(om.text)}
+        assert {"cams_template_messages_sent", "cams_api_requests"} <= om_names
+        text = requests.get(f"{instance.url}/metrics", timeout=10).text
+        for name in (
+            "cams_api_requests_total",
+            "cams_api_request_duration_seconds_bucket",
+            "cams_up",
+            "cams_poll_last_success_timestamp_seconds",
+            "cams_template_newest_data_timestamp_seconds",
+            "cams_templates_discovered",
+            "cams_downward_revisions_held_total",
+            "cams_exporter_build_info",
+            "cams_template_info",
+        ):
+            assert f"\n{name}{{" in text, name
+
+
+def test_gzip_scrape_decodes_to_the_plain_body(started: Callable[..., Running]) -> None:
+    with running(
+        SimulatorOptions(templates=2, static=True, list_qps_limit=50, qps_limit=1000)
+    ) as sim:
+        instance = started(make_config(sim))
+        instance.poll()
+        zipped = requests.get(
+            f"{instance.url}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=10
+        )
+        assert zipped.headers["Content-Encoding"] == "gzip"
+        families = list(text_string_to_metric_families(zipped.text))
+        names = {f.name for f in families}
+        assert "cams_template_messages_sent" in names
+        assert "cams_api_requests" in names  # the live part, a second gzip member
