@@ -979,6 +979,16 @@ def test_check_config_uses_os_environ_by_default(
 # Secrets never leak
 
 
+def _both(
+    first: Callable[[dict[str, Any]], None], second: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], None]:
+    def change(tree: dict[str, Any]) -> None:
+        first(tree)
+        second(tree)
+
+    return change
+
+
 SECRET_PLACEMENTS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
     ("secret-as-list", _set_credentials(access_key_secret=[SECRET])),
     ("secret-as-mapping", _set_credentials(access_key_secret={"value": SECRET})),
@@ -993,15 +1003,13 @@ SECRET_PLACEMENTS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
     ("secret-misplaced-on-account", _set_account(access_key_secret=SECRET)),
     (
         "right-typed-secret-beside-a-problem",
-        lambda t: (_set_credentials(access_key_secret=SECRET)(t), _set_account(qps=99)(t)),
+        _both(_set_credentials(access_key_secret=SECRET), _set_account(qps=99)),
     ),
     (
         "right-typed-everything-beside-a-problem",
-        lambda t: (
-            _set_credentials(access_key_id=SECRET, access_key_secret=SECRET, security_token=SECRET)(
-                t
-            ),
-            _set_space(discover="no")(t),
+        _both(
+            _set_credentials(access_key_id=SECRET, access_key_secret=SECRET, security_token=SECRET),
+            _set_space(discover="no"),
         ),
     ),
     ("secret-from-env-in-wrong-field", _set_account(qps="${ALIBABA_CLOUD_ACCESS_KEY_SECRET}")),
