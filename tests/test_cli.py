@@ -1,0 +1,266 @@
+"""The command line as a user runs it: subprocesses, real ports, signals, TLS and basic auth."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+import requests
+from simhelpers import free_port, simulator_process, wait_http
+
+from exporter import __version__
+
+SECRET = "s3cr3t-RECOGNISABLE-9f1c"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+class Process:
+    """`python -m exporter ...` in the background, its stderr collected in a file."""
+
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log_path = tmp / f"exporter-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(5)
+        self._log.close()
+        return code
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.stop(signal.SIGKILL)
+
+
+def write_config(path: Path, sim_url: str, state: Path | None = None) -> Path:
+    text = (
+        "poll:\n  interval: 10s\n  lookback: 3d\n"
+        + (f"state:\n  path: {state}\n" if state else "")
+        + "accounts:\n"
+        "  - name: main\n"
+        f"    endpoint: {sim_url}\n"
+        "    credentials:\n"
+        "      access_key_id: ${CAMS_TEST_KEY}\n"
+        "      access_key_secret: ${CAMS_TEST_SECRET}\n"
+        "    spaces:\n"
+        "      - cust_space_id: cams-demo\n"
+    )
+    path.write_text(text)
+    return path
+
+
+def test_version_and_help() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
+    help_text = run("--help").stdout
+    for flag in ("--config.file", "--web.listen-address", "--web.config.file", "--shard", "--demo"):
+        assert flag in help_text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--log.level", "loud", "--demo"], "--log.level"),
+        (["--shard", "3/2", "--demo"], "--shard"),
+        ([], "--config.file is required"),
+        (["--config.file", "/nonexistent/cams.yml"], "/nonexistent/cams.yml: file not found"),
+        (["--demo", "--web.config.file", "/nonexistent/web.yml"], "/nonexistent/web.yml"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args: list[str], expected: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_check_config_names_every_bad_key_and_hides_secrets(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "poll:\n  intervall: 5m\n  lookback: forever\n"
+        "accounts:\n"
+        "  - name: main\n"
+        "    qps: 80\n"
+        f"    credentials: {{access_key_id: id, access_key_secret: [{SECRET}]}}\n"
+        "    spaces: [{cust_space_id: cams-1, filters: {name_regex: '(['}}]\n"
+    )
+    result = run("check-config", str(bad))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    for key in (
+        "poll.intervall",
+        "poll.lookback",
+        "accounts[0].qps",
+        "accounts[0].credentials.access_key_secret",
+        "accounts[0].spaces[0].filters.name_regex",
+    ):
+        assert any(line.startswith(key + ":") for line in lines), key
+    assert SECRET not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+    good = write_config(tmp_path / "good.yml", "http://127.0.0.1:1")
+    env = {"CAMS_TEST_KEY": "demo", "CAMS_TEST_SECRET": SECRET}
+    result = run("check-config", str(good), env=env)
+    assert result.returncode == 0, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    result = run(
+        "check-config", str(good), env={"CAMS_TEST_KEY": "demo"} | {"CAMS_TEST_SECRET": ""}
+    )
+    assert result.returncode == 2
+    assert "accounts[0].credentials.access_key_secret" in result.stderr
+
+
+def test_demo_becomes_ready_and_serves_metrics(tmp_path: Path, processes: list[Process]) -> None:
+    port = free_port()
+    started = time.monotonic()
+    demo = Process(tmp_path, "--demo", "--web.listen-address", f"127.0.0.1:{port}")
+    processes.append(demo)
+    wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
+    print(f"\ndemo ready after {time.monotonic() - started:.2f}s (process start to /-/ready 200)")
+    body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "cams_template_messages_sent_total{" in body
+    page = requests.get(f"http://127.0.0.1:{port}/", timeout=5).text
+    assert "cams-demo" in page and "demo-secret" not in page
+    assert demo.stop() == 0
+    assert "demo-secret" not in demo.log
+
+
+def test_sigterm_writes_state_and_a_restart_resumes_the_counters(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    state = tmp_path / "state.json"
+    env = {"CAMS_TEST_KEY": "demo", "CAMS_TEST_SECRET": "demo-secret"}
+    with simulator_process("--templates", "3", "--static", "--qps-limit", "1000") as sim_url:
+        config = write_config(tmp_path / "cams.yml", sim_url, state)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        first = Process(
+            tmp_path,
+            "--config.file",
+            str(config),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            env=env,
+        )
+        processes.append(first)
+        wait_http(f"{url}/-/ready", timeout=30)
+        before = sorted(
+            line
+            for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines()
+            if line.startswith("cams_template_messages_")
+        )
+        assert first.stop(signal.SIGTERM) == 0
+        assert state.exists()
+        assert "stopped" in first.log
+
+        second = Process(
+            tmp_path,
+            "--config.file",
+            str(config),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            env=env,
+        )
+        processes.append(second)
+        wait_http(f"{url}/-/healthy", timeout=30)
+        after = sorted(
+            line
+            for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines()
+            if line.startswith("cams_template_messages_")
+        )
+        assert after == before and len(before) == 18
+        assert second.stop(signal.SIGINT) == 0
+
+
+def test_tls_and_basic_auth_through_the_web_config_file(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    hashed = bcrypt.hashpw(b"right-password", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  prometheus: {hashed}\n"
+    )
+    port = free_port()
+    demo = Process(
+        tmp_path,
+        "--demo",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--web.config.file",
+        str(web),
+    )
+    processes.append(demo)
+    url = f"https://127.0.0.1:{port}"
+    wait_http(
+        f"{url}/-/healthy", timeout=30, verify=str(cert), auth=("prometheus", "right-password")
+    )
+    ok = requests.get(
+        f"{url}/metrics", verify=str(cert), auth=("prometheus", "right-password"), timeout=5
+    )
+    assert ok.status_code == 200 and "cams_" in ok.text
+    wrong = requests.get(f"{url}/metrics", verify=str(cert), auth=("prometheus", "nope"), timeout=5)
+    assert wrong.status_code == 401
+    assert requests.get(f"{url}/metrics", verify=str(cert), timeout=5).status_code == 401
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
