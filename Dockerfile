@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+#
+# cams-exporter container image.
+#   docker build -t cams-exporter .
+#   docker run -p 10731:10731 -e ALIBABA_CLOUD_ACCESS_KEY_ID=... -e ALIBABA_CLOUD_ACCESS_KEY_SECRET=... cams-exporter
+#
+# Config: /etc/cams-exporter/config.yml (the default one is driven by environment variables, see
+# deploy/docker/config.yml; mount your own file there for more). State (counters kept across
+# restarts): /var/lib/cams-exporter/state.json, on the volume /var/lib/cams-exporter.
+
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+
+# ---- build: the wheel, then a virtualenv with it and the `credentials` extra installed -------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY exporter/ exporter/
+RUN python -m pip wheel --no-deps --wheel-dir /dist . \
+ && python -m venv /opt/cams-exporter \
+ && /opt/cams-exporter/bin/pip install "$(ls /dist/cams_exporter-*.whl)[credentials]"
+
+# ---- runtime --------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="cams-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for Alibaba Cloud ChatApp Message Service (CAMS) template metrics" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PATH=/opt/cams-exporter/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+RUN groupadd --system --gid 10001 cams \
+ && useradd --system --uid 10001 --gid cams --no-create-home \
+      --home-dir /var/lib/cams-exporter --shell /usr/sbin/nologin cams \
+ && mkdir -p /etc/cams-exporter /var/lib/cams-exporter \
+ && chown cams:cams /var/lib/cams-exporter
+COPY --from=build /opt/cams-exporter /opt/cams-exporter
+COPY deploy/docker/config.yml /etc/cams-exporter/config.yml
+VOLUME ["/var/lib/cams-exporter"]
+USER 10001:10001
+EXPOSE 10731
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:10731/-/healthy', timeout=4)"]
+ENTRYPOINT ["cams-exporter"]
+CMD ["--config.file", "/etc/cams-exporter/config.yml", "--web.listen-address", ":10731"]

