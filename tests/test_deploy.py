@@ -388,3 +388,42 @@ def test_k8s_files_have_no_real_secrets(path: Path) -> None:
     text = path.read_text()
     assert "demo-secret" not in text
     assert not re.search(r"LTAI[0-9A-Za-z]{12,}", text), "looks like a real AccessKey id"
+
+
+# --------------------------------------------------------------------------- README
+
+
+def ops_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    begin, end = text.index("<!-- ops:begin -->"), text.index("<!-- ops:end -->")
+    assert begin < end
+    return text[begin:end]
+
+
+def test_readme_metrics_table_covers_the_design() -> None:
+    design = (ROOT / "docs" / "design.md").read_text()
+    designed = set(re.findall(r"^\| `(cams_\w+)` \|", design, re.MULTILINE))
+    assert len(designed) >= 20
+    rows = re.findall(r"^\| `(cams_\w+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", ops_section(), re.M)
+    documented = {name for name, *_ in rows}
+    assert designed <= documented, designed - documented
+    for name, kind, labels, meaning in rows:
+        assert kind.split()[0] in {"counter", "gauge", "histogram"}, name
+        assert labels.strip() and meaning.strip(), name
+
+
+def test_readme_commands_and_paths() -> None:
+    section = ops_section()
+    for text in (
+        "docker compose -f deploy/docker-compose.yml up",
+        "kubectl apply -k deploy/kubernetes",
+        "docker build -t cams-exporter .",
+        CONFIG_PATH,
+        f"{STATE_DIR}/state.json",
+        "topk(10,",
+        "cams_template_button_clicks_total",
+    ):
+        assert text in section, text
+    # every repository path the section names exists
+    for path in set(re.findall(r"`((?:deploy|grafana|prometheus)/[\w./-]+)`", section)):
+        assert (ROOT / path.rstrip("/")).exists() or "*" in path, path
