@@ -109,6 +109,8 @@ class Exporter:
             clock=self.clock,
         )
         poller.stop_event = stop
+        # Render /metrics once per published snapshot, off the scrape path.
+        poller.on_publish = lambda snap: self.exposition.prepare(snap)
         return poller
 
     @property

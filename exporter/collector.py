@@ -229,25 +229,28 @@ class Exposition:
         self._snapshot = snapshot
         self._live = live
         self._lock = threading.Lock()
-        self._generation = -1
+        self._rendered: Snapshot | None = None
         self._cache: dict[bool, tuple[bytes, bytes]] = {}
 
-    def _static(self, openmetrics: bool) -> tuple[bytes, bytes]:
-        snap = self._snapshot()
+    def prepare(self, snap: Snapshot) -> None:
+        """Render `snap` in both formats now (the poller calls this when it publishes)."""
         with self._lock:
-            if snap.generation != self._generation:
-                self._cache = {}
-                self._generation = snap.generation
-            cached = self._cache.get(openmetrics)
-            if cached is None:
-                registry = snapshot_registry(snap)
+            if snap is self._rendered:
+                return
+            registry = snapshot_registry(snap)
+            cache = {}
+            for openmetrics in (False, True):
                 if openmetrics:
                     body = _openmetrics(registry).removesuffix(_OM_EOF)
                 else:
                     body = generate_text(registry)
-                cached = (body, gzip.compress(body, _GZIP_LEVEL, mtime=0))
-                self._cache[openmetrics] = cached
-            return cached
+                cache[openmetrics] = (body, gzip.compress(body, _GZIP_LEVEL, mtime=0))
+            self._cache, self._rendered = cache, snap
+
+    def _static(self, openmetrics: bool) -> tuple[bytes, bytes]:
+        if not self._cache:
+            self.prepare(self._snapshot())  # nothing rendered yet: the very first scrape
+        return self._cache[openmetrics]
 
     def render(self, openmetrics: bool) -> tuple[str, bytes, bytes]:
         """(content type, body, gzipped body) for one scrape."""

@@ -504,8 +504,10 @@ class Poller:
         state_path: str | None = None,
         shard: Shard | None = None,
         clock: Callable[[], float] = time.time,
+        on_publish: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_publish = on_publish
         self.store = store
         self.instruments = instruments
         self.state_path = state_path
@@ -530,7 +532,7 @@ class Poller:
         ]
         self._threads: list[threading.Thread] = []
         self._snapshot = Snapshot()
-        self.publish()
+        self.publish()  # before any poll: restored counters and listed templates show at once
 
     @property
     def snapshot(self) -> Snapshot:
@@ -556,6 +558,8 @@ class Poller:
                 series=tuple(sorted(series, key=lambda s: s.key)),
             )
             self._snapshot = snap
+            if self.on_publish is not None:
+                self.on_publish(snap)
             return snap
 
     def save_state(self) -> None:
@@ -594,10 +598,14 @@ class Poller:
             self.stop_event.wait(max(0.0, wait))
 
     def _run_publisher(self) -> None:
+        """Publish progress while cycles run: at most once a second, and never spending more
+        than a quarter of the time on it when snapshots are big (each one is rendered)."""
         while not self.stop_event.is_set():
             if self._dirty.wait(1.0) and not self.stop_event.is_set():
+                started = time.monotonic()
                 self.publish()
-                self.stop_event.wait(1.0)
+                cost = time.monotonic() - started
+                self.stop_event.wait(max(1.0, 3.0 * cost))
 
     def start(self) -> None:
         """Start one thread per account and the snapshot publisher."""
