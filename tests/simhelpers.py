@@ -76,13 +76,15 @@ class Truth:
 QUICK = {"quick_relpy_button": "quick_reply", "quick_reply_button": "quick_reply"}
 
 
-def sdk_sum(client: Any, code: str, language: str, start_ms: int, end_ms: int) -> Truth:
+def sdk_sum(
+    client: Any, code: str, language: str, start_ms: int, end_ms: int, granularity: str = "DAILY"
+) -> Truth:
     """Sum of every row GetChatappTemplateMetric returns for [start_ms, end_ms) (one call)."""
     request = models.GetChatappTemplateMetricRequest(
         template_code=code,
         language=language,
         cust_space_id="cams-demo",
-        granularity="DAILY",
+        granularity=granularity,
         start=start_ms,
         end=end_ms,
         template_type="WHATSAPP",

@@ -32,10 +32,12 @@ def make_config(
     since: dt.date | None = None,
     lookback: str = "3d",
     max_range: str = "5d",
+    granularity: str = "DAILY",
 ) -> Config:
     lines = [
         "poll:",
         "  interval: 10s",
+        f"  granularity: {granularity}",
         f"  lookback: {lookback}",
         f"  max_range: {max_range}",
         "  timeout: 5s",
@@ -118,14 +120,16 @@ def counters(series: Series, code: str, language: str) -> Truth:
     return truth
 
 
-def assert_exact(sim: Simulator, series: Series, origin_ms: int) -> None:
+def assert_exact(
+    sim: Simulator, series: Series, origin_ms: int, granularity: str = "DAILY"
+) -> None:
     """Every unit's counters equal the sum the official SDK reads over origin..now."""
     sdk = sdk_client(sim)
     now = int(time.time() * 1000)
     units = sim.templates()
     assert units
     for template in units:
-        truth = sdk_sum(sdk, template.code, template.language, origin_ms, now)
+        truth = sdk_sum(sdk, template.code, template.language, origin_ms, now, granularity)
         ours = counters(series, template.code, template.language)
         assert (ours.sent, ours.delivered, ours.read) == (truth.sent, truth.delivered, truth.read)
         assert {k: v for k, v in ours.clicks.items() if v} == {
@@ -168,6 +172,24 @@ def test_counters_are_exact_for_every_shape_and_survive_restarts(
         third = started(make_config(sim, since=since))
         third.poll()
         assert_exact(sim, third.scrape(), origin)
+
+
+@pytest.mark.parametrize("shape", ["per-bucket", "aggregate"])
+def test_half_hour_granularity_is_exact_too(shape: str, started: Callable[..., Running]) -> None:
+    since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=4)
+    origin = int(dt.datetime(since.year, since.month, since.day, tzinfo=dt.UTC).timestamp() * 1000)
+    options = SimulatorOptions(
+        templates=3, static=True, shape=shape, list_qps_limit=50, qps_limit=1000
+    )
+    with running(options) as sim:
+        instance = started(make_config(sim, since=since, granularity="HALF_HOUR"))
+        instance.poll()
+        instance.poll()
+        series = instance.scrape()
+        assert_exact(sim, series, origin, "HALF_HOUR")
+        buckets = [len(u.buckets) for k, u in instance.exporter.store if k.account == "main"]
+        if shape == "per-bucket":
+            assert max(buckets) > 48  # half-hour buckets of the live window
 
 
 def test_without_origin_counters_start_at_the_first_lookback_window(
