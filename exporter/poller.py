@@ -203,7 +203,9 @@ class AccountPoller:
         since = self.poll.counters_since
         if since is not None:
             return int(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp() * 1000)
-        return floor_to(now_ms - int(self.poll.lookback_s * 1000), self.bucket_ms)
+        # In aggregate mode the exporter reads whole days, so its windows start at midnight.
+        step = DAY_MS if self.status.shape == AGGREGATE else self.bucket_ms
+        return floor_to(now_ms - int(self.poll.lookback_s * 1000), step)
 
     def _unit_state(self, unit: Unit, now_ms: int) -> UnitState:
         with self.store.lock:
@@ -306,11 +308,11 @@ class AccountPoller:
         step = DAY_MS
         boundary = floor_to(now_ms - int(self.poll.lookback_s * 1000), step)
         max_range = max(step, floor_to(int(self.poll.max_range_s * 1000), step))
-        cursor = floor_to(state.settled_until_ms, step)
+        cursor = state.settled_until_ms  # day-aligned: origin and boundaries are midnights
         reads: list[tuple[int, int, int]] = []  # (bucket start, bucket end, query end)
         gap_start: int | None = None
         while cursor < now_ms:
-            end = cursor + step
+            end = floor_to(cursor, step) + step
             unseen_old = end <= boundary and cursor not in state.buckets
             if unseen_old:
                 if gap_start is None:
