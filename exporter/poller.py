@@ -268,9 +268,12 @@ class AccountPoller:
     def _poll_per_bucket(self, unit: Unit) -> None:
         now_ms = int(self.clock() * 1000)
         state = self._unit_state(unit, now_ms)
-        start = state.settled_until_ms
-        if start >= now_ms:
+        if state.settled_until_ms >= now_ms:
             return
+        # Always ask for at least two whole buckets plus today's, whatever the lookback: an API
+        # that sums the range into one row then shows it at once. Rows before the settled
+        # boundary are ignored by the state, so the longer range costs nothing.
+        start = min(state.settled_until_ms, floor_to(now_ms, self.bucket_ms) - 2 * self.bucket_ms)
         rows = self._rows_of_unit(unit, self._fetch(unit, start, now_ms))
         wide = [r for r in rows if r.end_ms - r.start_ms > self.bucket_ms * 3 // 2]
         with self.lock:

@@ -192,6 +192,21 @@ def test_half_hour_granularity_is_exact_too(shape: str, started: Callable[..., R
             assert max(buckets) > 48  # half-hour buckets of the live window
 
 
+def test_aggregate_shape_is_detected_even_with_a_short_lookback(
+    started: Callable[..., Running],
+) -> None:
+    options = SimulatorOptions(
+        templates=2, static=True, shape="aggregate", list_qps_limit=50, qps_limit=1000
+    )
+    with running(options) as sim:
+        instance = started(make_config(sim, lookback="1d"))
+        instance.poll()
+        instance.poll()
+        series = instance.scrape()
+        assert ("cams_metric_shape_info", (("account", "main"), ("shape", "aggregate"))) in series
+        assert_exact(sim, series, day_floor(int(time.time() * 1000)) - DAY_MS)
+
+
 def test_without_origin_counters_start_at_the_first_lookback_window(
     started: Callable[..., Running],
 ) -> None:
