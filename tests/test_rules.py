@@ -79,6 +79,16 @@ def test_unit_tests_load_the_real_rule_files() -> None:
         assert RECORDING.resolve() in loaded, path
 
 
+def test_unit_tests_evaluate_recording_rules_first() -> None:
+    """promtool orders groups at random without group_eval_order; alerts then read stale records."""
+    recording = [g["name"] for g in yaml.safe_load(RECORDING.read_text())["groups"]]
+    alerting = [g["name"] for g in yaml.safe_load(ALERTS.read_text())["groups"]]
+    for path in UNIT_TESTS:
+        order = yaml.safe_load(path.read_text())["group_eval_order"]
+        assert sorted(order) == sorted(recording + alerting), path
+        assert set(order[: len(recording)]) == set(recording), path
+
+
 def test_every_alert_is_tested_firing_and_not_firing() -> None:
     firing: set[str] = set()
     silent: set[str] = set()
