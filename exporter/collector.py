@@ -3,14 +3,17 @@
 Following client_python's custom-collector pattern, each collector's `collect()` yields metric
 families built from one immutable `Snapshot`; nothing here calls the API or waits on polling.
 `Exposition` renders the snapshot's families once per snapshot (text and OpenMetrics, plain and
-gzip) and appends the live self-instruments at scrape time.
+gzip) and appends the live self-instruments at scrape time. The per-template families, which
+are almost all of a big exposition, go through `render_template_families`, a faster writer of
+exactly the bytes client_python's `generate_latest` produces for them.
 """
 
 from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -23,69 +26,128 @@ from prometheus_client.metrics_core import (
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OM_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _go_float
 
 from exporter.snapshot import Snapshot, TemplateSeries
 
-LABELS = ["account", "space", "template_code", "language", "template_type"]
+LABELS = ("account", "space", "template_code", "language", "template_type")
 _GZIP_LEVEL = 6
 
+SampleValues = Iterable[tuple[tuple[str, ...], float]]
 
-def _labels(series: TemplateSeries) -> list[str]:
+
+@dataclass(frozen=True, slots=True)
+class TemplateFamily:
+    """One per-template metric family: its name, type, help, extra labels and samples."""
+
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+    extra: tuple[str, ...]
+    samples: Callable[[TemplateSeries], SampleValues]
+
+
+def _one(value: float | None) -> SampleValues:
+    return () if value is None else (((), value),)
+
+
+COUNTER_FAMILIES = (
+    TemplateFamily(
+        "cams_template_messages_sent",
+        "counter",
+        "Template messages sent, as reported by GetChatappTemplateMetric, since the origin.",
+        (),
+        lambda s: (((), s.counts.sent),),
+    ),
+    TemplateFamily(
+        "cams_template_messages_delivered",
+        "counter",
+        "Template messages delivered to the recipient's device, since the origin.",
+        (),
+        lambda s: (((), s.counts.delivered),),
+    ),
+    TemplateFamily(
+        "cams_template_messages_read",
+        "counter",
+        "Template messages read by the recipient, since the origin.",
+        (),
+        lambda s: (((), s.counts.read),),
+    ),
+    TemplateFamily(
+        "cams_template_button_clicks",
+        "counter",
+        "Clicks on a template's buttons, by button type and button text, since the origin.",
+        ("button_type", "button"),
+        lambda s: (((kind, button), count) for kind, button, count in s.counts.clicks),
+    ),
+)
+INFO_FAMILIES = (
+    TemplateFamily(
+        "cams_template_info",
+        "gauge",
+        "Template metadata from ListChatappTemplate; the value is always 1.",
+        ("template_name", "category", "audit_status"),
+        lambda s: (((s.name, s.category, s.audit_status), 1),),
+    ),
+    TemplateFamily(
+        "cams_template_last_success_timestamp_seconds",
+        "gauge",
+        "When this template and language were last read successfully (unix seconds).",
+        (),
+        lambda s: _one(s.last_success),
+    ),
+    TemplateFamily(
+        "cams_template_newest_data_timestamp_seconds",
+        "gauge",
+        "Start of the newest bucket with any activity for this template and language.",
+        (),
+        lambda s: _one(s.newest_data),
+    ),
+)
+TEMPLATE_FAMILIES = COUNTER_FAMILIES + INFO_FAMILIES
+
+
+def _labels(series: TemplateSeries) -> tuple[str, ...]:
     k = series.key
-    return [k.account, k.space, k.template_code, k.language, k.template_type]
+    return (k.account, k.space, k.template_code, k.language, k.template_type)
 
 
-class TemplateCollector(Collector):
-    """The template counters, from one snapshot.
-
-    # HELP cams_template_messages_sent_total Template messages sent, summed from the origin.
-    # TYPE cams_template_messages_sent_total counter
-    cams_template_messages_sent_total{account="main",space="cams-1",template_code="744c…",
-        language="en",template_type="WHATSAPP"} 1234.0
-    (likewise _delivered_total and _read_total)
-    # TYPE cams_template_button_clicks_total counter
-    cams_template_button_clicks_total{…,button_type="url",button="Shop now"} 56.0
-    """
-
-    def __init__(self, snapshot: Snapshot) -> None:
+class _FamiliesCollector(Collector):
+    def __init__(self, snapshot: Snapshot, families: tuple[TemplateFamily, ...]) -> None:
         self._snapshot = snapshot
+        self._families = families
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
-        sent = CounterMetricFamily(
-            "cams_template_messages_sent",
-            "Template messages sent, as reported by GetChatappTemplateMetric, since the origin.",
-            labels=LABELS,
-        )
-        delivered = CounterMetricFamily(
-            "cams_template_messages_delivered",
-            "Template messages delivered to the recipient's device, since the origin.",
-            labels=LABELS,
-        )
-        read = CounterMetricFamily(
-            "cams_template_messages_read",
-            "Template messages read by the recipient, since the origin.",
-            labels=LABELS,
-        )
-        clicks = CounterMetricFamily(
-            "cams_template_button_clicks",
-            "Clicks on a template's buttons, by button type and button text, since the origin.",
-            labels=[*LABELS, "button_type", "button"],
-        )
-        for series in self._snapshot.series:
-            labels = _labels(series)
-            counts = series.counts
-            sent.add_metric(labels, counts.sent)
-            delivered.add_metric(labels, counts.delivered)
-            read.add_metric(labels, counts.read)
-            for button_type, button, count in counts.clicks:
-                clicks.add_metric([*labels, button_type, button], count)
-        yield from (sent, delivered, read, clicks)
+        for family in self._families:
+            kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+            metric = kind(family.name, family.help, labels=[*LABELS, *family.extra])
+            for series in self._snapshot.series:
+                labels = _labels(series)
+                for extra, value in family.samples(series):
+                    metric.add_metric([*labels, *extra], value)
+            yield metric
 
 
-class TemplateInfoCollector(Collector):
+class TemplateCollector(_FamiliesCollector):
+    """The template counters, from one snapshot.
+
+    # HELP cams_template_messages_sent_total Template messages sent, as reported by …
+    # TYPE cams_template_messages_sent_total counter
+    cams_template_messages_sent_total{account="main",language="en",space="cams-1",
+        template_code="744c…",template_type="WHATSAPP"} 1234.0
+    (likewise _delivered_total and _read_total)
+    # TYPE cams_template_button_clicks_total counter
+    cams_template_button_clicks_total{…,button="Shop now",button_type="url",…} 56.0
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__(snapshot, COUNTER_FAMILIES)
+
+
+class TemplateInfoCollector(_FamiliesCollector):
     """Template metadata and freshness, from one snapshot.
 
     # HELP cams_template_info Template metadata from ListChatappTemplate; the value is always 1.
@@ -98,35 +160,52 @@ class TemplateInfoCollector(Collector):
     """
 
     def __init__(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
+        super().__init__(snapshot, INFO_FAMILIES)
 
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
 
-    def collect(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily(
-            "cams_template_info",
-            "Template metadata from ListChatappTemplate; the value is always 1.",
-            labels=[*LABELS, "template_name", "category", "audit_status"],
-        )
-        success = GaugeMetricFamily(
-            "cams_template_last_success_timestamp_seconds",
-            "When this template and language were last read successfully (unix seconds).",
-            labels=LABELS,
-        )
-        newest = GaugeMetricFamily(
-            "cams_template_newest_data_timestamp_seconds",
-            "Start of the newest bucket with any activity for this template and language.",
-            labels=LABELS,
-        )
-        for series in self._snapshot.series:
-            labels = _labels(series)
-            info.add_metric([*labels, series.name, series.category, series.audit_status], 1)
-            if series.last_success is not None:
-                success.add_metric(labels, series.last_success)
-            if series.newest_data is not None:
-                newest.add_metric(labels, series.newest_data)
-        yield from (info, success, newest)
+def _format_value(value: float) -> str:
+    if type(value) is int and -(10**15) < value < 10**6:
+        return f"{value}.0"  # what Go-style formatting gives (1e+06 and up turn exponential)
+    text: str = _go_float(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def render_template_families(snapshot: Snapshot, openmetrics: bool) -> str:
+    """The template families of `snapshot`, exactly as client_python would render them.
+
+    The same bytes as `generate_latest` over `TemplateCollector` and `TemplateInfoCollector`
+    (tests compare them), several times faster: the label set of each series is escaped and
+    joined once and shared by every family without extra labels, and the label order of each
+    family is worked out once.
+    """
+    common = [tuple(_escape_value(v) for v in _labels(s)) for s in snapshot.series]
+    plain_order = sorted(range(len(LABELS)), key=lambda i: LABELS[i])
+    plain = ['",'.join(f'{LABELS[i]}="{labels[i]}' for i in plain_order) for labels in common]
+    out: list[str] = []
+    for family in TEMPLATE_FAMILIES:
+        names = (*LABELS, *family.extra)
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        heads = [f'{names[i]}="' for i in order]
+        sample = family.name + "_total" if family.kind == "counter" else family.name
+        title = family.name if openmetrics else sample
+        if openmetrics:
+            help_text = _escape_value(family.help)
+        else:
+            help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {title} {help_text}\n# TYPE {title} {family.kind}\n")
+        for index, series in enumerate(snapshot.series):
+            for extra, value in family.samples(series):
+                if extra:
+                    values = (*common[index], *(_escape_value(v) for v in extra))
+                    body = '",'.join(head + values[i] for head, i in zip(heads, order, strict=True))
+                else:
+                    body = plain[index]
+                out.append(f'{sample}{{{body}"}} {_format_value(value)}\n')
+    return "".join(out)
 
 
 class AccountCollector(Collector):
@@ -198,15 +277,13 @@ class AccountCollector(Collector):
         yield from (up, last, duration, units, discovered, revisions, shape)
 
 
-def snapshot_registry(snapshot: Snapshot) -> CollectorRegistry:
-    """A registry holding every snapshot-derived collector for `snapshot`."""
+def snapshot_registry(snapshot: Snapshot, templates: bool = True) -> CollectorRegistry:
+    """A registry holding the snapshot-derived collectors for `snapshot`."""
     registry = CollectorRegistry(auto_describe=False)
-    for collector in (
-        TemplateCollector(snapshot),
-        TemplateInfoCollector(snapshot),
-        AccountCollector(snapshot),
-    ):
-        registry.register(collector)
+    if templates:
+        registry.register(TemplateCollector(snapshot))
+        registry.register(TemplateInfoCollector(snapshot))
+    registry.register(AccountCollector(snapshot))
     return registry
 
 
@@ -237,13 +314,14 @@ class Exposition:
         with self._lock:
             if snap is self._rendered:
                 return
-            registry = snapshot_registry(snap)
+            accounts = snapshot_registry(snap, templates=False)
             cache = {}
             for openmetrics in (False, True):
+                body = render_template_families(snap, openmetrics).encode("utf-8")
                 if openmetrics:
-                    body = _openmetrics(registry).removesuffix(_OM_EOF)
+                    body += _openmetrics(accounts).removesuffix(_OM_EOF)
                 else:
-                    body = generate_text(registry)
+                    body += generate_text(accounts)
                 cache[openmetrics] = (body, gzip.compress(body, _GZIP_LEVEL, mtime=0))
             self._cache, self._rendered = cache, snap
 
