@@ -43,6 +43,8 @@ _THROTTLE_CODES = frozenset({"System.LimitControl", "Rejected.Throttling"})
 TIMEOUT = "Timeout"
 CONNECTION_ERROR = "ConnectionError"
 MALFORMED = "MalformedResponse"
+# Passes over ListChatappTemplate's pages when the list keeps changing while it is paged.
+_LIST_PASSES = 3
 
 
 def is_throttle_code(code: str) -> bool:
@@ -400,8 +402,28 @@ class CamsClient:
         raise AssertionError("unreachable")
 
     def _list_pages(self, params: Mapping[str, str], size: int) -> tuple[Template, ...]:
+        """Every page once. When `Total` changes between pages the list changed under us, so
+        rows shifted from one page to another (some seen twice, some never): list again from
+        page 1, a few times at most, then keep the last pass (duplicates merged)."""
+        for attempt in range(1, _LIST_PASSES + 1):
+            rows, changed = self._list_pass(params, size)
+            if changed is None:
+                return rows
+            log.info(
+                "ListChatappTemplate: the template list changed while paging (Total %d -> %d)%s",
+                changed[0],
+                changed[1],
+                ", listing again from page 1" if attempt < _LIST_PASSES else "",
+            )
+        return rows
+
+    def _list_pass(
+        self, params: Mapping[str, str], size: int
+    ) -> tuple[tuple[Template, ...], tuple[int, int] | None]:
+        """One pass over the pages: the rows, and (first Total, new Total) if it changed."""
         seen: dict[tuple[str, str], Template] = {}
         index = 1
+        first_total: int | None = None
         total: int | None = None
         while True:
             page = json.dumps({"Index": index, "Size": size}, separators=(",", ":"))
@@ -414,13 +436,17 @@ class CamsClient:
                 seen.setdefault((row.code, row.language), row)
             if body.get("Total") is not None:
                 total = _int(body.get("Total"))
+                if first_total is None:
+                    first_total = total
+                elif total != first_total:
+                    return tuple(seen.values()), (first_total, total)
             if not rows or (total is not None and index * size >= total):
                 break
             # Guard against a server that never stops: no more pages than Total implies.
             if total is not None and index > total // max(size, 1) + 2:
                 break
             index += 1
-        return tuple(seen.values())
+        return tuple(seen.values()), None
 
     def template_metrics(
         self,
