@@ -62,6 +62,29 @@ def floor_to(ms: int, step: int) -> int:
     return ms - ms % step
 
 
+def error_hint(code: str) -> str:
+    """What an operator can do about an error code the API keeps answering ("" if nothing)."""
+    if code.startswith("InvalidTimeStamp"):
+        return (
+            "the API refuses requests signed more than 15 minutes off its clock: "
+            "check this host's clock (NTP)"
+        )
+    if code in ("SignatureDoesNotMatch", "IncompleteSignature") or code.startswith(
+        ("InvalidAccessKeyId", "InvalidSecurityToken", "Forbidden.AccessKey")
+    ):
+        return "check the account's credentials (was the key rotated or disabled?)"
+    if code.startswith(("Ram.PermissionDeny", "Forbidden")):
+        return "grant cams:ListChatappTemplate and cams:GetChatappTemplateMetric to the key"
+    if code.startswith("InvalidParameter"):
+        return "if the API refuses the Start..End range, lower poll.max_range"
+    return ""
+
+
+def _with_hint(code: str) -> str:
+    hint = error_hint(code)
+    return f"; {hint}" if hint else ""
+
+
 class ShapeChanged(Exception):
     """The API answered in the aggregate shape while the account was in per-bucket mode."""
 
@@ -162,10 +185,11 @@ class AccountPoller:
             except CamsError as error:
                 errors.append(error.code)
                 log.error(
-                    "account=%s space=%s discovery failed, keeping known templates: %s",
+                    "account=%s space=%s discovery failed, keeping known templates: %s%s",
                     self.account.name,
                     space.label,
                     error,
+                    _with_hint(error.code),
                 )
                 continue
             fresh.add(space.label)
@@ -379,6 +403,7 @@ class AccountPoller:
             )
         self.on_progress()
         failures: dict[str, int] = {}
+        examples: dict[str, str] = {}  # one full error message per code, for the summary line
         done = 0
         next_report = 0.1
 
@@ -389,6 +414,7 @@ class AccountPoller:
                 self.poll_unit(unit)
             except CamsError as error:
                 with self.store.lock:
+                    examples.setdefault(error.code, str(error))
                     state = self.store.units.get(unit.key)
                     if state is not None:
                         state.last_error = error.code
@@ -426,10 +452,11 @@ class AccountPoller:
                 self.on_progress()
         if stop.is_set():
             return False
+        units_failed = sum(failures.values())
         for code in discovery_errors:
             failures[code] = failures.get(code, 0) + 1
         failed = sum(failures.values())
-        succeeded = len(units) - sum(failures.values()) + len(discovery_errors)
+        succeeded = len(units) - units_failed
         duration = self.clock() - started
         with self.lock:
             complete = (succeeded > 0 or not units) and not discovery_errors
@@ -442,13 +469,20 @@ class AccountPoller:
                 last_poll_duration=duration,
                 last_error_code=last_error,
             )
-        if failed:
+        if failed and last_error is not None:
+            parts = []
+            if units_failed:
+                parts.append(f"{units_failed} of {len(units)} units failed")
+            if discovery_errors:
+                spaces = sum(1 for s in self.account.spaces if s.discover)
+                parts.append(f"discovery failed in {len(discovery_errors)} of {spaces} spaces")
+            example = examples.get(last_error)
             log.error(
-                "account=%s poll cycle: %d of %d units failed (most often %s)",
+                "account=%s poll cycle: %s (most often %s)%s",
                 self.account.name,
-                failed,
-                len(units),
-                last_error,
+                ", ".join(parts),
+                f"{last_error}: {example}" if example else last_error,
+                _with_hint(last_error),
             )
         else:
             log.info(
