@@ -427,15 +427,9 @@ def machine_info() -> dict[str, Any]:
             x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")
         )
         mem_kb = int(line.split()[1])
-    commit = ""
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+    commit = _git("rev-parse", "--short", "HEAD")
+    # The exporter under test is the working tree: name what differs from the commit.
+    dirty = _git("status", "--porcelain", "--", "exporter").splitlines()
     try:
         import prometheus_client
 
@@ -454,4 +448,14 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "prometheus_client": client_version,
         "git_commit": commit,
+        "exporter_uncommitted": [line.strip() for line in dirty],
     }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""

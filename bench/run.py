@@ -73,6 +73,7 @@ from bench.harness import (
     percentile,
     sample_lines,
     sample_sum,
+    samples,
     start_exporter,
     start_simulator,
     wait_for,
@@ -128,11 +129,27 @@ def _discovery_s(units: int, list_qps: float = LIST_QPS) -> float:
 
 
 def _account_values(text: str) -> dict[str, float]:
-    """cams_poll_duration_seconds and cams_poll_last_success_timestamp_seconds, summed."""
+    """cams_poll_duration_seconds and cams_poll_last_success_timestamp_seconds, summed, and how
+    many accounts have a duration yet."""
     return {
         "duration": sample_sum(text, "cams_poll_duration_seconds"),
         "last_success": sample_sum(text, "cams_poll_last_success_timestamp_seconds"),
+        "accounts": float(sum(1 for _ in samples(text, "cams_poll_duration_seconds"))),
     }
+
+
+def _published_cycle(exporter: ExporterProcess, accounts: int, timeout: float = 30) -> str:
+    """/metrics once it carries a finished cycle of every account.
+
+    /-/ready reads the newest snapshot while /metrics serves the newest *rendered* one, so right
+    after /-/ready turns 200 the exposition can still be the one from before the cycle ended.
+    """
+
+    def check() -> str | None:
+        text = exporter.metrics_text()
+        return text if _account_values(text)["accounts"] >= accounts else None
+
+    return wait_for("the first cycle on /metrics", check, timeout=timeout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,8 +364,7 @@ def scenario_cycle(
         exporter = start_exporter(children, "exporter", _write_config(children, "config", config))
         wait_for("first cycle (ready)", exporter.ready, timeout=discovery + cycle_est * 2 + 60)
         ready_s = time.monotonic() - spawned
-        text = exporter.metrics_text()
-        first = _account_values(text)
+        first = _account_values(_published_cycle(exporter, 1))
         first_metric = sim.action(METRIC)
         first_list = sim.action(LIST)
         sim.reset()
@@ -462,6 +478,7 @@ def scenario_scrape(
         budget = _discovery_s(per_account, 5) + per_account * 1.03 / qps * 3 + 120
         wait_for("first cycle (ready)", exporter.ready, timeout=budget)
         ready_s = time.monotonic() - spawned
+        _published_cycle(exporter, accounts)
         quiet_s = wait_quiet(exporter)
         log(f"  ready after {ready_s:.1f}s, quiet {quiet_s:.1f}s later")
         result: dict[str, Any] = {
@@ -519,7 +536,7 @@ def scenario_backfill(
         exporter = start_exporter(children, "exporter", _write_config(children, "config", config))
         wait_for("backfill (ready)", exporter.ready, timeout=limit * 2 + 60)
         ready_s = time.monotonic() - spawned
-        text = exporter.metrics_text()
+        text = _published_cycle(exporter, 1)
         metric = sim.action(METRIC)
         result = {
             "kind": "backfill",
@@ -623,7 +640,13 @@ def scenario_adaptive(
             ],
         )
         competitor.process.wait(compete_s + 30)
-        time.sleep(recover_s)
+        stopped = time.time()
+        # Recovery: until the limit has been back at qps for 10 s, at most recover_s.
+        while time.time() - stopped < recover_s:
+            time.sleep(1.0)
+            back = [r["t"] for r in list(rows) if r["t"] > stopped and r["rate"] >= qps]
+            if back and time.time() - back[0] >= 10:
+                break
         stop.set()
         sampler.join(10)
         comp = json.loads(out.read_text())
@@ -663,7 +686,7 @@ def _adaptive_result(
             phase = "edge"
         bins.append(
             {
-                "t_s": round(a["t"] - t0, 1),
+                "t_s": max(0.0, round(a["t"] - t0, 1)),
                 "phase": phase,
                 "exporter_calls_per_s": (b["calls"] - a["calls"]) / span,
                 "exporter_ok_per_s": (b["ok"] - a["ok"]) / span,
@@ -1031,10 +1054,10 @@ def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dic
         )
     steps.append(
         (
-            "backfill-1k" if not quick else "backfill-400",
+            "backfill-1k" if not quick else "backfill-300",
             lambda: scenario_backfill(
-                "backfill-1k" if not quick else "backfill-400",
-                templates=500 if not quick else 200,
+                "backfill-1k" if not quick else "backfill-300",
+                templates=500 if not quick else 150,
                 languages=("en", "es"),
                 qps=40,
                 latency=0.15,
@@ -1053,7 +1076,7 @@ def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dic
                 qps=40,
                 latency=0.15,
                 competitor_rate=25,
-                phases=(8, 15, 45) if quick else (15, 30, 75),
+                phases=(8, 15, 75) if quick else (15, 30, 90),
                 **common,
             ),
         )
@@ -1126,7 +1149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"cams-exporter bench ({mode_name}), {stamp}, {results['duration_s']:.0f}s;"
         f" {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_total_gib']} GiB,"
         f" Python {m['python']}, prometheus_client {m['prometheus_client']}, commit"
-        f" {m['git_commit']}\n"
+        f" {m['git_commit']}"
+        + (
+            f" + uncommitted {', '.join(m['exporter_uncommitted'])}"
+            if m["exporter_uncommitted"]
+            else ""
+        )
+        + "\n"
     )
     print(tables(results))
     print(f"\nJSON: {path}")
