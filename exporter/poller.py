@@ -556,6 +556,7 @@ class Poller:
         self.stop_event = threading.Event()
         self._dirty = threading.Event()
         self._save_lock = threading.Lock()
+        self._state_error: str | None = None  # reason of the last failed state write
         self._generation = 0
         self._publish_lock = threading.Lock()
         self.accounts = [
@@ -580,8 +581,14 @@ class Poller:
         """The latest published snapshot (a plain reference read)."""
         return self._snapshot
 
-    def publish(self) -> Snapshot:
-        """Build a snapshot from the store and swap it in."""
+    def publish(self, save: bool = False) -> Snapshot:
+        """Build a snapshot from the store and swap it in.
+
+        With `save`, the state file is written after the snapshot is built and before it is
+        swapped in. Counters in the store only grow, so the file always holds at least what
+        any scrape has seen: a kill -9 at any moment never brings a counter back lower (which
+        Prometheus would take for a reset, counting the difference twice).
+        """
         with self._publish_lock:
             self._dirty.clear()
             series: list[TemplateSeries] = []
@@ -598,13 +605,16 @@ class Poller:
                 accounts=tuple(statuses),
                 series=tuple(sorted(series, key=lambda s: s.key)),
             )
+            if save:
+                self.save_state()
             self._snapshot = snap
             if self.on_publish is not None:
                 self.on_publish(snap)
             return snap
 
     def save_state(self) -> None:
-        """Write the state file if one is configured; failures are logged, never fatal."""
+        """Write the state file if one is configured; failures are counted and logged (once
+        per distinct reason, and once when writing works again), never fatal."""
         if not self.state_path:
             return
         with self._save_lock:
@@ -612,9 +622,15 @@ class Poller:
                 self.store.save(self.state_path)
             except OSError as exc:
                 self.instruments.state_writes.labels("error").inc()
-                log.error("could not write state file %s: %s", self.state_path, exc.strerror or exc)
+                reason = str(exc.strerror or exc)
+                if reason != self._state_error:
+                    log.error("could not write state file %s: %s", self.state_path, reason)
+                self._state_error = reason
             else:
                 self.instruments.state_writes.labels("ok").inc()
+                if self._state_error is not None:
+                    log.info("state file %s written again", self.state_path)
+                self._state_error = None
 
     def workers_for(self, account: Account) -> int:
         """Enough threads to keep `qps` calls in flight at a few hundred ms latency."""
@@ -630,8 +646,7 @@ class Poller:
                 log.exception("account=%s poll cycle crashed", poller.account.name)
             if self.stop_event.is_set():
                 break
-            self.publish()
-            self.save_state()
+            self.publish(save=True)
             if not poller.status.first_cycle_complete:
                 wait = min(interval, 30.0)
             else:
@@ -640,11 +655,12 @@ class Poller:
 
     def _run_publisher(self) -> None:
         """Publish progress while cycles run: at most once a second, and never spending more
-        than a quarter of the time on it when snapshots are big (each one is rendered)."""
+        than a quarter of the time on it when snapshots are big (each one is rendered and
+        the state written first)."""
         while not self.stop_event.is_set():
             if self._dirty.wait(1.0) and not self.stop_event.is_set():
                 started = time.monotonic()
-                self.publish()
+                self.publish(save=True)
                 cost = time.monotonic() - started
                 self.stop_event.wait(max(1.0, 3.0 * cost))
 
@@ -667,5 +683,4 @@ class Poller:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self.publish()
-        self.save_state()
+        self.publish(save=True)
