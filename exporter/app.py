@@ -148,6 +148,8 @@ class Exporter:
             old.stop()
             for account in old.accounts:
                 account.client.close()
+            new.carry_over(old)
+            new.publish()  # the reloaded config's templates, with the counters kept
             self.config = config
             self.poller = new
             new.start()

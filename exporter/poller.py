@@ -576,6 +576,36 @@ class Poller:
         self._snapshot = Snapshot()
         self.publish()  # before any poll: restored counters and listed templates show at once
 
+    def carry_over(self, old: Poller) -> None:
+        """After a reload: keep what the replaced poller knew about each account still
+        configured (first poll done, up, last success, discovery counts), so that /-/ready,
+        cams_up and the landing page do not flap while the new poller's first cycle runs."""
+        previous = {p.account.name: p for p in old.accounts}
+        for poller in self.accounts:
+            before = previous.get(poller.account.name)
+            if before is None:
+                continue
+            with before.lock:
+                status = before.status
+                discovered = dict(before._discovered)
+            with poller.lock:
+                poller._discovered = {
+                    space: count
+                    for space, count in discovered.items()
+                    if space in poller.status.spaces
+                }
+                poller.status = replace(
+                    poller.status,
+                    units=status.units,
+                    units_done=status.units_done,
+                    first_cycle_complete=status.first_cycle_complete,
+                    up=status.up,
+                    last_poll_success=status.last_poll_success,
+                    last_poll_duration=status.last_poll_duration,
+                    last_error_code=status.last_error_code,
+                    templates_discovered=tuple(sorted(poller._discovered.items())),
+                )
+
     @property
     def snapshot(self) -> Snapshot:
         """The latest published snapshot (a plain reference read)."""
