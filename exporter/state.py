@@ -246,6 +246,28 @@ def _key_from_json(text: str) -> UnitKey:
     return UnitKey(*parts)
 
 
+def _temp_prefix(path: str) -> str:
+    """Temporary files of `save` are named after the state file: `.state.json.XXXX.tmp`."""
+    return f".{os.path.basename(path)}."
+
+
+def _remove_leftovers(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temp_prefix(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    removed = 0
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
+                removed += 1
+    if removed:
+        log.info("removed %d temporary state file(s) a crash left in %s", removed, directory)
+
+
 class CounterStore:
     """All units' counters, plus per-account facts learned from the API (the shape)."""
 
@@ -287,7 +309,7 @@ class CounterStore:
         """Write atomically: temp file in the same directory, fsync, rename, fsync the dir."""
         payload = json.dumps(self.to_json(), separators=(",", ":")).encode("utf-8")
         directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
@@ -311,7 +333,11 @@ class CounterStore:
 
     @classmethod
     def load(cls, path: str) -> tuple[CounterStore, str | None]:
-        """The stored counters, or a fresh store and a one-line warning saying why."""
+        """The stored counters, or a fresh store and a one-line warning saying why.
+
+        Temporary files a crash (kill -9 during `save`) left beside the state file are removed.
+        """
+        _remove_leftovers(path)
         try:
             with open(path, "rb") as handle:
                 raw = handle.read()
