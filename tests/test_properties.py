@@ -1,0 +1,477 @@
+"""Properties of the counter logic (hypothesis), beyond tests/test_state.py.
+
+1. `UnitState` against a plain model, for any sequence of: per-bucket answers (rows, duplicated
+   and shuffled), per-day spans (the aggregate strategy's reads, `put`), summed old ranges, folds,
+   buckets of any alignment (UTC, UTC+8), revisions, and restarts through the state's JSON:
+   the counters always equal the settled sum plus the latest (held) value of every live bucket,
+   and never decrease.
+2. The same through `CounterStore` with several units and the account shapes, saved to a file
+   and loaded back.
+3. `AccountPoller` against real simulators (in-process, static data, loopback): any sequence of
+   polls, clock moves (day rollovers, folds), restarts from the state file, answer shapes that
+   change between restarts (per-bucket, sparse, aggregate) and partly failing polls gives
+   counters that never decrease and, after every fully successful poll, equal the API's sum
+   over origin..now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from simhelpers import running
+
+from exporter.client import CamsClient
+from exporter.config import StaticCredentials, parse_config
+from exporter.instruments import Instruments
+from exporter.model import DAY_MS, ButtonCount, MetricRow, button_type_label
+from exporter.poller import AccountPoller
+from exporter.ratelimit import RateLimiter
+from exporter.simulator import Simulator, SimulatorOptions
+from exporter.snapshot import UnitKey
+from exporter.state import CounterStore, Tally, UnitState
+
+SECRET = "S3CR3T-cams-test-7f3a"
+HOUR_MS = 3_600_000
+BUTTONS = (
+    ("url_button", "Shop now"),
+    ("quick_relpy_button", "Stop"),  # the documented misspelling ...
+    ("quick_reply_button", "Stop"),  # ... and the example's spelling: one button
+    ("phone_number_button", "Call us"),
+)
+
+# -- 1. UnitState against a model ---------------------------------------------------------------
+
+Value = tuple[int, int, int, tuple[tuple[int, int], ...]]  # sent, delivered, read, clicks
+Fields = dict[Any, int]
+
+value_st: st.SearchStrategy[Value] = st.tuples(
+    st.integers(0, 1000),
+    st.integers(0, 1000),
+    st.integers(0, 1000),
+    st.lists(st.tuples(st.integers(0, len(BUTTONS) - 1), st.integers(0, 60)), max_size=3).map(
+        tuple
+    ),
+)
+
+
+def metric_row(start_ms: int, end_ms: int, v: Value) -> MetricRow:
+    clicks = tuple(ButtonCount(BUTTONS[i][0], BUTTONS[i][1], count) for i, count in v[3])
+    return MetricRow("tpl", "en", v[0], v[1], v[2], clicks, start_ms, end_ms)
+
+
+def fields(v: Value) -> Fields:
+    """The model's view of one answer row: a flat dict (clicks merged by label)."""
+    out: Fields = {"sent": v[0], "delivered": v[1], "read": v[2]}
+    for i, count in v[3]:
+        key = (button_type_label(BUTTONS[i][0]), BUTTONS[i][1])
+        out[key] = out.get(key, 0) + count
+    return out
+
+
+def fields_of_total(unit: UnitState) -> Fields:
+    total = unit.total()
+    out: Fields = {"sent": total.sent, "delivered": total.delivered, "read": total.read}
+    for button_type, button, count in total.clicks:
+        out[(button_type, button)] = count
+    return out
+
+
+def maximum(a: Fields, b: Fields) -> Fields:
+    return {k: max(a.get(k, 0), b.get(k, 0)) for k in a.keys() | b.keys()}
+
+
+def plus(a: Fields, b: Fields) -> Fields:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
+
+
+def nonzero(f: Fields) -> Fields:
+    return {k: v for k, v in f.items() if v}
+
+
+@dataclass
+class Model:
+    """What the counters must be: settled sum + held maximum of every live bucket."""
+
+    settled_until: int = 0
+    settled: Fields = field(default_factory=dict)
+    live: dict[int, tuple[int, Fields]] = field(default_factory=dict)  # start -> (end, held)
+
+    def read(self, start: int, end: int, value: Fields) -> None:
+        if end <= self.settled_until:
+            return  # already settled: a late answer never counts twice
+        old_end, old = self.live.get(start, (end, {}))
+        self.live[start] = (max(end, old_end), maximum(old, value))
+
+    def fold(self, boundary: int) -> None:
+        if boundary <= self.settled_until:
+            return
+        for start, (end, value) in list(self.live.items()):
+            if end <= boundary:
+                self.settled = plus(self.settled, value)
+                del self.live[start]
+        self.settled_until = boundary
+
+    def total(self) -> Fields:
+        out = dict(self.settled)
+        for _, value in self.live.values():
+            out = plus(out, value)
+        return out
+
+
+ALIGNMENTS = (0, -8 * HOUR_MS)  # UTC days, UTC+8 days (start at 16:00 UTC the day before)
+
+op_st = st.one_of(
+    # a per-bucket answer: rows of some days in one alignment, duplicated and shuffled
+    st.tuples(
+        st.just("rows"),
+        st.sampled_from(ALIGNMENTS),
+        st.lists(st.tuples(st.integers(1, 10), value_st), max_size=8),
+        st.integers(0, 2**16),
+    ),
+    # the aggregate strategy's reads: one `put` per day
+    st.tuples(
+        st.just("spans"),
+        st.sampled_from(ALIGNMENTS),
+        st.lists(st.tuples(st.integers(1, 10), value_st), max_size=6),
+        st.just(0),
+    ),
+    # an old range never read before, summed in one call, then folded
+    st.tuples(
+        st.just("sum"), st.integers(1, 4), st.lists(value_st, min_size=1, max_size=4), st.just(0)
+    ),
+    st.tuples(st.just("fold"), st.integers(0, 3), st.just(()), st.just(0)),
+    st.tuples(st.just("restart"), st.just(0), st.just(()), st.just(0)),
+)
+
+
+def roundtrip(unit: UnitState) -> UnitState:
+    return UnitState.from_json(json.loads(json.dumps(unit.to_json())))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(op_st, min_size=1, max_size=25))
+def test_unit_counters_follow_the_model_through_any_reads_shapes_and_restarts(
+    ops: list[tuple[str, Any, Any, int]],
+) -> None:
+    unit = UnitState(0, 0)
+    model = Model()
+    previous: Fields = {}
+    for kind, a, b, seed in ops:
+        if kind == "rows":
+            rows = [metric_row(day * DAY_MS + a, (day + 1) * DAY_MS + a, v) for day, v in b]
+            rng = random.Random(seed)
+            rows += rng.sample(rows, k=len(rows) // 2)
+            rng.shuffle(rows)
+            unit.put_rows(rows)
+            for r in rows:
+                model.read(r.start_ms, max(r.end_ms, r.start_ms + 1), fields_of_row(r))
+        elif kind == "spans":
+            for day, v in b:
+                start = day * DAY_MS + a
+                unit.put(start, start + DAY_MS, Tally.of_rows([metric_row(0, DAY_MS, v)]))
+                model.read(start, start + DAY_MS, fields(v))
+        elif kind == "sum":
+            lower = unit.settled_until_ms
+            upper = lower + a * DAY_MS
+            if any(start < upper for start in unit.buckets):
+                continue  # only ranges with nothing live are summed (as the poller does)
+            rows = [metric_row(lower, upper, v) for v in b]
+            unit.put(lower, upper, Tally.of_rows(rows))
+            unit.fold(upper)
+            total: Fields = {}
+            for v in b:
+                total = plus(total, fields(v))
+            model.read(lower, upper, total)
+            model.fold(upper)
+        elif kind == "fold":
+            boundary = unit.settled_until_ms + a * DAY_MS
+            unit.fold(boundary)
+            model.fold(boundary)
+        else:
+            unit = roundtrip(unit)
+        now = nonzero(fields_of_total(unit))
+        assert now == nonzero(model.total())
+        assert all(now.get(k, 0) >= v for k, v in previous.items()), "a counter went down"
+        assert unit.settled_until_ms == model.settled_until
+        previous = now
+
+
+# -- 2. CounterStore: several units, shapes, file round trips --------------------------------------
+
+KEYS = tuple(
+    UnitKey("main" if i < 3 else "other", "cams-1", f"tpl{i}", lang, "WHATSAPP")
+    for i in range(4)
+    for lang in ("en", "pt_BR")
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(KEYS),
+            st.lists(st.tuples(st.integers(0, 6), value_st), max_size=5),
+            st.booleans(),  # restart through the file after this step
+            st.integers(0, 2),  # days to fold
+        ),
+        min_size=1,
+        max_size=15,
+    ),
+    shape=st.sampled_from(["per-bucket", "aggregate"]),
+)
+def test_store_file_round_trips_keep_every_unit_exact(
+    steps: list[tuple[UnitKey, list[tuple[int, Value]], bool, int]], shape: str
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "state.json")
+        store = CounterStore()
+        store.shapes["main"] = shape
+        models: dict[UnitKey, Model] = {}
+        previous: dict[UnitKey, Fields] = {}
+        for key, answer, restart, fold in steps:
+            unit = store.units.setdefault(key, UnitState(0, 0, name=key.template_code))
+            model = models.setdefault(key, Model())
+            unit.put_rows([metric_row(d * DAY_MS, (d + 1) * DAY_MS, v) for d, v in answer])
+            for d, v in answer:
+                model.read(d * DAY_MS, (d + 1) * DAY_MS, fields(v))
+            unit.fold(unit.settled_until_ms + fold * DAY_MS)
+            model.fold(model.settled_until + fold * DAY_MS)
+            if restart:
+                store.save(path)
+                store, warning = CounterStore.load(path)
+                assert warning is None
+                assert store.shapes == {"main": shape}
+            assert set(store.units) == set(models)
+            for k, m in models.items():
+                now = nonzero(fields_of_total(store.units[k]))
+                assert now == nonzero(m.total()), k
+                assert all(now.get(f, 0) >= v for f, v in previous.get(k, {}).items())
+                previous[k] = now
+                assert store.units[k].name == k.template_code
+
+
+# -- 3. AccountPoller against simulators ----------------------------------------------------------
+
+SHAPES = ("per-bucket", "sparse", "aggregate")
+
+
+@pytest.fixture(scope="module")
+def simulators() -> Iterator[dict[str, Simulator]]:
+    """Three simulators with the same data, each answering in one shape."""
+
+    def options(shape: str) -> SimulatorOptions:
+        return SimulatorOptions(
+            templates=2,
+            languages=("en",),
+            static=True,
+            shape=shape,
+            access_key_secret=SECRET,
+            qps_limit=10_000,
+            list_qps_limit=10_000,
+        )
+
+    with (
+        running(options("per-bucket")) as a,
+        running(options("sparse")) as b,
+        running(options("aggregate")) as c,
+    ):
+        yield {"per-bucket": a, "sparse": b, "aggregate": c}
+
+
+def make_client(sim: Simulator, clock: Any, stop: threading.Event) -> CamsClient:
+    return CamsClient(
+        endpoint=sim.url,
+        credentials=StaticCredentials("demo", SECRET),
+        metric_limiter=RateLimiter(10_000),
+        list_limiter=RateLimiter(10_000),
+        timeout_s=5,
+        max_retries=0,
+        stop=stop,
+        clock=clock,
+    )
+
+
+@dataclass
+class World:
+    """One exporter's view: the moving clock, the store on disk, the current poller."""
+
+    sims: dict[str, Simulator]
+    lookback: str
+    tmp: Path
+    offset_s: float = 0.0
+    stop: threading.Event = field(default_factory=threading.Event)
+    instruments: Instruments = field(default_factory=Instruments)
+
+    def __post_init__(self) -> None:
+        self.state = str(self.tmp / "state.json")
+        self.since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
+        self.origin_ms = int(
+            dt.datetime(
+                self.since.year, self.since.month, self.since.day, tzinfo=dt.UTC
+            ).timestamp()
+            * 1000
+        )
+        self.store = CounterStore()
+        self.shape = "per-bucket"
+        self.poller = self.build("per-bucket")
+
+    def clock(self) -> float:
+        return time.time() + self.offset_s
+
+    def build(self, shape: str) -> AccountPoller:
+        sim = self.sims[shape]
+        config = parse_config(
+            "poll:\n  interval: 10s\n"
+            f"  lookback: {self.lookback}\n  max_range: 4d\n"
+            f"  counters_since: {self.since.isoformat()}\n"
+            "accounts:\n"
+            "  - name: main\n"
+            f"    endpoint: {sim.url}\n"
+            f"    credentials: {{access_key_id: demo, access_key_secret: {SECRET}}}\n"
+            "    spaces: [{cust_space_id: cams-demo}]\n",
+            env={},
+        )
+        self.shape = shape
+        return AccountPoller(
+            config.accounts[0],
+            config.poll,
+            make_client(sim, self.clock, self.stop),
+            self.store,
+            self.instruments,
+            clock=self.clock,
+        )
+
+    def advance(self, hours: int) -> None:
+        self.offset_s += hours * 3600
+        for sim in self.sims.values():
+            sim.set_clock_offset(self.offset_s)
+
+    def restart(self, shape: str) -> None:
+        self.store.save(self.state)
+        self.poller.client.close()
+        self.store, warning = CounterStore.load(self.state)
+        assert warning is None
+        self.poller = self.build(shape)
+
+    def poll(self, faults: str = "") -> bool:
+        sim = self.sims[self.shape]
+        sim.set_faults(faults)
+        try:
+            self.poller._discovery.clear()
+            return self.poller.run_cycle(self.stop, 2)
+        finally:
+            sim.set_faults("")
+
+    def counters(self) -> dict[tuple[str, str], Fields]:
+        out = {}
+        for series in self.poller.series():
+            c = series.counts
+            f: Fields = {"sent": c.sent, "delivered": c.delivered, "read": c.read}
+            for button_type, button, count in c.clicks:
+                f[(button_type, button)] = count
+            out[(series.key.template_code, series.key.language)] = nonzero(f)
+        return out
+
+    def truth(self) -> dict[tuple[str, str], Fields]:
+        """The API's sum over origin..now, read day by day from the per-bucket simulator."""
+        sim = self.sims["per-bucket"]
+        client = make_client(sim, self.clock, self.stop)
+        now_ms = int(self.clock() * 1000)
+        out = {}
+        try:
+            for template in sim.templates():
+                rows = client.template_metrics(
+                    code=template.code,
+                    language=template.language,
+                    start_ms=self.origin_ms,
+                    end_ms=now_ms,
+                    max_range_ms=4 * DAY_MS,
+                    cust_space_id="cams-demo",
+                )
+                total: Fields = {}
+                for r in rows:
+                    total = plus(total, fields_of_row(r))
+                out[(template.code, template.language)] = nonzero(total)
+        finally:
+            client.close()
+        return out
+
+    def close(self) -> None:
+        self.poller.client.close()
+        for sim in self.sims.values():
+            sim.set_clock_offset(0)
+            sim.set_faults("")
+
+
+def fields_of_row(row: MetricRow) -> Fields:
+    out: Fields = {"sent": row.sent, "delivered": row.delivered, "read": row.read}
+    for click in row.clicks:
+        key = (button_type_label(click.button_type), click.content)
+        out[key] = out.get(key, 0) + click.count
+    return out
+
+
+step_st = st.one_of(
+    st.tuples(st.just("advance"), st.integers(1, 40)),
+    st.tuples(st.just("poll"), st.just(0)),
+    st.tuples(st.just("restart"), st.integers(0, len(SHAPES) - 1)),
+    st.tuples(st.just("faulty poll"), st.integers(0, 10_000)),
+)
+
+
+@settings(
+    max_examples=int(os.environ.get("PROP_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    first=st.sampled_from(SHAPES),
+    lookback=st.sampled_from(["1d", "2d"]),
+    steps=st.lists(step_st, min_size=1, max_size=10),
+)
+def test_poller_counters_are_exact_through_polls_clock_moves_restarts_and_shape_changes(
+    simulators: dict[str, Simulator],
+    first: str,
+    lookback: str,
+    steps: list[tuple[str, int]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        world = World(simulators, lookback, Path(tmp))
+        try:
+            world.restart(first)
+            previous: dict[tuple[str, str], Fields] = {}
+            for kind, arg in [*steps, ("poll", 0)]:
+                ok = True
+                if kind == "advance":
+                    world.advance(arg)
+                elif kind == "restart":
+                    world.restart(SHAPES[arg])
+                elif kind == "faulty poll":
+                    world.poll(f"5xx=0.3,reset=0.2,malformed=0.2,seed={arg}")
+                else:
+                    ok = world.poll()
+                    assert ok, "a poll without faults failed"
+                now = world.counters()
+                for unit, before in previous.items():
+                    after = now.get(unit, {})
+                    assert all(after.get(f, 0) >= v for f, v in before.items()), (
+                        f"{kind}: a counter of {unit} went down"
+                    )
+                if kind == "poll":
+                    assert now == world.truth(), f"not exact after {steps}"
+                previous = now
+        finally:
+            world.close()
