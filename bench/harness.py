@@ -83,8 +83,12 @@ class Child:
 
     def threads(self) -> int | None:
         """Threads of the process now."""
-        kb = self.status_kb("Threads")
-        return kb
+        try:
+            text = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        match = re.search(r"^Threads:\s+(\d+)", text, re.M)
+        return int(match.group(1)) if match else None
 
     def cpu_s(self) -> float | None:
         """User + system CPU seconds used so far (every thread)."""
@@ -450,6 +454,13 @@ def machine_info() -> dict[str, Any]:
         "git_commit": commit,
         "exporter_uncommitted": [line.strip() for line in dirty],
     }
+
+
+def git_state() -> str:
+    """The commit, plus the exporter files that differ from it (what a child process imports)."""
+    dirty = _git("status", "--porcelain", "--", "exporter").splitlines()
+    commit = _git("rev-parse", "--short", "HEAD")
+    return commit + (" + uncommitted " + ", ".join(x.strip() for x in dirty) if dirty else "")
 
 
 def _git(*args: str) -> str:

@@ -66,6 +66,7 @@ from bench.harness import (
     SimulatorProcess,
     exporter_config,
     free_port,
+    git_state,
     http_get,
     http_post,
     machine_info,
@@ -1136,7 +1137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wanted and name not in wanted:
             continue
         try:
+            tree = git_state()  # other people commit while the bench runs: note each start
             results["scenarios"][name] = runner()
+            results["scenarios"][name]["git"] = tree
         except Exception as exc:  # report the others; the failure is in the JSON and the exit code
             _log(f"{name} FAILED: {type(exc).__name__}: {exc}")
             results["errors"][name] = f"{type(exc).__name__}: {exc}"
