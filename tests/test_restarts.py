@@ -27,6 +27,7 @@ from simhelpers import free_port, running, wait_http
 from test_faults import (
     SECRET,
     Series,
+    assert_no_secret,
     exact_problems,
     origin,
     parse,
@@ -70,7 +71,7 @@ class Exporter:
 
     def get(self, path: str) -> requests.Response:
         response = requests.get(f"{self.url}{path}", timeout=10)
-        assert SECRET not in response.text
+        assert_no_secret(response.text, path)
         return response
 
     def scrape(self) -> Series:
@@ -96,9 +97,18 @@ class Exporter:
             self.process.kill()
             code = self.process.wait(5)
         self._log.close()
-        assert SECRET not in self.log
+        assert_no_secret(self.log, "the exporter log")
         assert "Traceback" not in self.log
         return code
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_test_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    yield
+    out, err = capfd.readouterr()
+    assert_no_secret(out + err, "the test's output")
+    sys.stdout.write(out)
+    sys.stderr.write(err)
 
 
 @pytest.fixture
@@ -317,7 +327,7 @@ def test_sighup_and_post_reload_keep_counters_and_refuse_a_bad_config(
         response = requests.post(f"{exporter.url}/-/reload", timeout=30)
         assert response.status_code == 400
         assert "accounts[0].qps" in response.text
-        assert SECRET not in response.text
+        assert_no_secret(response.text, "the reload answer")
         exporter.wait_log("reload refused", mark)
         refused = [line for line in exporter.log[mark:].splitlines() if "reload refused" in line]
         assert len(refused) == 1 and "accounts[0].qps" in refused[0]
