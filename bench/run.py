@@ -298,7 +298,7 @@ def measure_scrape_during_poll(
     wall = time.monotonic() - started
     cpu = (exporter.child.cpu_s() or 0.0) - cpu0
     calls = sim.action(METRIC)["calls"] - before
-    result = {
+    result: dict[str, Any] = {
         "window_s": wall,
         "exporter_cpu_share": cpu / wall,
         "api_calls_in_window": calls,
@@ -539,7 +539,7 @@ def scenario_backfill(
         ready_s = time.monotonic() - spawned
         text = _published_cycle(exporter, 1)
         metric = sim.action(METRIC)
-        result = {
+        result: dict[str, Any] = {
             "kind": "backfill",
             "units": units,
             "qps": qps,
@@ -713,7 +713,7 @@ def _adaptive_result(
         return (inside[-1]["calls"] - inside[0]["calls"]) / (inside[-1]["t"] - inside[0]["t"])
 
     throttled_in = [r for r in rows if c_start <= r["t"]]
-    result = {
+    result: dict[str, Any] = {
         "kind": "adaptive",
         "units": units,
         "qps": qps,
@@ -1002,7 +1002,6 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
     """(name, runner) of every scenario of a mode."""
-    common = {"log_dir": log_dir, "log": log}
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     if mode == "smoke":
         steps.append(
@@ -1016,7 +1015,8 @@ def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dic
                     latency=0.05,
                     scrape_gets=10,
                     render_runs=2,
-                    **common,
+                    log_dir=log_dir,
+                    log=log,
                 ),
             )
         )
@@ -1033,7 +1033,8 @@ def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dic
                 latency=0.15,
                 scrape_gets=50 if quick else 0,
                 render_runs=3,
-                **common,
+                log_dir=log_dir,
+                log=log,
             ),
         )
     )
@@ -1049,7 +1050,8 @@ def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dic
                     latency=0.15,
                     scrape_gets=50,
                     render_runs=3,
-                    **common,
+                    log_dir=log_dir,
+                    log=log,
                 ),
             )
         )
@@ -1063,7 +1065,8 @@ def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dic
                 qps=40,
                 latency=0.15,
                 max_range_days=30,
-                **common,
+                log_dir=log_dir,
+                log=log,
             ),
         )
     )
@@ -1078,7 +1081,8 @@ def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dic
                 latency=0.15,
                 competitor_rate=25,
                 phases=(8, 15, 75) if quick else (15, 30, 90),
-                **common,
+                log_dir=log_dir,
+                log=log,
             ),
         )
     )
@@ -1094,7 +1098,8 @@ def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dic
                     gets=200,
                     render_runs=5,
                     during_poll_s=30,
-                    **common,
+                    log_dir=log_dir,
+                    log=log,
                 ),
             )
         )
