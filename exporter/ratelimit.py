@@ -1,17 +1,21 @@
 """Rate limiting shared by every worker thread of an account: strict pacing plus AIMD.
 
 CAMS allows 50 GetChatappTemplateMetric and 5 ListChatappTemplate calls per second per account.
-A `RateLimiter` hands out send slots spaced 1/rate apart plus a small margin (no bursts), so no
-1-second window ever holds more than `rate` calls, however many threads ask at once, even with a
-few milliseconds of jitter between sending and arriving. When the API
-throttles anyway (another application shares the account's quota), the rate is cut
+A `RateLimiter` hands out send slots spaced 1/rate apart plus a small margin (no bursts). A slot
+is only a turn in the queue: when its time comes, the caller is admitted only if fewer than
+`rate` callers were admitted in the last second (plus the margin). So when the process stalls
+(a garbage collection, a big render) and several sleepers wake late at once, they cannot add up
+to more than `rate` calls in any 1-second window; the ones over the line wait for the window.
+When the API throttles anyway (another application shares the account's quota), the rate is cut
 multiplicatively and recovers additively once calls succeed again (AIMD).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 
@@ -45,6 +49,7 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = clock()
+        self._admitted: deque[float] = deque()  # admission times within the last window
         self._last_cut = float("-inf")
         self._last_raise = clock()
         self._throttles = 0
@@ -72,13 +77,28 @@ class RateLimiter:
             self._next_slot = slot + (1.0 + self._margin) / self._rate
             return slot
 
+    def _admit(self) -> float:
+        """Admit the caller now (0.0), or say how long to wait for the 1-second window."""
+        with self._lock:
+            now = self._clock()
+            window = 1.0 + self._margin
+            admitted = self._admitted
+            while admitted and now - admitted[0] >= window:
+                admitted.popleft()
+            if len(admitted) >= max(1, math.floor(self._rate)):
+                return admitted[0] + window - now
+            admitted.append(now)
+            return 0.0
+
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Block until the caller may send. Returns False if `stop` was set while waiting."""
         slot = self.reserve()
         while True:
             delay = slot - self._clock()
             if delay <= 0:
-                return True
+                delay = self._admit()
+                if delay <= 0:
+                    return True
             if stop is not None:
                 if stop.wait(delay):
                     return False

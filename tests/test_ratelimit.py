@@ -1,0 +1,80 @@
+"""The rate limiter: at most `rate` admissions in any 1-second window, even across stalls."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from exporter.ratelimit import RateLimiter
+
+
+def max_in_window(times: list[float], width: float = 1.0) -> int:
+    times = sorted(times)
+    best, lower = 0, 0
+    for upper, t in enumerate(times):
+        while t - times[lower] >= width:
+            lower += 1
+        best = max(best, upper - lower + 1)
+    return best
+
+
+def run(limiter: RateLimiter, clock: object, seconds: float, threads: int) -> list[float]:
+    admitted: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker() -> None:
+        while time.monotonic() < deadline:
+            assert limiter.acquire()
+            with lock:
+                admitted.append(clock())  # type: ignore[operator]
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(seconds + 5)
+    return admitted
+
+
+def test_paced_calls_fill_but_never_exceed_the_rate() -> None:
+    limiter = RateLimiter(20)
+    admitted = run(limiter, time.monotonic, 2.5, threads=12)
+    assert max_in_window(admitted) <= 20
+    assert len(admitted) >= 40  # about 19.4/s for 2.5 s
+
+
+def test_a_stall_does_not_let_late_sleepers_burst() -> None:
+    """The process freezes for 0.6 s while callers hold slots: their turns all come due at once.
+
+    Modelled with a clock that jumps: the sleepers' slots are suddenly in the past while new
+    callers are paced from the new now. Admissions must still respect the window.
+    """
+    jump = [0.0]
+
+    def clock() -> float:
+        return time.monotonic() + jump[0]
+
+    limiter = RateLimiter(20, clock=clock)
+    freezer = threading.Timer(1.0, lambda: jump.__setitem__(0, 0.6))
+    freezer.start()
+    admitted = run(limiter, clock, 3.0, threads=16)
+    freezer.join()
+    assert max_in_window(admitted) <= 20
+
+
+def test_aimd_cuts_on_throttling_and_recovers() -> None:
+    now = [0.0]
+    limiter = RateLimiter(40, clock=lambda: now[0], recovery_s=2.0)
+    limiter.on_throttled()
+    assert limiter.rate == 20
+    limiter.on_throttled()  # within the same second: one cut only
+    assert limiter.rate == 20
+    now[0] = 1.5
+    limiter.on_throttled()
+    assert limiter.rate == 10
+    for step in range(1, 80):
+        now[0] = 1.5 + step
+        limiter.on_success()
+    assert limiter.rate == 40
+    assert limiter.throttle_events == 2
