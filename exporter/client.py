@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from exporter import __version__
 from exporter.config import StaticCredentials
@@ -210,6 +212,41 @@ def parse_templates(body: Mapping[str, Any]) -> tuple[Template, ...]:
     return tuple(out)
 
 
+class _SentNotifying:
+    """Connection mixin: tells the thread's limiter once a request's bytes are written."""
+
+    _cams_local: threading.local
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)  # type: ignore[misc]
+        limiter = getattr(self._cams_local, "limiter", None)
+        if limiter is not None:
+            self._cams_local.limiter = None
+            limiter.sent()
+
+
+class _SentNotifyingAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections report to the rate limiter when a request is sent.
+
+    The limiter counts a call in its 1-second window from the moment it is written, which is
+    what the server sees, however long the process stalled between granting and sending.
+    """
+
+    def __init__(self, local: threading.local, **kwargs: Any) -> None:
+        self._cams_local = local
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        extra = {"_cams_local": self._cams_local}
+        plain = type("_Conn", (_SentNotifying, HTTPConnection), extra)
+        secure = type("_SecureConn", (_SentNotifying, HTTPSConnection), extra)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("_Pool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+            "https": type("_SecurePool", (HTTPSConnectionPool,), {"ConnectionCls": secure}),
+        }
+
+
 class CamsClient:
     """Signed CAMS calls for one account. Thread-safe; share it between workers."""
 
@@ -243,7 +280,10 @@ class CamsClient:
         self._clock = clock
         self._random = random.Random()
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self._local = threading.local()  # the limiter whose granted call this thread is sending
+        adapter = _SentNotifyingAdapter(
+            self._local, pool_connections=1, pool_maxsize=pool_size, max_retries=0
+        )
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update(
@@ -296,6 +336,18 @@ class CamsClient:
         limiter = self._limiters.get(action)
         if limiter is not None and not limiter.acquire(self._stop):
             raise CamsError(action, "Stopped", "the exporter is stopping")
+        self._local.limiter = limiter  # the connection reports when the request is written
+        try:
+            return self._exchange(action, params, attempt, limiter)
+        finally:
+            unsent = getattr(self._local, "limiter", None)
+            if unsent is not None:  # failed before its bytes were written
+                self._local.limiter = None
+                unsent.release()
+
+    def _exchange(
+        self, action: str, params: Mapping[str, str], attempt: int, limiter: RateLimiter | None
+    ) -> dict[str, Any]:
         creds = self._creds(action)
         query = {k: v for k, v in params.items() if v is not None}
         headers = sign_rpc_v3(

@@ -2,10 +2,13 @@
 
 CAMS allows 50 GetChatappTemplateMetric and 5 ListChatappTemplate calls per second per account.
 A `RateLimiter` hands out send slots spaced 1/rate apart plus a small margin (no bursts). A slot
-is only a turn in the queue: when its time comes, the caller is admitted only if fewer than
-`rate` callers were admitted in the last second (plus the margin). So when the process stalls
-(a garbage collection, a big render) and several sleepers wake late at once, they cannot add up
-to more than `rate` calls in any 1-second window; the ones over the line wait for the window.
+is only a turn in the queue: when its time comes, the caller is granted the call only if the
+calls written in the last second (plus the margin) and the calls granted but not yet written
+number fewer than `rate`. The client reports the moment each request's bytes are written
+(`sent`). So however the process stalls (a garbage collection, a big render) between granting
+and writing, no 1-second window of calls reaching the server can hold more than `rate`: every
+call that reaches the server inside a window was either still pending or recently sent when the
+last of them was granted.
 When the API throttles anyway (another application shares the account's quota), the rate is cut
 multiplicatively and recovers additively once calls succeed again (AIMD).
 """
@@ -27,7 +30,7 @@ class RateLimiter:
         rate: float,
         *,
         min_rate: float | None = None,
-        decrease: float = 0.5,
+        decrease: float = 0.7,
         increase: float = 1.0,
         recovery_s: float = 2.0,
         margin: float = 0.03,
@@ -49,7 +52,8 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = clock()
-        self._admitted: deque[float] = deque()  # admission times within the last window
+        self._sent: deque[float] = deque()  # when granted calls were written, last window only
+        self._pending = 0  # granted, not yet written
         self._last_cut = float("-inf")
         self._last_raise = clock()
         self._throttles = 0
@@ -78,20 +82,36 @@ class RateLimiter:
             return slot
 
     def _admit(self) -> float:
-        """Admit the caller now (0.0), or say how long to wait for the 1-second window."""
+        """Grant the caller a call now (0.0), or say how long to wait for the window."""
         with self._lock:
             now = self._clock()
             window = 1.0 + self._margin
-            admitted = self._admitted
-            while admitted and now - admitted[0] >= window:
-                admitted.popleft()
-            if len(admitted) >= max(1, math.floor(self._rate)):
-                return admitted[0] + window - now
-            admitted.append(now)
+            sent = self._sent
+            while sent and now - sent[0] >= window:
+                sent.popleft()
+            if len(sent) + self._pending >= max(1, math.floor(self._rate)):
+                # Wait for the oldest sent call to leave the window; a pending call's turn
+                # comes when it is written, so check again soon.
+                return sent[0] + window - now if sent else 0.005
+            self._pending += 1
             return 0.0
 
+    def sent(self) -> None:
+        """A granted call's request has been written to the network."""
+        with self._lock:
+            self._pending = max(0, self._pending - 1)
+            self._sent.append(self._clock())
+
+    def release(self) -> None:
+        """A granted call will not be written after all (it failed before sending)."""
+        with self._lock:
+            self._pending = max(0, self._pending - 1)
+
     def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Block until the caller may send. Returns False if `stop` was set while waiting."""
+        """Block until the caller may send; then it must call `sent()` or `release()`.
+
+        Returns False (and holds nothing) if `stop` was set while waiting.
+        """
         slot = self.reserve()
         while True:
             delay = slot - self._clock()
@@ -119,11 +139,12 @@ class RateLimiter:
             self._next_slot = max(self._next_slot, now + (1.0 + self._margin) / self._rate)
 
     def on_success(self) -> None:
-        """A call went through: after a quiet `recovery_s`, raise the rate additively."""
+        """A call went through: once `recovery_s` passed since the last cut, raise the rate
+        by `increase` per second."""
         if self._rate >= self._max_rate:
             return
         with self._lock:
             now = self._clock()
-            if now - self._last_raise >= self._recovery_s:
+            if now - self._last_cut >= self._recovery_s and now - self._last_raise >= 1.0:
                 self._last_raise = now
                 self._rate = min(self._max_rate, self._rate + self._increase)

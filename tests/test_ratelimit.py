@@ -28,6 +28,7 @@ def run(limiter: RateLimiter, clock: object, seconds: float, threads: int) -> li
             assert limiter.acquire()
             with lock:
                 admitted.append(clock())  # type: ignore[operator]
+            limiter.sent()
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
     for t in pool:
@@ -63,18 +64,42 @@ def test_a_stall_does_not_let_late_sleepers_burst() -> None:
     assert max_in_window(admitted) <= 20
 
 
+def test_a_granted_call_counts_until_it_is_sent_or_released() -> None:
+    now = [100.0]
+    limiter = RateLimiter(3, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    for _ in range(3):
+        assert limiter.acquire()
+    # Three granted and none sent: a fourth must wait although no call was written yet.
+    assert limiter._admit() > 0
+    limiter.release()  # one failed before sending
+    assert limiter._admit() == 0.0
+    limiter.sent()
+    limiter.sent()
+    limiter.sent()
+    assert limiter._admit() > 0  # three sent within the window
+    now[0] += 1.1
+    assert limiter._admit() == 0.0
+
+
 def test_aimd_cuts_on_throttling_and_recovers() -> None:
     now = [0.0]
     limiter = RateLimiter(40, clock=lambda: now[0], recovery_s=2.0)
     limiter.on_throttled()
-    assert limiter.rate == 20
+    assert limiter.rate == 28
     limiter.on_throttled()  # within the same second: one cut only
-    assert limiter.rate == 20
+    assert limiter.rate == 28
     now[0] = 1.5
     limiter.on_throttled()
-    assert limiter.rate == 10
-    for step in range(1, 80):
-        now[0] = 1.5 + step
+    assert round(limiter.rate, 6) == 19.6
+    now[0] = 3.0
+    limiter.on_success()  # only 1.5 s since the last cut: no raise yet
+    assert round(limiter.rate, 6) == 19.6
+    raises = 0
+    for step in range(1, 40):
+        now[0] = 3.0 + step
+        before = limiter.rate
         limiter.on_success()
+        raises += limiter.rate > before
     assert limiter.rate == 40
+    assert raises == 21  # +1 per second from 19.6 up to the ceiling
     assert limiter.throttle_events == 2
