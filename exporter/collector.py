@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -174,29 +176,40 @@ def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def render_template_families(snapshot: Snapshot, openmetrics: bool) -> str:
+@dataclass(frozen=True, slots=True)
+class FamilyChunk:
+    """One rendered template family: its header in each format and its sample lines.
+
+    The sample lines are the same bytes in the text format and in OpenMetrics, so they are
+    rendered and kept once.
+    """
+
+    text_header: bytes
+    openmetrics_header: bytes
+    samples: bytes
+
+
+def render_template_chunks(snapshot: Snapshot) -> tuple[FamilyChunk, ...]:
     """The template families of `snapshot`, exactly as client_python would render them.
 
-    The same bytes as `generate_latest` over `TemplateCollector` and `TemplateInfoCollector`
-    (tests compare them), several times faster: the label set of each series is escaped and
-    joined once and shared by every family without extra labels, and the label order of each
-    family is worked out once.
+    Joined per format (`render_template_families`), the same bytes as `generate_latest` over
+    `TemplateCollector` and `TemplateInfoCollector` (tests compare them), several times faster:
+    the label set of each series is escaped and joined once and shared by every family without
+    extra labels, the label order of each family is worked out once, and sample lines are
+    rendered once for both formats.
     """
     common = [tuple(_escape_value(v) for v in _labels(s)) for s in snapshot.series]
     plain_order = sorted(range(len(LABELS)), key=lambda i: LABELS[i])
     plain = ['",'.join(f'{LABELS[i]}="{labels[i]}' for i in plain_order) for labels in common]
-    out: list[str] = []
+    chunks = []
     for family in TEMPLATE_FAMILIES:
         names = (*LABELS, *family.extra)
         order = sorted(range(len(names)), key=lambda i: names[i])
         heads = [f'{names[i]}="' for i in order]
         sample = family.name + "_total" if family.kind == "counter" else family.name
-        title = family.name if openmetrics else sample
-        if openmetrics:
-            help_text = _escape_value(family.help)
-        else:
-            help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
-        out.append(f"# HELP {title} {help_text}\n# TYPE {title} {family.kind}\n")
+        text_help = family.help.replace("\\", r"\\").replace("\n", r"\n")
+        om_help = _escape_value(family.help)
+        lines: list[str] = []
         for index, series in enumerate(snapshot.series):
             for extra, value in family.samples(series):
                 if extra:
@@ -204,8 +217,36 @@ def render_template_families(snapshot: Snapshot, openmetrics: bool) -> str:
                     body = '",'.join(head + values[i] for head, i in zip(heads, order, strict=True))
                 else:
                     body = plain[index]
-                out.append(f'{sample}{{{body}"}} {_format_value(value)}\n')
-    return "".join(out)
+                lines.append(f'{sample}{{{body}"}} {_format_value(value)}\n')
+        chunks.append(
+            FamilyChunk(
+                f"# HELP {sample} {text_help}\n# TYPE {sample} {family.kind}\n".encode(),
+                f"# HELP {family.name} {om_help}\n# TYPE {family.name} {family.kind}\n".encode(),
+                "".join(lines).encode("utf-8"),
+            )
+        )
+    return tuple(chunks)
+
+
+def _format_chunks(chunks: tuple[FamilyChunk, ...], openmetrics: bool) -> list[bytes]:
+    out = []
+    for chunk in chunks:
+        out.append(chunk.openmetrics_header if openmetrics else chunk.text_header)
+        out.append(chunk.samples)
+    return out
+
+
+def render_template_families(snapshot: Snapshot, openmetrics: bool) -> str:
+    """All template families of `snapshot` in one format, as one string."""
+    return b"".join(_format_chunks(render_template_chunks(snapshot), openmetrics)).decode()
+
+
+def _gzip_chunks(chunks: list[bytes]) -> bytes:
+    """One gzip member of the chunks' concatenation, without building the concatenation."""
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip header
+    parts = [compressor.compress(chunk) for chunk in chunks]
+    parts.append(compressor.flush())
+    return b"".join(parts)
 
 
 class AccountCollector(Collector):
@@ -296,47 +337,59 @@ def _openmetrics(registry: CollectorRegistry) -> bytes:
 
 
 class Exposition:
-    """/metrics bodies: snapshot part rendered once per snapshot, live part at every scrape.
+    """/metrics bodies: the snapshot part rendered once per snapshot, the live part per scrape.
 
-    The gzip form is two gzip members (snapshot part compressed once, live part per scrape);
-    concatenated members are one valid gzip stream (RFC 1952).
+    Bodies are sent as chunks (template families, account status, live self-metrics) and never
+    copied into one buffer; the gzip form is one gzip member per part, and concatenated members
+    are one valid gzip stream (RFC 1952). The live self-metrics are re-rendered at most once a
+    second.
     """
+
+    LIVE_TTL_S = 1.0
 
     def __init__(self, snapshot: Callable[[], Snapshot], live: CollectorRegistry) -> None:
         self._snapshot = snapshot
         self._live = live
         self._lock = threading.Lock()
         self._rendered: Snapshot | None = None
-        self._cache: dict[bool, tuple[bytes, bytes]] = {}
+        self._cache: dict[bool, tuple[tuple[bytes, ...], bytes]] = {}
+        self._live_cache: dict[bool, tuple[float, bytes, bytes]] = {}
 
     def prepare(self, snap: Snapshot) -> None:
         """Render `snap` in both formats now (the poller calls this when it publishes)."""
         with self._lock:
             if snap is self._rendered:
                 return
+            families = render_template_chunks(snap)
             accounts = snapshot_registry(snap, templates=False)
             cache = {}
             for openmetrics in (False, True):
-                body = render_template_families(snap, openmetrics).encode("utf-8")
+                chunks = _format_chunks(families, openmetrics)
                 if openmetrics:
-                    body += _openmetrics(accounts).removesuffix(_OM_EOF)
+                    chunks.append(_openmetrics(accounts).removesuffix(_OM_EOF))
                 else:
-                    body += generate_text(accounts)
-                cache[openmetrics] = (body, gzip.compress(body, _GZIP_LEVEL, mtime=0))
+                    chunks.append(generate_text(accounts))
+                cache[openmetrics] = (tuple(chunks), _gzip_chunks(chunks))
             self._cache, self._rendered = cache, snap
 
-    def _static(self, openmetrics: bool) -> tuple[bytes, bytes]:
+    def _static(self, openmetrics: bool) -> tuple[tuple[bytes, ...], bytes]:
         if not self._cache:
             self.prepare(self._snapshot())  # nothing rendered yet: the very first scrape
         return self._cache[openmetrics]
 
-    def render(self, openmetrics: bool) -> tuple[str, bytes, bytes]:
-        """(content type, body, gzipped body) for one scrape."""
-        body, zipped = self._static(openmetrics)
-        if openmetrics:
-            live = _openmetrics(self._live)
-            content_type = OM_CONTENT_TYPE
-        else:
-            live = generate_text(self._live)
-            content_type = CONTENT_TYPE_LATEST
-        return content_type, body + live, zipped + gzip.compress(live, _GZIP_LEVEL, mtime=0)
+    def _live_part(self, openmetrics: bool) -> tuple[bytes, bytes]:
+        now = time.monotonic()
+        cached = self._live_cache.get(openmetrics)
+        if cached is not None and now - cached[0] < self.LIVE_TTL_S:
+            return cached[1], cached[2]
+        live = _openmetrics(self._live) if openmetrics else generate_text(self._live)
+        zipped = gzip.compress(live, _GZIP_LEVEL, mtime=0)
+        self._live_cache[openmetrics] = (now, live, zipped)
+        return live, zipped
+
+    def render(self, openmetrics: bool) -> tuple[str, tuple[bytes, ...], tuple[bytes, ...]]:
+        """(content type, body chunks, gzipped chunks) for one scrape."""
+        chunks, zipped = self._static(openmetrics)
+        live, live_zipped = self._live_part(openmetrics)
+        content_type = OM_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST
+        return content_type, (*chunks, live), (zipped, live_zipped)

@@ -611,20 +611,25 @@ class Poller:
         """The latest published snapshot (a plain reference read)."""
         return self._snapshot
 
-    def publish(self, save: bool = False) -> Snapshot:
+    def publish(self, save: bool = False, progress_only: bool = False) -> Snapshot:
         """Build a snapshot from the store and swap it in.
 
         With `save`, the state file is written after the snapshot is built and before it is
         swapped in. Counters in the store only grow, so the file always holds at least what
         any scrape has seen: a kill -9 at any moment never brings a counter back lower (which
         Prometheus would take for a reset, counting the difference twice).
+
+        With `progress_only`, only the accounts' status changes (for /-/ready and the status
+        page): the series are the previous snapshot's, nothing is written or rendered, so
+        progress during a long cycle costs next to nothing however many templates there are.
         """
         with self._publish_lock:
             self._dirty.clear()
             series: list[TemplateSeries] = []
             statuses = []
             for poller in self.accounts:
-                series.extend(poller.series())
+                if not progress_only:
+                    series.extend(poller.series())
                 with poller.lock:
                     status = poller.status
                 statuses.append(replace(status, revisions_held=poller.revisions_held()))
@@ -633,13 +638,17 @@ class Poller:
                 generation=self._generation,
                 created=self.clock(),
                 accounts=tuple(statuses),
-                series=tuple(sorted(series, key=lambda s: s.key)),
+                series=(
+                    self._snapshot.series
+                    if progress_only
+                    else tuple(sorted(series, key=lambda s: s.key))
+                ),
             )
-            if save:
+            if save and not progress_only:
                 self.save_state()
+            if self.on_publish is not None and not progress_only:
+                self.on_publish(snap)  # render first, so /-/ready never leads /metrics
             self._snapshot = snap
-            if self.on_publish is not None:
-                self.on_publish(snap)
             return snap
 
     def save_state(self) -> None:
@@ -684,15 +693,12 @@ class Poller:
             self.stop_event.wait(max(0.0, wait))
 
     def _run_publisher(self) -> None:
-        """Publish progress while cycles run: at most once a second, and never spending more
-        than a quarter of the time on it when snapshots are big (each one is rendered and
-        the state written first)."""
+        """Publish progress while cycles run, at most once a second. Counters are published
+        (state written, exposition rendered) at the end of each account's cycle."""
         while not self.stop_event.is_set():
             if self._dirty.wait(1.0) and not self.stop_event.is_set():
-                started = time.monotonic()
-                self.publish(save=True)
-                cost = time.monotonic() - started
-                self.stop_event.wait(max(1.0, 3.0 * cost))
+                self.publish(progress_only=True)
+                self.stop_event.wait(1.0)
 
     def start(self) -> None:
         """Start one thread per account and the snapshot publisher."""

@@ -119,11 +119,16 @@ def _empty_mapping() -> Mapping[str, str]:
 
 @dataclass(frozen=True)
 class Payload:
-    """One rendered /metrics body; `gzipped` is the same body precompressed, when available."""
+    """One rendered /metrics body; `gzipped` is the same body precompressed, when available.
+
+    Either may be given as a tuple of chunks, sent one after the other (a big cached part and
+    a small live part need not be copied into one buffer for every scrape). Gzip chunks are
+    whole gzip members, which together form one valid gzip stream.
+    """
 
     content_type: str
-    body: bytes
-    gzipped: bytes | None = None
+    body: bytes | tuple[bytes, ...]
+    gzipped: bytes | tuple[bytes, ...] | None = None
 
 
 class WebConfigError(Exception):
@@ -522,8 +527,16 @@ def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:
 class _Response:
     status: int
     content_type: str
-    body: bytes
+    body: bytes | tuple[bytes, ...]
     headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def chunks(self) -> tuple[bytes, ...]:
+        return self.body if isinstance(self.body, tuple) else (self.body,)
+
+    @property
+    def length(self) -> int:
+        return sum(len(chunk) for chunk in self.chunks)
 
 
 def _text(status: int, message: str, *headers: tuple[str, str]) -> _Response:
@@ -624,7 +637,8 @@ class _App:
             if payload.gzipped is not None:
                 body = payload.gzipped
             else:
-                body = gzip.compress(payload.body, compresslevel=_GZIP_LEVEL, mtime=0)
+                plain = body if isinstance(body, bytes) else b"".join(body)
+                body = gzip.compress(plain, compresslevel=_GZIP_LEVEL, mtime=0)
             extra += (("Content-Encoding", "gzip"),)
         return _Response(200, payload.content_type, body, extra)
 
@@ -828,19 +842,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
         response = server.app.respond(self.command, self.path, self.headers)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("Content-Length", str(response.length))
         for name, value in response.headers + server.app.extra_headers:
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(response.body)
+            for chunk in response.chunks:
+                self.wfile.write(chunk)
         LOG.debug(
             "%s %s %s -> %d, %d bytes in %.3fs",
             self.client_address[0],
             self.command,
             _request_path(self.path) or "?",
             response.status,
-            len(response.body),
+            response.length,
             time.monotonic() - started,
         )
 
