@@ -25,9 +25,12 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="cams-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Alibaba Cloud ChatApp Message Service (CAMS) template metrics" \
       org.opencontainers.image.licenses="Apache-2.0"
+# MALLOC_ARENA_MAX=2: glibc's per-thread malloc arenas cost the worker pool tens of MB of RSS
+# for nothing (bench: peak 415 -> 318 MB at 100k series before the renderer was made lean).
 ENV PATH=/opt/cams-exporter/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2
 RUN groupadd --system --gid 10001 cams \
  && useradd --system --uid 10001 --gid cams --no-create-home \
       --home-dir /var/lib/cams-exporter --shell /usr/sbin/nologin cams \

@@ -52,7 +52,7 @@ def build_clients(
             instruments.observe(name, event)
             limiter = limits.get(event.action)
             if limiter is not None:
-                instruments.api_rate.labels(name, event.action).set(limiter.rate)
+                instruments.set_rate(name, event.action, limiter.rate)
 
         clients[account.name] = CamsClient(
             endpoint=account.endpoint,
@@ -67,7 +67,7 @@ def build_clients(
             clock=clock,
         )
         for action, limiter in limiters.items():
-            instruments.api_rate.labels(account.name, action).set(limiter.rate)
+            instruments.set_rate(account.name, action, limiter.rate)
     return clients
 
 
@@ -94,7 +94,7 @@ class Exporter:
                 log.warning(warning)
         self._reload_lock = threading.Lock()
         self.poller = self._build_poller(config)
-        self.exposition = Exposition(lambda: self.poller.snapshot, self.instruments.registry)
+        self.exposition = Exposition(lambda: self.poller.snapshot, self.instruments.render)
 
     def _build_poller(self, config: Config) -> Poller:
         stop = threading.Event()

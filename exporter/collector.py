@@ -10,9 +10,7 @@ exactly the bytes client_python's `generate_latest` produces for them.
 
 from __future__ import annotations
 
-import gzip
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -341,19 +339,18 @@ class Exposition:
 
     Bodies are sent as chunks (template families, account status, live self-metrics) and never
     copied into one buffer; the gzip form is one gzip member per part, and concatenated members
-    are one valid gzip stream (RFC 1952). The live self-metrics are re-rendered at most once a
-    second.
+    are one valid gzip stream (RFC 1952). `live(openmetrics)` gives the live self-metrics
+    (body, gzipped body).
     """
 
-    LIVE_TTL_S = 1.0
-
-    def __init__(self, snapshot: Callable[[], Snapshot], live: CollectorRegistry) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], live: Callable[[bool], tuple[bytes, bytes]]
+    ) -> None:
         self._snapshot = snapshot
         self._live = live
         self._lock = threading.Lock()
         self._rendered: Snapshot | None = None
         self._cache: dict[bool, tuple[tuple[bytes, ...], bytes]] = {}
-        self._live_cache: dict[bool, tuple[float, bytes, bytes]] = {}
 
     def prepare(self, snap: Snapshot) -> None:
         """Render `snap` in both formats now (the poller calls this when it publishes)."""
@@ -377,19 +374,9 @@ class Exposition:
             self.prepare(self._snapshot())  # nothing rendered yet: the very first scrape
         return self._cache[openmetrics]
 
-    def _live_part(self, openmetrics: bool) -> tuple[bytes, bytes]:
-        now = time.monotonic()
-        cached = self._live_cache.get(openmetrics)
-        if cached is not None and now - cached[0] < self.LIVE_TTL_S:
-            return cached[1], cached[2]
-        live = _openmetrics(self._live) if openmetrics else generate_text(self._live)
-        zipped = gzip.compress(live, _GZIP_LEVEL, mtime=0)
-        self._live_cache[openmetrics] = (now, live, zipped)
-        return live, zipped
-
     def render(self, openmetrics: bool) -> tuple[str, tuple[bytes, ...], tuple[bytes, ...]]:
         """(content type, body chunks, gzipped chunks) for one scrape."""
         chunks, zipped = self._static(openmetrics)
-        live, live_zipped = self._live_part(openmetrics)
+        live, live_zipped = self._live(openmetrics)
         content_type = OM_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST
         return content_type, (*chunks, live), (zipped, live_zipped)

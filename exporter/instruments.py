@@ -2,13 +2,19 @@
 
 These change between polls (every API call moves them), so they live in their own registry and
 are rendered at scrape time; everything derived from the snapshot is rendered once per poll.
+Every change goes through a method here that bumps a version, so a scrape re-renders them only
+when something moved since the last one (between polls, scrapes reuse the bytes).
 """
 
 from __future__ import annotations
 
+import gzip
 import platform
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import __version__
 from exporter.client import RequestEvent
@@ -20,6 +26,9 @@ class Instruments:
     """Counters and histograms the client and poller report into (one registry per exporter)."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version = 0
+        self._cache: dict[bool, tuple[int, bytes, bytes]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.api_requests = Counter(
             "cams_api_requests",
@@ -68,9 +77,45 @@ class Instruments:
         for result in ("ok", "error"):
             self.state_writes.labels(result)
 
+    def _changed(self) -> None:
+        with self._lock:
+            self._version += 1
+
     def observe(self, account: str, event: RequestEvent) -> None:
         """Record one API attempt."""
         self.api_requests.labels(account, event.action, event.code).inc()
         self.api_duration.labels(account, event.action).observe(event.duration_s)
         if event.throttled:
             self.api_throttled.labels(account, event.action).inc()
+        self._changed()
+
+    def set_rate(self, account: str, action: str, rate: float) -> None:
+        """The pace in force for an account and action."""
+        self.api_rate.labels(account, action).set(rate)
+        self._changed()
+
+    def poll_error(self, account: str, code: str) -> None:
+        """A unit's poll failed with `code`."""
+        self.poll_errors.labels(account, code).inc()
+        self._changed()
+
+    def state_write(self, ok: bool) -> None:
+        """A write of the state file succeeded or failed."""
+        self.state_writes.labels("ok" if ok else "error").inc()
+        self._changed()
+
+    def render(self, openmetrics: bool) -> tuple[bytes, bytes]:
+        """(body, gzipped body) of the live instruments, re-rendered only after a change."""
+        with self._lock:
+            version = self._version
+            cached = self._cache.get(openmetrics)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        if openmetrics:
+            body: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
+        else:
+            body = generate_latest(self.registry)
+        zipped = gzip.compress(body, 6, mtime=0)
+        with self._lock:
+            self._cache[openmetrics] = (version, body, zipped)
+        return body, zipped

@@ -432,7 +432,7 @@ class AccountPoller:
                 if code is not None:
                     failures[code] = failures.get(code, 0) + 1
                     if code != "Stopped":
-                        self.instruments.poll_errors.labels(self.account.name, code).inc()
+                        self.instruments.poll_error(self.account.name, code)
                 with self.lock:
                     self.status = replace(self.status, units_done=done)
                 if (
@@ -660,13 +660,13 @@ class Poller:
             try:
                 self.store.save(self.state_path)
             except OSError as exc:
-                self.instruments.state_writes.labels("error").inc()
+                self.instruments.state_write(ok=False)
                 reason = str(exc.strerror or exc)
                 if reason != self._state_error:
                     log.error("could not write state file %s: %s", self.state_path, reason)
                 self._state_error = reason
             else:
-                self.instruments.state_writes.labels("ok").inc()
+                self.instruments.state_write(ok=True)
                 if self._state_error is not None:
                     log.info("state file %s written again", self.state_path)
                 self._state_error = None
