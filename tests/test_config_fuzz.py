@@ -193,7 +193,7 @@ def mutate(config: dict[str, Any], kind: str, path: Path_, value: Any, key: str)
     if kind == "delete":
         parent = get(config, path[:-1])
         if isinstance(parent, list):
-            parent.pop(path[-1])
+            parent.pop(int(path[-1]))
             return path[:-1]
         del parent[path[-1]]
         return path
@@ -303,22 +303,22 @@ def test_mutated_configs_in_process(
     if raw is not None:
         text = raw_mutation(text, random.Random(raw))
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "cams.yml")
-        with open(path, "w", encoding="utf-8") as handle:
+        source = os.path.join(tmp, "cams.yml")
+        with open(source, "w", encoding="utf-8") as handle:
             handle.write(text)
-        code, out, err = run_main(["check-config", path], capsys)
+        code, out, err = run_main(["check-config", source], capsys)
         assert code in (0, 2), (code, err)
         assert "Traceback" not in out + err
         assert_no_secret(out + err, "check-config's output")
         if code == 0:
             assert out.startswith("config OK"), out
             return
-        lines = check_problem_lines(err, path)
+        lines = check_problem_lines(err, source)
         if raw is None and len(named) == 1 and named[0]:
             # a single structured mutation broke it: the key (or its parent) is named
             assert named[0] in err, (named, lines)
         started, out2, err2 = run_main(
-            ["--config.file", path, "--web.listen-address", "127.0.0.1:0"], capsys
+            ["--config.file", source, "--web.listen-address", "127.0.0.1:0"], capsys
         )
         assert started == 2
         assert "Traceback" not in out2 + err2

@@ -880,9 +880,11 @@ def state_scenario(tmp: Path, logs: LogLines, kind: str) -> Row:
 
 def test_fault_matrix(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     rows: list[Row] = []
-    scenarios: list[tuple[str, Callable[[LogLines], Row]]] = [
-        (f.name, lambda logs, f=f: simple_scenario(f, tmp_path, logs)) for f in SIMPLE
-    ]
+
+    def simple(fault: SimpleFault) -> Callable[[LogLines], Row]:
+        return lambda logs: simple_scenario(fault, tmp_path, logs)
+
+    scenarios: list[tuple[str, Callable[[LogLines], Row]]] = [(f.name, simple(f)) for f in SIMPLE]
     scenarios += [
         ("template deleted, re-created", lambda logs: deleted_scenario(tmp_path, logs)),
         ("paging changes between pages", lambda logs: paging_scenario(tmp_path, logs)),
