@@ -184,7 +184,18 @@ value_st: st.SearchStrategy[Any] = st.one_of(
 
 
 def mutate(config: dict[str, Any], kind: str, path: Path_, value: Any, key: str) -> Path_:
-    """Apply one structured mutation in place; returns the path the problems should name."""
+    """Apply one structured mutation in place; returns the path the problems should name.
+
+    A mutation below a node that an earlier mutation replaced (say by a number) no longer
+    applies and leaves the config as it is.
+    """
+    try:
+        return _mutate(config, kind, path, value, key)
+    except (KeyError, IndexError, TypeError):
+        return path
+
+
+def _mutate(config: dict[str, Any], kind: str, path: Path_, value: Any, key: str) -> Path_:
     if kind == "set":
         if path in SECRET_PATHS and isinstance(value, str) and value:
             value = f"{SECRET}{value}"  # a secret of another shape: still never shown
@@ -193,9 +204,11 @@ def mutate(config: dict[str, Any], kind: str, path: Path_, value: Any, key: str)
     if kind == "delete":
         parent = get(config, path[:-1])
         if isinstance(parent, list):
-            parent.pop(int(path[-1]))
-            return path[:-1]
-        del parent[path[-1]]
+            if isinstance(path[-1], int) and -len(parent) <= path[-1] < len(parent):
+                parent.pop(path[-1])
+            return path[:-1]  # (or nothing left to delete: an earlier mutation replaced it)
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
         return path
     # "add": an unknown key; under the credentials its value (or its name) is the secret
     parent = get(config, path)
