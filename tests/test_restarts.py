@@ -194,8 +194,8 @@ def test_kill_9_in_the_middle_of_a_poll_loses_nothing(
     tmp_path: Path, exporters: list[Exporter]
 ) -> None:
     state = tmp_path / "state.json"
-    # 8 units read at 2 calls per second, 0.2 s each: a first cycle of about 4 seconds.
-    with running(sim_options(templates=4, latency_s=0.2)) as sim:
+    # 12 units read at 2 calls per second, 0.2 s each: a first cycle of about 6 seconds.
+    with running(sim_options(templates=6, latency_s=0.2)) as sim:
         config = write_config(tmp_path / "cams.yml", sim, state=state, qps=2)
         first = Exporter(tmp_path, config)
         exporters.append(first)
