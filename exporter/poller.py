@@ -121,6 +121,7 @@ class AccountPoller:
         )
         self._discovered: dict[str, int] = {}
         self._polled_per_bucket: set[UnitKey] = set()
+        self._discovery_errors: dict[str, str] = {}  # code -> message, of the last discovery
         self.status = AccountStatus(
             name=account.name,
             endpoint=account.endpoint,
@@ -175,6 +176,7 @@ class AccountPoller:
         found: dict[UnitKey, Unit] = {}
         fresh: set[str] = set()
         errors: list[str] = []
+        self._discovery_errors = {}
         for space in self.account.spaces:
             for unit in self._listed_units(space):
                 found[unit.key] = unit
@@ -184,12 +186,13 @@ class AccountPoller:
                 templates = self._discover(space)
             except CamsError as error:
                 errors.append(error.code)
-                log.error(
-                    "account=%s space=%s discovery failed, keeping known templates: %s%s",
+                self._discovery_errors.setdefault(error.code, str(error))
+                # a warning per space; the cycle's summary is the one error line
+                log.warning(
+                    "account=%s space=%s discovery failed, keeping known templates: %s",
                     self.account.name,
                     space.label,
                     error,
-                    _with_hint(error.code),
                 )
                 continue
             fresh.add(space.label)
@@ -476,7 +479,7 @@ class AccountPoller:
             if discovery_errors:
                 spaces = sum(1 for s in self.account.spaces if s.discover)
                 parts.append(f"discovery failed in {len(discovery_errors)} of {spaces} spaces")
-            example = examples.get(last_error)
+            example = examples.get(last_error) or self._discovery_errors.get(last_error)
             log.error(
                 "account=%s poll cycle: %s (most often %s)%s",
                 self.account.name,
