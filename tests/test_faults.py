@@ -392,7 +392,8 @@ def check_log(
     levels: tuple[str, ...] = ("error", "warn"),
     shown: str | None = None,
 ) -> None:
-    """One clear line names the fault; no flood (one per template); no secret."""
+    """One clear line names the fault; no flood (one error line per cycle, not one per
+    template); no secret."""
     regex = re.compile(pattern)
     loud = [line for line in lines if " level=error " in line or " level=warn " in line]
     leveled = [line for line in lines if any(f" level={level} " in line for level in levels)]
@@ -403,14 +404,19 @@ def check_log(
         row.fail("log line", "a traceback was logged")
     if len(loud) > max_per_cycle * cycles:
         row.fail("log line", f"{len(loud)} warn/error lines in {cycles} cycles")
+    errors = [line for line in loud if " level=error " in line]
+    if len(errors) > cycles:
+        row.fail("log line", f"{len(errors)} error lines in {cycles} cycles (one per cycle)")
     matching = [line for line in leveled if regex.search(line)]
+    matching.sort(key=lambda line: " level=error " not in line)  # the cycle summary first
     if not matching:
         row.fail("log line", f"no warn/error line matches {pattern!r}: {loud[:3]}")
         return
     found = regex.search(matching[0])
     level = next(name for name in levels if f" level={name} " in matching[0])
     text = shown or (found.group(0) if found else pattern)
-    row.log = f"{level}: {text} (x{len(matching)})"
+    same_level = sum(1 for line in matching if f" level={level} " in line)
+    row.log = f"{level}: {text} (x{same_level})"
 
 
 def check_metric(
@@ -614,7 +620,7 @@ def mixed_scenario(tmp: Path, logs: LogLines) -> Row:
             check_log(
                 row,
                 logs.since(mark),
-                r"units failed|discovery failed",
+                r"units failed|discovery failed in",
                 3,
             )
             end_faults(sim)

@@ -202,7 +202,7 @@ def test_kill_9_in_the_middle_of_a_poll_loses_nothing(
         served = wait_up(first)  # the first cycle, published (counters publish per cycle)
         assert nonzero(served), "no counter was published by the first cycle"
         sim.reset_stats()
-        # Kill while the second cycle is part-way: some of its 8 reads answered, not all.
+        # Kill while the second cycle is part-way: some of its 12 reads answered, not all.
         answered = 0
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -232,7 +232,7 @@ def test_kill_9_in_the_middle_of_a_state_write_keeps_a_whole_state_file(
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     state = state_dir / "state.json"
-    # 160 units: a state file of tens of kB, written after every poll and while polls progress.
+    # 160 units: a state file of tens of kB, written at the end of every poll cycle.
     with running(sim_options(templates=80)) as sim:
         config = write_config(tmp_path / "cams.yml", sim, state=state)
         first = Exporter(tmp_path, config)
