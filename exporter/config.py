@@ -706,7 +706,8 @@ class _Checker:
             self.add(
                 f"{path}.endpoint",
                 "must be http://host[:port], https://host[:port] or host:port, "
-                f"got {_show(node['endpoint'])}",
+                # user info may hold a password: never echo an endpoint that has any
+                + ("got a URL with user info" if "@" in text else f"got {_show(node['endpoint'])}"),
             )
             return default
         return normalized

@@ -230,8 +230,15 @@ def test_endpoint_override(given: str, expected: str) -> None:
 def test_bad_endpoint(given: str) -> None:
     assert problems(with_change(lambda t: account(t).update(endpoint=given))) == (
         "accounts[0].endpoint: must be http://host[:port], https://host[:port] or host:port, "
-        f"got {given!r}",
+        + ("got a URL with user info" if "@" in given else f"got {given!r}"),
     )
+
+
+def test_endpoint_password_is_never_echoed() -> None:
+    (problem,) = problems(
+        with_change(lambda t: account(t).update(endpoint="http://user:S3CR3T-pw@127.0.0.1:1"))
+    )
+    assert "S3CR3T-pw" not in problem and "user info" in problem
 
 
 def test_extra_poll_keys() -> None:
