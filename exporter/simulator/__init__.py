@@ -1,0 +1,52 @@
+"""A CAMS API simulator: a real HTTP server that answers like Alibaba Cloud ChatApp Message Service.
+
+It serves `ListChatappTemplate` and `GetChatappTemplateMetric` as RPC-style `POST /` calls with
+the parameters in the query string, and checks requests the way the real gateway does: V3
+(`ACS3-HMAC-SHA256`) and V1 (HMAC-SHA1) signatures, the 15-minute timestamp window, nonce
+reuse, and a per-second flow control per access key and action. Error answers carry Alibaba's
+JSON error body; faults can be injected with seeded probabilities. Run alone with
+`cams-exporter simulate`; the demo and the tests embed it.
+
+The package, one job per module:
+- `options`: the options, fault spec and API constants (frozen values);
+- `data`: templates and their counts per bucket, computed on demand from hashes;
+- `api`: the actions' parameters and answers over that data;
+- `auth`: signatures, the timestamp window, nonces;
+- `traffic`: the clock, flow control and request stats;
+- `faults`: injected faults;
+- `wire`: requests, replies and Alibaba's error bodies;
+- `server`: `Simulator`, tying them together behind an HTTP server;
+- `cli`: `cams-exporter simulate`.
+"""
+
+from exporter.simulator.cli import main
+from exporter.simulator.data import build_templates
+from exporter.simulator.options import (
+    ACTIONS,
+    API_VERSION,
+    GRANULARITIES,
+    LIST_ACTION,
+    MAX_PAGE_SIZE,
+    METRIC_ACTION,
+    SHAPES,
+    FaultSpec,
+    SimulatorOptions,
+    parse_faults,
+)
+from exporter.simulator.server import Simulator
+
+__all__ = [
+    "ACTIONS",
+    "API_VERSION",
+    "GRANULARITIES",
+    "LIST_ACTION",
+    "MAX_PAGE_SIZE",
+    "METRIC_ACTION",
+    "SHAPES",
+    "FaultSpec",
+    "Simulator",
+    "SimulatorOptions",
+    "build_templates",
+    "main",
+    "parse_faults",
+]

@@ -1,0 +1,228 @@
+"""The CAMS actions the simulator answers, over its data model: parameters in, JSON bodies out.
+
+`CamsApi` validates each action's parameters as the real API does (missing and invalid
+parameters, the JSON `Page` of ListChatappTemplate, the longest Start..End range) and answers
+from the deterministic data of `exporter.simulator.data`. Templates can be deleted and restored
+to play a template that disappears. Nothing here knows about HTTP, signatures or faults.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from exporter.durations import format_duration
+from exporter.model import DAY_MS, HALF_HOUR_MS, Template
+from exporter.simulator.data import (
+    UTC8_MS,
+    Counts,
+    DataModel,
+    TemplateDef,
+    build_templates,
+    shaped_rows,
+)
+from exporter.simulator.options import (
+    GRANULARITIES,
+    LIST_ACTION,
+    MAX_PAGE_SIZE,
+    METRIC_ACTION,
+    SimulatorOptions,
+)
+from exporter.simulator.traffic import Clock
+from exporter.simulator.wire import invalid, missing, request_id
+
+Answer = Callable[[Mapping[str, str]], dict[str, Any]]
+
+
+def _int_param(params: Mapping[str, str], name: str) -> int:
+    value = params.get(name, "")
+    if value == "":
+        raise missing(name)
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid(name, f"expected milliseconds since the epoch, got {value!r}") from None
+
+
+def _page_number(page: Mapping[str, Any], key: str, default: int) -> int:
+    raw = page.get(key, page.get(key.lower(), default))
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise invalid("Page", f"{key} must be an integer")
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid("Page", f"{key} must be an integer") from None
+
+
+def parse_page(text: str | None) -> tuple[int, int]:
+    """(index, size) from the JSON `Page` parameter of ListChatappTemplate."""
+    if not text:
+        return 1, 10
+    try:
+        page = json.loads(text)
+    except ValueError:
+        raise invalid("Page", 'expected JSON like {"Index":1,"Size":50}') from None
+    if not isinstance(page, dict):
+        raise invalid("Page", 'expected JSON like {"Index":1,"Size":50}')
+    index = _page_number(page, "Index", 1)
+    size = _page_number(page, "Size", 10)
+    if index < 1:
+        raise invalid("Page", f"Index must be >= 1, got {index}")
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise invalid("Page", f"Size must be between 1 and {MAX_PAGE_SIZE}, got {size}")
+    return index, size
+
+
+class CamsApi:
+    """The simulated account: its templates and the answers of every action; thread-safe."""
+
+    def __init__(self, options: SimulatorOptions, clock: Clock) -> None:
+        self._options = options
+        self._clock = clock
+        self._defs = build_templates(options.templates, options.seed)
+        self._by_code = {t.code: t for t in self._defs}
+        self._rows = tuple(
+            Template(
+                code=t.code,
+                name=t.name,
+                language=language,
+                category=t.category,
+                audit_status="pass",
+                template_type="WHATSAPP",
+                last_update_ms=t.last_update_ms,
+            )
+            for t in self._defs
+            for language in options.languages
+        )
+        self._model = DataModel(options.seed, UTC8_MS if options.shape == "utc8" else 0)
+        self._lock = threading.Lock()
+        self._deleted: set[str] = set()
+        self.answers: Mapping[str, Answer] = {
+            LIST_ACTION: self.list_templates,
+            METRIC_ACTION: self.template_metric,
+        }
+        self.limits: Mapping[str, float] = {
+            LIST_ACTION: options.list_qps_limit,
+            METRIC_ACTION: options.qps_limit,
+        }
+
+    # -- control ---------------------------------------------------------------------------
+
+    def templates(self) -> tuple[Template, ...]:
+        """The template-language rows ListChatappTemplate currently lists."""
+        with self._lock:
+            deleted = frozenset(self._deleted)
+        return tuple(row for row in self._rows if row.code not in deleted)
+
+    def delete_template(self, code: str) -> None:
+        """Hide a template from listing and metrics (KeyError for an unknown code)."""
+        if code not in self._by_code:
+            raise KeyError(code)
+        with self._lock:
+            self._deleted.add(code)
+
+    def restore_template(self, code: str) -> None:
+        """Bring a deleted template back (KeyError for an unknown code)."""
+        if code not in self._by_code:
+            raise KeyError(code)
+        with self._lock:
+            self._deleted.discard(code)
+
+    def _live(self, code: str) -> TemplateDef | None:
+        with self._lock:
+            return None if code in self._deleted else self._by_code.get(code)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def list_templates(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """ListChatappTemplate: one page of the matching template-language rows."""
+        index, size = parse_page(params.get("Page"))
+        name = params.get("Name", "").lower()
+        exact = {
+            "code": params.get("Code", ""),
+            "language": params.get("Language", ""),
+            "audit_status": params.get("AuditStatus", "").lower(),
+            "template_type": params.get("TemplateType", "").upper(),
+            "category": params.get("Category", "").upper(),
+        }
+        wanted = {key: value for key, value in exact.items() if value}
+        rows = [
+            row
+            for row in self.templates()
+            if name in row.name.lower()
+            and all(getattr(row, key) == value for key, value in wanted.items())
+        ]
+        page = rows[(index - 1) * size : index * size]
+        return {
+            "RequestId": request_id(),
+            "Code": "OK",
+            "Message": "success",
+            "Success": True,
+            "Total": len(rows),
+            "ListTemplate": [
+                {
+                    "TemplateCode": row.code,
+                    "TemplateName": row.name,
+                    "Language": row.language,
+                    "Category": row.category,
+                    "AuditStatus": row.audit_status,
+                    "TemplateType": row.template_type,
+                    "Reason": "",
+                    "LastUpdateTime": row.last_update_ms,
+                }
+                for row in page
+            ],
+        }
+
+    def template_metric(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """GetChatappTemplateMetric: the rows of one template (every language when `Language`
+        is omitted) for [Start, End)."""
+        code = params.get("TemplateCode", "")
+        if not code:
+            raise missing("TemplateCode")
+        granularity = params.get("Granularity") or "DAILY"
+        if granularity not in GRANULARITIES:
+            raise invalid("Granularity", f"expected DAILY or HALF_HOUR, got {granularity!r}")
+        start = _int_param(params, "Start")
+        end = _int_param(params, "End")
+        if end <= start:
+            raise invalid("End", "End must be greater than Start")
+        max_range_ms = int(self._options.max_range_s * 1000)
+        if end - start > max_range_ms:
+            raise invalid(
+                "End",
+                f"the time range End - Start must not exceed "
+                f"{format_duration(self._options.max_range_s)} ({max_range_ms} ms)",
+            )
+        template = self._live(code)
+        template_type = params.get("TemplateType", "")
+        language = params.get("Language", "")
+        languages = [lang for lang in self._options.languages if not language or lang == language]
+        data: list[dict[str, Any]] = []
+        if template is not None and template_type.upper() in ("", "WHATSAPP"):
+            size = DAY_MS if granularity == "DAILY" else HALF_HOUR_MS
+            for lang in languages:
+                buckets = self._buckets(template, lang, size, start, end)
+                data.extend(
+                    shaped_rows(template, lang, buckets, size, self._options.shape, start, end)
+                )
+        return {"RequestId": request_id(), "Code": "OK", "Message": "success", "Data": data}
+
+    def _buckets(
+        self, template: TemplateDef, language: str, size: int, start: int, end: int
+    ) -> list[tuple[int, Counts]]:
+        model = self._model
+        anchor_ms = int(self._clock.anchor() * 1000)
+        first_day = model.day_of(anchor_ms - int(self._options.history_s * 1000))
+        static = self._options.static
+        # static: the anchor day is complete; live: buckets up to the simulator's now
+        now_ms = (
+            model.day_start(model.day_of(anchor_ms) + 1) - 1
+            if static
+            else int(self._clock.now() * 1000)
+        )
+        return model.buckets(
+            template, language, size, start, end, now_ms=now_ms, first_day=first_day, static=static
+        )

@@ -1,0 +1,270 @@
+"""`cams-exporter simulate`: the simulator's command line (flags, one-line errors, signals).
+
+Every flag is checked as it is parsed; a bad one is reported in one line (exit 2), never with
+a usage dump or a traceback. The simulator serves until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import NoReturn, TypeVar
+
+from exporter.durations import parse_duration
+from exporter.simulator.options import (
+    DEFAULT_LISTEN,
+    LANGUAGE_CODE,
+    SHAPES,
+    SimulatorOptions,
+    parse_faults,
+)
+from exporter.simulator.server import Simulator
+
+_log = logging.getLogger("exporter.simulator")
+_T = TypeVar("_T")
+
+
+class _UsageError(Exception):
+    """A bad command line: one line to stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def _arg_type(
+    convert: Callable[[str], _T], check: Callable[[_T], bool], expected: str
+) -> Callable[[str], _T]:
+    """An argparse `type=` that turns ValueError and failed checks into one-line messages."""
+
+    def parse(text: str) -> _T:
+        try:
+            value = convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc) if str(exc) else expected) from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _languages(text: str) -> tuple[str, ...]:
+    languages = tuple(part.strip() for part in text.split(","))
+    for language in languages:
+        if not LANGUAGE_CODE.match(language):
+            raise ValueError(f"{language!r} is not a language code like en or pt_BR")
+    if len(set(languages)) != len(languages):
+        raise ValueError(f"languages repeat in {text!r}")
+    return languages
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
+    return host, int(port_text)
+
+
+def _faults_arg(text: str) -> str:
+    parse_faults(text)
+    return text
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="cams-exporter simulate",
+        description="Run the CAMS API simulator (ListChatappTemplate, GetChatappTemplateMetric).",
+    )
+    add = parser.add_argument
+    add(
+        "--listen",
+        type=_arg_type(_listen, bool, "expected HOST:PORT"),
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to serve on (default {DEFAULT_LISTEN})",
+    )
+    add(
+        "--templates",
+        type=_arg_type(_int, lambda v: v >= 0, "must be >= 0"),
+        default=20,
+        metavar="N",
+        help="number of templates (default 20)",
+    )
+    add(
+        "--languages",
+        type=_arg_type(_languages, bool, "expected en,es,..."),
+        default=("en", "es"),
+        metavar="LANGS",
+        help="comma-separated languages, every template in each (default en,es)",
+    )
+    add(
+        "--seed",
+        type=_arg_type(_int, lambda v: True, "expected an integer"),
+        default=1,
+        help="seed of the data (default 1)",
+    )
+    add("--static", action="store_true", help="freeze the data: same query, same answer")
+    add(
+        "--history",
+        type=_arg_type(parse_duration, lambda v: v > 0, "must be > 0"),
+        default=90 * 86400.0,
+        metavar="DURATION",
+        help="days with data before now (default 90d)",
+    )
+    add("--access-key-id", default="demo", metavar="ID", help="accepted key id (default demo)")
+    add(
+        "--access-key-secret",
+        default="demo-secret",
+        metavar="SECRET",
+        help="its secret (default demo-secret)",
+    )
+    add(
+        "--qps-limit",
+        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
+        default=50.0,
+        metavar="QPS",
+        help="GetChatappTemplateMetric requests per second (default 50)",
+    )
+    add(
+        "--list-qps-limit",
+        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
+        default=5.0,
+        metavar="QPS",
+        help="ListChatappTemplate requests per second (default 5)",
+    )
+    add(
+        "--latency",
+        type=_arg_type(_float, lambda v: v >= 0, "must be >= 0"),
+        default=0.0,
+        metavar="SECONDS",
+        help="delay before each answer (default 0)",
+    )
+    add(
+        "--max-range",
+        type=_arg_type(parse_duration, lambda v: v > 0, "must be > 0"),
+        default=30 * 86400.0,
+        metavar="DURATION",
+        help="longest End - Start (default 30d)",
+    )
+    add(
+        "--faults",
+        type=_arg_type(_faults_arg, lambda v: True, "bad fault spec"),
+        default="",
+        metavar="SPEC",
+        help="e.g. throttle=0.05,5xx=0.02,timeout=0.01,reset=0.01,seed=7",
+    )
+    add("--shape", choices=SHAPES, default="per-bucket", help="answer shape (default per-bucket)")
+    add(
+        "--timeout-fault",
+        type=_arg_type(_float, lambda v: v >= 0, "must be >= 0"),
+        default=15.0,
+        metavar="SECONDS",
+        help="how long a timeout fault stays silent (default 15)",
+    )
+    return parser
+
+
+def _parse_args(argv: Sequence[str]) -> tuple[SimulatorOptions, str, int]:
+    args = _build_parser().parse_args(list(argv))
+    host, port = args.listen
+    try:
+        options = SimulatorOptions(
+            templates=args.templates,
+            languages=args.languages,
+            seed=args.seed,
+            static=args.static,
+            history_s=args.history,
+            access_key_id=args.access_key_id,
+            access_key_secret=args.access_key_secret,
+            qps_limit=args.qps_limit,
+            list_qps_limit=args.list_qps_limit,
+            latency_s=args.latency,
+            max_range_s=args.max_range,
+            faults=args.faults,
+            shape=args.shape,
+            timeout_fault_s=args.timeout_fault,
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    return options, host, port
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`cams-exporter simulate ...`: serve until SIGINT or SIGTERM."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["simulate"]:
+        args = args[1:]
+    try:
+        options, host, port = _parse_args(args)
+    except _UsageError as exc:
+        print(f"cams-exporter simulate: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        simulator = Simulator(options, host, port)
+    except OSError as exc:
+        print(
+            f"cams-exporter simulate: error: cannot listen on {host}:{port}: {exc}", file=sys.stderr
+        )
+        return 1
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = (
+        {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if in_main
+        else {}
+    )
+    simulator.start()
+    _log.info(
+        "CAMS simulator listening on %s (bound to %s; %d templates x %d languages, shape %s, %s,"
+        " key id %s)",
+        simulator.url,
+        simulator.bound_address,
+        options.templates,
+        len(options.languages),
+        options.shape,
+        "static" if options.static else "live",
+        options.access_key_id,
+    )
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        simulator.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _log.info("CAMS simulator stopped")
+    return 0
