@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from exporter import __version__
 from exporter.client import CamsClient, CredentialSource, RequestEvent
-from exporter.collector import Exposition
 from exporter.config import Config, ConfigError, default_credentials_provider, load_config
+from exporter.exposition import Exposition
 from exporter.instruments import Instruments
 from exporter.poller import Poller
 from exporter.ratelimit import RateLimiter

@@ -26,6 +26,17 @@ def button_type_label(api_type: str) -> str:
     return BUTTON_TYPES.get(key, key.removesuffix("_button") or "unknown")
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class UnitKey:
+    """One (template, language) unit of one account and space: the labels every series carries."""
+
+    account: str
+    space: str
+    template_code: str
+    language: str
+    template_type: str
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
     """One (template, language) row of ListChatappTemplate."""

@@ -30,9 +30,9 @@ from cachetools import TTLCache
 from exporter.client import CamsClient, CamsError, ListFilters
 from exporter.config import Account, Config, PollConfig, Space
 from exporter.instruments import Instruments
-from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, Template
+from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, Template, UnitKey
 from exporter.sharding import Shard
-from exporter.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries, UnitKey
+from exporter.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
 from exporter.state import CounterStore, Tally, UnitState
 
 log = logging.getLogger("cams_exporter.poller")

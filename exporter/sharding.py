@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from exporter.snapshot import UnitKey
+from exporter.model import UnitKey
 
 _SPEC = re.compile(r"^(\d+)/(\d+)$")
 

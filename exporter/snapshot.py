@@ -8,16 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True, slots=True, order=True)
-class UnitKey:
-    """One (template, language) unit of one account and space: the labels every series carries."""
-
-    account: str
-    space: str
-    template_code: str
-    language: str
-    template_type: str
+from exporter.model import UnitKey
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.model import MetricRow, button_type_label
-from exporter.snapshot import Counts, UnitKey
+from exporter.model import MetricRow, UnitKey, button_type_label
+from exporter.snapshot import Counts
 
 log = logging.getLogger("cams_exporter.state")
 

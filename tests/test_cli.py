@@ -13,9 +13,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 import requests
-from simhelpers import free_port, simulator_process, wait_http
 
 from exporter import __version__
+from tests.kit.sim import free_port, simulator_process, wait_http
 
 SECRET = "s3cr3t-RECOGNISABLE-9f1c"
 

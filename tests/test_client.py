@@ -11,13 +11,13 @@ from typing import ClassVar
 
 import pytest
 import requests
-from simhelpers import day_floor, running, sdk_client, sdk_list, sdk_sum, simulator_process
 
 from exporter.client import CamsClient, CamsError, ListFilters, RequestEvent
 from exporter.config import StaticCredentials
 from exporter.model import DAY_MS, button_type_label
 from exporter.ratelimit import RateLimiter
 from exporter.simulator import Simulator, SimulatorOptions
+from tests.kit.sim import day_floor, running, sdk_client, sdk_list, sdk_sum, simulator_process
 
 CREDS = StaticCredentials("demo", "demo-secret")
 

@@ -8,12 +8,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.collector import (
-    TemplateCollector,
-    TemplateInfoCollector,
-    render_template_families,
-)
-from exporter.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries, UnitKey
+from exporter.exposition import render_template_families
+from exporter.model import UnitKey
+from exporter.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
+from tests.kit.collectors import TemplateCollector, TemplateInfoCollector
 
 text = st.text(max_size=12)
 counts = st.integers(0, 10**12)

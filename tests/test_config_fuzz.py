@@ -34,9 +34,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simhelpers import free_port, wait_http
 
 from exporter.cli import main
+from tests.kit.sim import free_port, wait_http
 
 SECRET = "S3CR3T-cams-test-7f3a"
 ENV_SECRET = "CAMS_FUZZ_SECRET"

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from test_deploy import check_exporter_argv, flag_value
 
 from exporter.sharding import Shard
+from tests.test_deploy import check_exporter_argv, flag_value
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARDED = ROOT / "deploy" / "kubernetes-sharded"

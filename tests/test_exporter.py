@@ -14,13 +14,13 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from simhelpers import Truth, day_floor, running, sdk_client, sdk_sum
 
 from exporter.app import Exporter
 from exporter.config import Config, parse_config
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.web import WebServer
+from tests.kit.sim import Truth, day_floor, running, sdk_client, sdk_sum
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -35,8 +35,6 @@ from typing import Any
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from simhelpers import Truth, running, sdk_client, sdk_sum
-from test_exporter import counters
 
 from exporter.app import Exporter
 from exporter.config import load_config
@@ -45,6 +43,8 @@ from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.state import CounterStore
 from exporter.web import WebServer
+from tests.kit.sim import Truth, running, sdk_client, sdk_sum
+from tests.test_exporter import counters
 
 SECRET = "S3CR3T-cams-test-7f3a"
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import requests
 from alibabacloud_tea_openapi.utils import Utils
-from simhelpers import day_floor, free_port, running, sdk_client, sdk_sum, wait_http
-from test_exporter import Running, make_config
 
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
+from tests.kit.sim import day_floor, free_port, running, sdk_client, sdk_sum, wait_http
+from tests.test_exporter import Running, make_config
 
 SCRAPE_S = 1
 

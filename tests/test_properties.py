@@ -31,17 +31,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simhelpers import running
 
 from exporter.client import CamsClient
 from exporter.config import StaticCredentials, parse_config
 from exporter.instruments import Instruments
-from exporter.model import DAY_MS, ButtonCount, MetricRow, button_type_label
+from exporter.model import DAY_MS, ButtonCount, MetricRow, UnitKey, button_type_label
 from exporter.poller import AccountPoller
 from exporter.ratelimit import RateLimiter
 from exporter.simulator import Simulator, SimulatorOptions
-from exporter.snapshot import UnitKey
 from exporter.state import CounterStore, Tally, UnitState
+from tests.kit.sim import running
 
 SECRET = "S3CR3T-cams-test-7f3a"
 HOUR_MS = 3_600_000

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from simhelpers import free_port, running, wait_http
-from test_faults import (
+
+from exporter.simulator import Simulator
+from exporter.state import CounterStore
+from tests.kit.sim import free_port, running, wait_http
+from tests.test_faults import (
     SECRET,
     Series,
     assert_no_secret,
@@ -35,9 +38,6 @@ from test_faults import (
     template_counters,
     value,
 )
-
-from exporter.simulator import Simulator
-from exporter.state import CounterStore
 
 
 class Exporter:

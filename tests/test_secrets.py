@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import requests
 from alibabacloud_cams20200606 import models
-from simhelpers import free_port, running, sdk_client, wait_http
-from test_faults import SECRET, assert_no_secret, origin, sim_options
 
 from exporter.simulator import Simulator
+from tests.kit.sim import free_port, running, sdk_client, wait_http
+from tests.test_faults import SECRET, assert_no_secret, origin, sim_options
 
 ENV = "CAMS_SECRETS_TEST_SECRET"
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from simhelpers import running
-from test_exporter import make_config
 
 from exporter.app import Exporter
+from exporter.model import UnitKey
 from exporter.sharding import Shard, shard_of
 from exporter.simulator import SimulatorOptions
-from exporter.snapshot import UnitKey
+from tests.kit.sim import running
+from tests.test_exporter import make_config
 
 
 def units(n: int) -> list[UnitKey]:

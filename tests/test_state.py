@@ -9,8 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.model import DAY_MS, ButtonCount, MetricRow
-from exporter.snapshot import UnitKey
+from exporter.model import DAY_MS, ButtonCount, MetricRow, UnitKey
 from exporter.state import CounterStore, Tally, UnitState
 
 KEY = UnitKey("main", "cams-1", "tpl", "en", "WHATSAPP")

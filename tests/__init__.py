@@ -1,0 +1,1 @@
+"""The test suite: end-to-end over real HTTP, plus unit and property tests of each module."""
