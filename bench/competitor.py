@@ -18,9 +18,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from exporter.client import CamsClient, CamsError, RequestEvent
+from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient, RequestEvent
 from exporter.config import StaticCredentials
+from exporter.errors import CamsError
 from exporter.ratelimit import RateLimiter
+from exporter.retry import RetryPolicy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,10 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     client = CamsClient(
         endpoint=args.endpoint,
         credentials=StaticCredentials("demo", "demo-secret", None),
-        metric_limiter=limiter,
-        list_limiter=RateLimiter(1.0),
+        limiters={METRIC_ACTION: limiter, LIST_ACTION: RateLimiter(1.0)},
         timeout_s=5.0,
-        max_retries=0,
+        retry=RetryPolicy(max_retries=0),
         observer=observe,
         pool_size=args.threads,
     )

@@ -19,6 +19,7 @@ from exporter.exposition import Exposition
 from exporter.instruments import Instruments
 from exporter.poller import Poller
 from exporter.ratelimit import RateLimiter
+from exporter.retry import RetryPolicy
 from exporter.sharding import Shard
 from exporter.snapshot import Snapshot
 from exporter.state import CounterStore
@@ -57,10 +58,9 @@ def build_clients(
         clients[account.name] = CamsClient(
             endpoint=account.endpoint,
             credentials=credentials,
-            metric_limiter=metric_limiter,
-            list_limiter=list_limiter,
+            limiters=limiters,
             timeout_s=config.poll.timeout_s,
-            max_retries=config.poll.max_retries,
+            retry=RetryPolicy(max_retries=config.poll.max_retries),
             observer=observe,
             pool_size=max(4, min(64, int(account.qps))),
             stop=stop,

@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 
 from cachetools import TTLCache
 
-from exporter.client import CamsClient, CamsError, ListFilters
+from exporter.client import CamsClient, ListFilters
 from exporter.config import Account, Config, PollConfig, Space
+from exporter.errors import CamsError
 from exporter.instruments import Instruments
 from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, Template, UnitKey
 from exporter.sharding import Shard

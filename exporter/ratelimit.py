@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 
 class RateLimiter:
-    """A pacing token bucket of capacity one, safe to share between threads."""
+    """A pacing limiter (slots 1/rate apart, checked against a sliding 1-second window of
+    written calls), safe to share between threads."""
 
     def __init__(
         self,
@@ -125,6 +126,10 @@ class RateLimiter:
             else:
                 self._sleep(delay)
 
+    def grant(self, stop: threading.Event | None = None) -> Grant | None:
+        """`acquire`, as a `Grant` to mark sent or released (None if `stop` was set)."""
+        return Grant(self) if self.acquire(stop) else None
+
     def on_throttled(self) -> None:
         """The API said we were too fast: cut the rate (at most once per second)."""
         with self._lock:
@@ -148,3 +153,31 @@ class RateLimiter:
             if now - self._last_cut >= self._recovery_s and now - self._last_raise >= 1.0:
                 self._last_raise = now
                 self._rate = min(self._max_rate, self._rate + self._increase)
+
+
+class Grant:
+    """One granted call: marked `sent()` when its bytes are written, else `release()`d.
+
+    Whichever comes first counts; later calls of either do nothing, so a caller can release
+    unconditionally once the attempt is over.
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._lock = threading.Lock()
+        self._done = False
+
+    def _finish(self) -> bool:
+        with self._lock:
+            done, self._done = self._done, True
+            return not done
+
+    def sent(self) -> None:
+        """The call's request has been written to the network."""
+        if self._finish():
+            self._limiter.sent()
+
+    def release(self) -> None:
+        """The call ends without having been written (a no-op once it was sent)."""
+        if self._finish():
+            self._limiter.release()

@@ -12,10 +12,14 @@ from typing import ClassVar
 import pytest
 import requests
 
-from exporter.client import CamsClient, CamsError, ListFilters, RequestEvent
+from exporter.client import LIST_ACTION as LIST
+from exporter.client import METRIC_ACTION as METRIC
+from exporter.client import CamsClient, ListFilters, RequestEvent
 from exporter.config import StaticCredentials
+from exporter.errors import CamsError
 from exporter.model import DAY_MS, button_type_label
 from exporter.ratelimit import RateLimiter
+from exporter.retry import RetryPolicy
 from exporter.simulator import Simulator, SimulatorOptions
 from tests.kit.sim import day_floor, running, sdk_client, sdk_list, sdk_sum, simulator_process
 
@@ -35,12 +39,9 @@ def make_client(
     return CamsClient(
         endpoint=sim_url,
         credentials=creds,
-        metric_limiter=RateLimiter(qps),
-        list_limiter=RateLimiter(list_qps),
+        limiters={METRIC: RateLimiter(qps), LIST: RateLimiter(list_qps)},
         timeout_s=timeout,
-        max_retries=retries,
-        backoff_base_s=0.05,
-        backoff_cap_s=0.5,
+        retry=RetryPolicy(max_retries=retries, base_s=0.05, cap_s=0.5),
         observer=events.append if events is not None else None,
     )
 

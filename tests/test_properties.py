@@ -32,12 +32,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.client import CamsClient
+from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient
 from exporter.config import StaticCredentials, parse_config
 from exporter.instruments import Instruments
 from exporter.model import DAY_MS, ButtonCount, MetricRow, UnitKey, button_type_label
 from exporter.poller import AccountPoller
 from exporter.ratelimit import RateLimiter
+from exporter.retry import RetryPolicy
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.state import CounterStore, Tally, UnitState
 from tests.kit.sim import running
@@ -294,10 +295,9 @@ def make_client(sim: Simulator, clock: Any, stop: threading.Event) -> CamsClient
     return CamsClient(
         endpoint=sim.url,
         credentials=StaticCredentials("demo", SECRET),
-        metric_limiter=RateLimiter(10_000),
-        list_limiter=RateLimiter(10_000),
+        limiters={METRIC_ACTION: RateLimiter(10_000), LIST_ACTION: RateLimiter(10_000)},
         timeout_s=5,
-        max_retries=0,
+        retry=RetryPolicy(max_retries=0),
         stop=stop,
         clock=clock,
     )
