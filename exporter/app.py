@@ -17,9 +17,9 @@ from exporter.client import CamsClient, CredentialSource, RequestEvent
 from exporter.config import Config, ConfigError, default_credentials_provider, load_config
 from exporter.exposition import Exposition
 from exporter.instruments import Instruments
-from exporter.poller import Poller
 from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
+from exporter.scheduler import Scheduler
 from exporter.sharding import Shard
 from exporter.snapshot import Snapshot
 from exporter.state import CounterStore
@@ -93,13 +93,13 @@ class Exporter:
             if warning:
                 log.warning(warning)
         self._reload_lock = threading.Lock()
-        self.poller = self._build_poller(config)
-        self.exposition = Exposition(lambda: self.poller.snapshot, self.instruments.render)
+        self.scheduler = self._build_scheduler(config)
+        self.exposition = Exposition(lambda: self.scheduler.snapshot, self.instruments.render)
 
-    def _build_poller(self, config: Config) -> Poller:
+    def _build_scheduler(self, config: Config) -> Scheduler:
         stop = threading.Event()
         clients = build_clients(config, self.instruments, self.shard, stop, self.clock)
-        poller = Poller(
+        poller = Scheduler(
             config,
             clients,
             self.store,
@@ -116,18 +116,18 @@ class Exporter:
     @property
     def snapshot(self) -> Snapshot:
         """The snapshot scrapes and pages read now."""
-        return self.poller.snapshot
+        return self.scheduler.snapshot
 
     def start(self) -> None:
         """Start polling in the background."""
         accounts = ", ".join(a.name for a in self.config.accounts)
         log.info("polling accounts: %s", accounts)
-        self.poller.start()
+        self.scheduler.start()
 
     def stop(self) -> None:
         """Stop polling and write the state one last time."""
-        self.poller.stop()
-        for client in self.poller.accounts:
+        self.scheduler.stop()
+        for client in self.scheduler.accounts:
             client.client.close()
 
     def reload(self) -> tuple[bool, str]:
@@ -139,19 +139,19 @@ class Exporter:
                 config = load_config(self.config_path)
                 if config.state.path != self.config.state.path:
                     raise ConfigError("state.path: cannot change on reload; restart instead")
-                new = self._build_poller(config)
+                new = self._build_scheduler(config)
             except ConfigError as error:
                 message = "; ".join(error.problems)
                 log.error("reload refused, keeping the running config: %s", message)
                 return False, message
-            old = self.poller
+            old = self.scheduler
             old.stop()
             for account in old.accounts:
                 account.client.close()
             new.carry_over(old)
             new.publish()  # the reloaded config's templates, with the counters kept
             self.config = config
-            self.poller = new
+            self.scheduler = new
             new.start()
             log.info("config reloaded from %s", self.config_path)
             return True, "config reloaded"
@@ -165,7 +165,7 @@ class Exporter:
         """What the web server calls."""
         return Handlers(
             metrics=self.metrics,
-            snapshot=lambda: self.poller.snapshot,
+            snapshot=lambda: self.scheduler.snapshot,
             reload=self.reload,
             version=__version__,
         )

@@ -1,11 +1,20 @@
-"""Logging setup: `--log.level` and `--log.format logfmt|json`, one line per event."""
+"""Logging setup: `--log.level` and `--log.format logfmt|json`, one line per event.
+
+Context travels as fields, not inside the message: pass `extra={"account": ..., "space": ...,
+"template": ..., "language": ...}` (any of `FIELDS`) and the formatters write them as logfmt
+pairs or JSON keys, so a log pipeline can filter by account or template. An error logged with
+an exception keeps its traceback (`logger.exception(...)`): in logfmt as the quoted `traceback`
+value with its line breaks escaped, in JSON as the `traceback` key; either way one line.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
+from typing import Any
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -13,6 +22,8 @@ LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
+# The context fields, in the order logfmt writes them.
+FIELDS = ("account", "space", "template", "language", "action", "kind", "code")
 
 
 def _logfmt_value(value: str) -> str:
@@ -21,33 +32,61 @@ def _logfmt_value(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _level(record: logging.LogRecord) -> str:
+    return record.levelname.lower().replace("warning", "warn")
+
+
+def _fields(record: logging.LogRecord) -> list[tuple[str, str]]:
+    return [
+        (name, str(getattr(record, name)))
+        for name in FIELDS
+        if getattr(record, name, None) is not None
+    ]
+
+
+def _traceback(record: logging.LogRecord) -> str | None:
+    if not record.exc_info or record.exc_info[0] is None:
+        return None
+    return "".join(traceback.format_exception(*record.exc_info)).rstrip()
+
+
 class LogfmtFormatter(logging.Formatter):
-    """`ts=... level=info logger=... msg="..."`, like the Go exporters' default output."""
+    """`ts=... level=info logger=... msg="..." account=...`, like the Go exporters' output."""
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         message = " ".join(record.getMessage().splitlines())
-        line = (
-            f"ts={ts[:-4]}Z level={record.levelname.lower().replace('warning', 'warn')} "
-            f"logger={record.name} msg={_logfmt_value(message)}"
-        )
-        if record.exc_info and record.levelno >= logging.ERROR:
-            line += f" error={_logfmt_value(repr(record.exc_info[1]))}"
-        return line
+        parts = [
+            f"ts={ts[:-4]}Z",
+            f"level={_level(record)}",
+            f"logger={record.name}",
+            f"msg={_logfmt_value(message)}",
+        ]
+        parts += [f"{name}={_logfmt_value(value)}" for name, value in _fields(record)]
+        trace = _traceback(record)
+        if trace is not None:
+            error = record.exc_info[1] if record.exc_info else None
+            parts.append(f"error={_logfmt_value(repr(error))}")
+            parts.append(f"traceback={json.dumps(trace, ensure_ascii=False)}")
+        return " ".join(parts)
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        payload = {
+        payload: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower().replace("warning", "warn"),
+            "level": _level(record),
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if record.exc_info and record.levelno >= logging.ERROR:
-            payload["error"] = repr(record.exc_info[1])
+        payload.update(_fields(record))
+        trace = _traceback(record)
+        if trace is not None:
+            error = record.exc_info[1] if record.exc_info else None
+            payload["error"] = repr(error)
+            payload["traceback"] = trace
         return json.dumps(payload, ensure_ascii=False)
 
 

@@ -69,7 +69,7 @@ class Running:
         self.url = f"http://127.0.0.1:{self.server.port}"
 
     def poll(self) -> None:
-        poller = self.exporter.poller
+        poller = self.exporter.scheduler
         for account in poller.accounts:
             assert account.run_cycle(poller.stop_event, 8)
         poller.publish()
@@ -252,7 +252,7 @@ def test_new_template_shows_zero_series_before_its_first_read(
         SimulatorOptions(templates=2, static=True, list_qps_limit=50, qps_limit=1000)
     ) as sim:
         instance = started(make_config(sim))
-        poller = instance.exporter.poller
+        poller = instance.exporter.scheduler
         poller.accounts[0].refresh_units()
         poller.publish()
         series = instance.scrape()
@@ -273,12 +273,12 @@ def test_a_vanished_template_is_kept_until_a_second_discovery(
         instance.poll()
         gone = sim.templates()[0].code
         sim.delete_template(gone)
-        account = instance.exporter.poller.accounts[0]
+        account = instance.exporter.scheduler.accounts[0]
 
         def codes() -> set[str]:
-            account._discovery.clear()  # run discovery now instead of after discovery_interval
+            account.discovery.forget()  # run discovery now instead of after discovery_interval
             account.refresh_units()
-            return {k.template_code for k in account.units}
+            return {k.template_code for k in (u.key for u in account.discovery.units())}
 
         assert gone in codes()  # first discovery without it: kept
         assert gone not in codes()  # second: gone

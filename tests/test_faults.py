@@ -270,10 +270,10 @@ class Harness:
 
     def cycle(self) -> bool:
         """One poll cycle of every account (discovery included), then save and publish."""
-        poller = self.exporter.poller
+        poller = self.exporter.scheduler
         ok = True
         for account in poller.accounts:
-            account._discovery.clear()  # discover every cycle, not once per discovery_interval
+            account.discovery.forget()  # discover every cycle, not once per discovery_interval
             ok = account.run_cycle(poller.stop_event, 8) and ok
         poller.save_state()
         poller.publish()
@@ -711,7 +711,7 @@ def paging_scenario(tmp: Path, logs: LogLines) -> Row:
         harness = Harness(tmp, sim, logs, list_qps=2)
         try:
             good = good_start(row, harness)
-            account = harness.exporter.poller.accounts[0]
+            account = harness.exporter.scheduler.accounts[0]
             mark = logs.mark()
             listed_before = value(good, "cams_api_requests_total", action="ListChatappTemplate")
             changes: list[tuple[Callable[[], None], Callable[[], None]]] = [

@@ -369,7 +369,7 @@ class World:
         sim = self.sims[self.shape]
         sim.set_faults(faults)
         try:
-            self.poller._discovery.clear()
+            self.poller.discovery.forget()
             return self.poller.run_cycle(self.stop, 2)
         finally:
             sim.set_faults("")

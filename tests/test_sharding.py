@@ -65,17 +65,17 @@ def test_replicas_split_an_account_and_its_qps() -> None:
         for index in range(3):
             exporter = Exporter(config, shard=Shard(index, 3))
             try:
-                poller = exporter.poller
+                poller = exporter.scheduler
                 account = poller.accounts[0]
                 assert account.run_cycle(poller.stop_event, 4)
                 assert (
                     account.client._limiters["GetChatappTemplateMetric"].rate
                     == config.accounts[0].qps / 3
                 )
-                seen.append(set(account.units))
+                seen.append({u.key for u in account.discovery.units()})
                 poller.publish()
                 keys = {s.key for s in poller.snapshot.series}
-                assert keys == set(account.units)
+                assert keys == {u.key for u in account.discovery.units()}
             finally:
                 exporter.stop()
         assert sum(len(s) for s in seen) == 24

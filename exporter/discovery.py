@@ -1,0 +1,172 @@
+"""Which template-language units an account polls: discovered, listed in the config, restored.
+
+`Discovery` re-runs ListChatappTemplate per space when `discovery_interval` has passed (a TTL
+cache in between), applies the space's filters, adds the templates listed explicitly, and keeps
+the units the state file knows (so they show at once after a restart). A unit that vanishes
+from a fresh listing keeps its series until a second listing agrees that it is gone; a space
+whose listing failed keeps all its units.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+from exporter.client import CamsClient, ListFilters
+from exporter.config import Account, PollConfig, Space
+from exporter.errors import CamsError
+from exporter.model import Template, UnitKey
+from exporter.sharding import Shard
+from exporter.state import CounterStore
+
+log = logging.getLogger("cams_exporter.poller")
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One (template, language) to poll, with what the exporter shows about it."""
+
+    key: UnitKey
+    space: Space
+    name: str = ""
+    category: str = ""
+    audit_status: str = ""
+
+
+class Discovery:
+    """The units of one account, refreshed once per cycle; thread-safe."""
+
+    def __init__(
+        self,
+        account: Account,
+        poll: PollConfig,
+        client: CamsClient,
+        store: CounterStore,
+        *,
+        shard: Shard,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self.client = client
+        self.shard = shard
+        self.lock = threading.Lock()
+        self._units: dict[UnitKey, Unit] = {}
+        self._missing: dict[UnitKey, int] = {}
+        self._cache: TTLCache[str, tuple[Template, ...]] = TTLCache(
+            maxsize=max(1, len(account.spaces)), ttl=poll.discovery_interval_s, timer=clock
+        )
+        self.discovered: dict[str, int] = {}  # space -> templates found by the last listing
+        self.errors: dict[str, str] = {}  # code -> message, of the last refresh
+        self._restore(store)
+
+    def _restore(self, store: CounterStore) -> None:
+        """Units the state file knows, shown at once after a restart (before any discovery)."""
+        spaces = {s.label: s for s in self.account.spaces}
+        for key, unit in store:
+            if key.account == self.account.name and key.space in spaces and self.shard.owns(key):
+                self._units[key] = Unit(
+                    key, spaces[key.space], unit.name, unit.category, unit.audit_status
+                )
+
+    def units(self) -> list[Unit]:
+        """The units to poll now, in key order."""
+        with self.lock:
+            return sorted(self._units.values(), key=lambda u: u.key)
+
+    def forget(self) -> None:
+        """Drop the cached listings: the next refresh lists every space again."""
+        self._cache.clear()
+
+    def _listed(self, space: Space) -> Iterable[Unit]:
+        for spec in space.templates:
+            key = UnitKey(
+                self.account.name, space.label, spec.code, spec.language, spec.template_type
+            )
+            yield Unit(key, space)
+
+    def _list(self, space: Space) -> tuple[Template, ...]:
+        cached = self._cache.get(space.label)
+        if cached is not None:
+            return cached
+        f = space.filters
+        templates = self.client.list_templates(
+            ListFilters(
+                cust_space_id=space.cust_space_id,
+                isv_code=space.isv_code,
+                audit_status=f.audit_status,
+                template_type=f.template_type,
+                category=f.category,
+            )
+        )
+        if f.name_regex is not None:
+            pattern = f.name_regex
+            templates = tuple(t for t in templates if pattern.search(t.name))
+        self._cache[space.label] = templates
+        return templates
+
+    def refresh(self) -> list[str]:
+        """Re-run discovery where due; keep a vanished unit until a second discovery agrees.
+
+        Returns the error codes of discoveries that failed (their spaces keep their units).
+        """
+        found: dict[UnitKey, Unit] = {}
+        fresh: set[str] = set()
+        errors: list[str] = []
+        self.errors = {}
+        for space in self.account.spaces:
+            for unit in self._listed(space):
+                found[unit.key] = unit
+            if not space.discover:
+                continue
+            try:
+                templates = self._list(space)
+            except CamsError as error:
+                errors.append(error.code)
+                self.errors.setdefault(error.code, str(error))
+                # a warning per space; the cycle's summary is the one error line
+                log.warning(
+                    "discovery failed, keeping known templates: %s",
+                    error,
+                    extra={"account": self.account.name, "space": space.label},
+                )
+                continue
+            fresh.add(space.label)
+            self.discovered[space.label] = len(templates)
+            for t in templates:
+                key = UnitKey(self.account.name, space.label, t.code, t.language, t.template_type)
+                found[key] = Unit(key, space, t.name, t.category, t.audit_status)
+        with self.lock:
+            self._merge(found, fresh)
+        return errors
+
+    def _merge(self, found: dict[UnitKey, Unit], fresh: set[str]) -> None:
+        """Called with the lock held: the new unit set from `found` and the known units."""
+        for key in found:
+            self._missing.pop(key, None)
+        for key, unit in self._units.items():
+            if key in found:
+                continue
+            if key.space not in fresh:
+                found[key] = unit  # no fresh discovery of its space: keep it
+                continue
+            misses = self._missing.get(key, 0) + 1
+            if misses >= 2:
+                self._missing.pop(key, None)
+                log.info(
+                    "gone from discovery, dropping its series",
+                    extra={
+                        "account": key.account,
+                        "space": key.space,
+                        "template": key.template_code,
+                        "language": key.language,
+                    },
+                )
+            else:
+                self._missing[key] = misses
+                found[key] = unit
+        self._units = {k: u for k, u in found.items() if self.shard.owns(k)}

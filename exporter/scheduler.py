@@ -1,0 +1,216 @@
+"""Scheduling: one thread per account running its cycles, snapshots published, state saved.
+
+`Scheduler` runs each account's `AccountPoller` cycle every `poll.interval` in its own thread,
+and after each cycle publishes a new immutable `Snapshot` (state file written first, exposition
+rendered before the swap, so `/-/ready` never leads `/metrics` and a kill -9 never brings a
+counter back lower). A publisher thread shows progress (for `/-/ready` and the status page) at
+most once a second while cycles run. Scrapes only read the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from exporter.client import CamsClient
+from exporter.config import Account, Config
+from exporter.instruments import Instruments
+from exporter.poller import AccountPoller
+from exporter.sharding import Shard
+from exporter.snapshot import Snapshot, TemplateSeries
+from exporter.state import CounterStore
+
+log = logging.getLogger("cams_exporter.poller")
+
+
+class Scheduler:
+    """Runs every account's cycles in the background and publishes snapshots."""
+
+    def __init__(
+        self,
+        config: Config,
+        clients: dict[str, CamsClient],
+        store: CounterStore,
+        instruments: Instruments,
+        *,
+        state_path: str | None = None,
+        shard: Shard | None = None,
+        clock: Callable[[], float] = time.time,
+        on_publish: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.on_publish = on_publish
+        self.store = store
+        self.instruments = instruments
+        self.state_path = state_path
+        self.clock = clock
+        self.stop_event = threading.Event()
+        self._dirty = threading.Event()
+        self._save_lock = threading.Lock()
+        self._state_error: str | None = None  # reason of the last failed state write
+        self._generation = 0
+        self._publish_lock = threading.Lock()
+        self.accounts = [
+            AccountPoller(
+                account,
+                config.poll,
+                clients[account.name],
+                store,
+                instruments,
+                shard=shard,
+                clock=clock,
+                on_progress=self._dirty.set,
+            )
+            for account in config.accounts
+        ]
+        self._threads: list[threading.Thread] = []
+        self._snapshot = Snapshot()
+        self.publish()  # before any poll: restored counters and listed templates show at once
+
+    def carry_over(self, old: Scheduler) -> None:
+        """After a reload: keep what the replaced poller knew about each account still
+        configured (first poll done, up, last success, discovery counts), so that /-/ready,
+        cams_up and the landing page do not flap while the new poller's first cycle runs."""
+        previous = {p.account.name: p for p in old.accounts}
+        for poller in self.accounts:
+            before = previous.get(poller.account.name)
+            if before is None:
+                continue
+            with before.lock:
+                status = before.status
+            discovered = dict(before.discovery.discovered)
+            with poller.lock:
+                poller.discovery.discovered = {
+                    space: count
+                    for space, count in discovered.items()
+                    if space in poller.status.spaces
+                }
+                poller.status = replace(
+                    poller.status,
+                    units=status.units,
+                    units_done=status.units_done,
+                    first_cycle_complete=status.first_cycle_complete,
+                    up=status.up,
+                    last_poll_success=status.last_poll_success,
+                    last_poll_duration=status.last_poll_duration,
+                    last_error_code=status.last_error_code,
+                    templates_discovered=tuple(sorted(poller.discovery.discovered.items())),
+                )
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The latest published snapshot (a plain reference read)."""
+        return self._snapshot
+
+    def publish(self, save: bool = False, progress_only: bool = False) -> Snapshot:
+        """Build a snapshot from the store and swap it in.
+
+        With `save`, the state file is written after the snapshot is built and before it is
+        swapped in. Counters in the store only grow, so the file always holds at least what
+        any scrape has seen: a kill -9 at any moment never brings a counter back lower (which
+        Prometheus would take for a reset, counting the difference twice).
+
+        With `progress_only`, only the accounts' status changes (for /-/ready and the status
+        page): the series are the previous snapshot's, nothing is written or rendered, so
+        progress during a long cycle costs next to nothing however many templates there are.
+        """
+        with self._publish_lock:
+            self._dirty.clear()
+            series: list[TemplateSeries] = []
+            statuses = []
+            for poller in self.accounts:
+                if not progress_only:
+                    series.extend(poller.series())
+                with poller.lock:
+                    status = poller.status
+                statuses.append(replace(status, revisions_held=poller.revisions_held()))
+            self._generation += 1
+            snap = Snapshot(
+                generation=self._generation,
+                created=self.clock(),
+                accounts=tuple(statuses),
+                series=(
+                    self._snapshot.series
+                    if progress_only
+                    else tuple(sorted(series, key=lambda s: s.key))
+                ),
+            )
+            if save and not progress_only:
+                self.save_state()
+            if self.on_publish is not None and not progress_only:
+                self.on_publish(snap)  # render first, so /-/ready never leads /metrics
+            self._snapshot = snap
+            return snap
+
+    def save_state(self) -> None:
+        """Write the state file if one is configured; failures are counted and logged (once
+        per distinct reason, and once when writing works again), never fatal."""
+        if not self.state_path:
+            return
+        with self._save_lock:
+            try:
+                self.store.save(self.state_path)
+            except OSError as exc:
+                self.instruments.state_write(ok=False)
+                reason = str(exc.strerror or exc)
+                if reason != self._state_error:
+                    log.error("could not write state file %s: %s", self.state_path, reason)
+                self._state_error = reason
+            else:
+                self.instruments.state_write(ok=True)
+                if self._state_error is not None:
+                    log.info("state file %s written again", self.state_path)
+                self._state_error = None
+
+    def workers_for(self, account: Account) -> int:
+        """Enough threads to keep `qps` calls in flight at a few hundred ms latency."""
+        return max(4, min(64, int(account.qps)))
+
+    def _run_account(self, poller: AccountPoller) -> None:
+        interval = self.config.poll.interval_s
+        while not self.stop_event.is_set():
+            started = time.monotonic()
+            try:
+                poller.run_cycle(self.stop_event, self.workers_for(poller.account))
+            except Exception:  # a bug must not kill the polling thread
+                log.exception("poll cycle crashed", extra={"account": poller.account.name})
+            if self.stop_event.is_set():
+                break
+            self.publish(save=True)
+            if not poller.status.first_cycle_complete:
+                wait = min(interval, 30.0)
+            else:
+                wait = interval - (time.monotonic() - started)
+            self.stop_event.wait(max(0.0, wait))
+
+    def _run_publisher(self) -> None:
+        """Publish progress while cycles run, at most once a second. Counters are published
+        (state written, exposition rendered) at the end of each account's cycle."""
+        while not self.stop_event.is_set():
+            if self._dirty.wait(1.0) and not self.stop_event.is_set():
+                self.publish(progress_only=True)
+                self.stop_event.wait(1.0)
+
+    def start(self) -> None:
+        """Start one thread per account and the snapshot publisher."""
+        for poller in self.accounts:
+            thread = threading.Thread(
+                target=self._run_account, args=(poller,), name=f"account-{poller.account.name}"
+            )
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+        publisher = threading.Thread(target=self._run_publisher, name="publisher", daemon=True)
+        publisher.start()
+        self._threads.append(publisher)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop polling, wait for the threads, publish and write state one last time."""
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.publish(save=True)
