@@ -15,13 +15,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from exporter import __version__
 from exporter.app import Exporter
-from exporter.config import ConfigError, check_config_main, load_config, parse_config
+from exporter.config import ConfigError, load_config, parse_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.sharding import Shard
 from exporter.web import WebConfig, WebConfigError, WebServer, load_web_config
@@ -99,6 +99,21 @@ def _parser() -> argparse.ArgumentParser:
 def _fail(message: str, code: int = 2) -> int:
     print(f"cams-exporter: error: {message}", file=sys.stderr)
     return code
+
+
+def check_config_main(
+    path: str, out: TextIO, err: TextIO, env: Mapping[str, str] | None = None
+) -> int:
+    """`cams-exporter check-config PATH`: 0 and a summary, or 2 and one line per problem."""
+    try:
+        config = load_config(path, env)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
+        return 2
+    spaces = sum(len(account.spaces) for account in config.accounts)
+    print(f"config OK: {len(config.accounts)} accounts, {spaces} spaces", file=out)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.cli import check_config_main
 from exporter.config import (
     Account,
     Config,
@@ -27,7 +28,6 @@ from exporter.config import (
     StateConfig,
     StaticCredentials,
     TemplateSpec,
-    check_config_main,
     default_credentials_provider,
     load_config,
     parse_config,
@@ -1145,9 +1145,9 @@ def test_default_credentials_provider_with_the_older_api(monkeypatch: pytest.Mon
         def get_security_token(self) -> str:
             return ""
 
-    import exporter.config as config_module
+    import exporter.config.credentials as config_module
 
-    monkeypatch.setattr(config_module, "_credentials_client_class", lambda: OldClient)
+    monkeypatch.setattr(config_module, "client_class", lambda: OldClient)
     fetch = default_credentials_provider()
     assert fetch() == StaticCredentials("id-1", "secret", None)
     assert fetch() == StaticCredentials("id-2", "secret", None)
