@@ -693,7 +693,8 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "counters_since-timestamp",
         _set_poll(counters_since=dt.datetime(2026, 1, 1, 12, 0)),
-        "poll.counters_since: must be a date (YYYY-MM-DD) without a time, got 2026-01-01T12:00:00",
+        "poll.counters_since: must be a date (YYYY-MM-DD) without a time, "
+        "got '2026-01-01 12:00:00'",
     ),
     ("poll-type", lambda t: t.update(poll=[1]), "poll: must be a mapping, got a list"),
     # state
@@ -896,9 +897,9 @@ def test_yaml_error_hints_at_unquoted_variables_in_flow_style() -> None:
     assert line.endswith("inside {...} or [...] write ${...} values in quotes")
 
 
-def test_impossible_yaml_date_is_a_problem_not_a_crash() -> None:
-    assert problems("poll:\n  counters_since: 2026-13-45\n") == (
-        "<config>: invalid YAML value: month must be in 1..12",
+def test_impossible_yaml_date_is_a_problem_named_by_its_key() -> None:
+    assert problems("poll:\n  counters_since: 2026-13-45\n")[0] == (
+        "poll.counters_since: must be an ISO date (YYYY-MM-DD), got '2026-13-45'"
     )
 
 
@@ -1269,3 +1270,57 @@ def test_fuzz_text_edits_of_the_example(data: st.DataObject) -> None:
         insert = data.draw(st.one_of(st.just(""), _YAML_ALPHABET, st.text(max_size=4)))
         text = text[:position] + insert + text[position + length :]
     _assert_config_or_clean_error(text)
+
+
+VALID_ACCOUNT = """accounts:
+  - name: main
+    credentials: {access_key_id: a, access_key_secret: SUPERSECRET-123}
+    spaces: [{cust_space_id: cams-1}]
+"""
+
+
+@pytest.mark.parametrize("text", ["5m5m", "1s1h", "1h 30m", "1.5h", "5M", "m"])
+def test_durations_are_as_strict_as_prometheus(text: str) -> None:
+    assert problems(f"poll:\n  interval: {text}\n" + VALID_ACCOUNT) == (
+        f"poll.interval: must be a duration such as 30s, 5m, 1h, 3d, got {text!r}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1h30m", 5400.0), ("1d12h", 129600.0), ("1w", 604800.0)]
+)
+def test_durations_in_prometheus_order_are_accepted(text: str, seconds: float) -> None:
+    assert parse(f"poll:\n  interval: {text}\n" + VALID_ACCOUNT).poll.interval_s == seconds
+
+
+def test_duplicate_keys_are_refused_with_their_lines() -> None:
+    text = (
+        "poll:\n  interval: 5m\n  interval: 10m\n"
+        "accounts:\n  - name: main\n    qps: 10\n    qps: 20\n"
+        "    credentials: {access_key_id: a, access_key_secret: X1, access_key_secret: X2}\n"
+        "    spaces: [{cust_space_id: cams-1}]\n"
+    )
+    assert problems(text) == (
+        "poll.interval: duplicate key at line 3 (first at line 2)",
+        "accounts[0].qps: duplicate key at line 7 (first at line 6)",
+        "accounts[0].credentials.access_key_secret: duplicate key at line 8 (first at line 8)",
+    )
+
+
+def test_a_duplicate_misplaced_secret_is_never_shown() -> None:
+    text = VALID_ACCOUNT.replace(
+        "access_key_secret: SUPERSECRET-123}",
+        "access_key_secret: x, SUPERSECRET-123: 1, SUPERSECRET-123: 2}",
+    )
+    found = problems(text)
+    assert found and not any(SECRET in line for line in found)
+
+
+def test_merge_keys_are_not_duplicates() -> None:
+    text = (
+        "accounts:\n  - &one\n    name: one\n"
+        "    credentials: {access_key_id: a, access_key_secret: b}\n"
+        "    spaces: [{cust_space_id: cams-1}]\n"
+        "  - <<: *one\n    name: two\n"
+    )
+    assert [a.name for a in parse(text).accounts] == ["one", "two"]

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.config.yamlsafe import YamlMapping
+
 _VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -99,6 +101,9 @@ def expand_tree(node: Any, env: Mapping[str, str], seen: dict[int, Any]) -> Any:
         new_list.extend(expand_tree(item, env, seen) for item in node)
         return new_list
     new_dict: dict[Any, Any] = {}
+    if isinstance(node, YamlMapping):
+        new_dict = YamlMapping()
+        new_dict.duplicates = dict(node.duplicates)
     seen[id(node)] = new_dict
     for key, value in node.items():
         new_dict[key] = expand_tree(value, env, seen)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import yaml
 from yaml.reader import ReaderError
 
+from exporter.config import yamlsafe
 from exporter.config.env import expand_tree
 from exporter.config.schema import Config, ConfigError
 from exporter.config.sections import ConfigChecker
@@ -53,7 +54,7 @@ def parse_config(
     """
     environment: Mapping[str, str] = os.environ if env is None else env
     try:
-        tree = yaml.safe_load(text)
+        tree = yamlsafe.load(text)
     except Exception as exc:  # any YAML failure becomes one readable line, never a traceback
         raise ConfigError(_yaml_problem(exc, text, source)) from None
     try:

@@ -25,6 +25,14 @@ _MAX_SHOWN = 60
 ABSENT = object()
 
 
+def _is_datetime(text: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def kind(value: Any) -> str:
     """What a value is, without showing it (used for secrets)."""
     if value is None:
@@ -132,6 +140,9 @@ class Checker:
         for key in value:
             if not isinstance(key, str) or key not in allowed:
                 self.unknown_key(path, key, allowed, secret)
+        for key, (line, first) in getattr(value, "duplicates", {}).items():
+            if isinstance(key, str) and key in allowed:  # unknown keys are reported above
+                self.add(child(path, key), f"duplicate key at line {line} (first at line {first})")
         return value
 
     def items(self, value: Any, path: str, what: str) -> list[Any] | None:
@@ -288,7 +299,10 @@ class Checker:
             try:
                 day = dt.date.fromisoformat(value.strip())
             except ValueError:
-                self.add(full, f"must be an ISO date (YYYY-MM-DD), got {show(value)}")
+                if _is_datetime(value):
+                    self.add(full, f"must be a date (YYYY-MM-DD) without a time, got {show(value)}")
+                else:
+                    self.add(full, f"must be an ISO date (YYYY-MM-DD), got {show(value)}")
                 return None
         else:
             self.add(full, f"must be an ISO date (YYYY-MM-DD), got {show(value)}")
