@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 
 from exporter import __version__
-from exporter.answers import count_value, parse_metric_rows, parse_templates
+from exporter.answers import count_value, parse_metric_answer, parse_templates
 from exporter.config import StaticCredentials
 from exporter.errors import (
     CONNECTION_ERROR,
@@ -35,8 +35,8 @@ from exporter.errors import (
     CamsError,
     is_throttle_code,
 )
-from exporter.model import MetricRow, Template
-from exporter.paging import Page, list_all
+from exporter.model import MetricRow
+from exporter.paging import Listing, Page, list_all
 from exporter.ratelimit import Grant, RateLimiter
 from exporter.retry import RetryPolicy
 from exporter.signing import percent_encode, sign_rpc_v3, utc_timestamp
@@ -92,8 +92,9 @@ def chunk_range(start_ms: int, end_ms: int, max_range_ms: int) -> Iterator[tuple
 
 def _decode(action: str, response: requests.Response) -> dict[str, Any]:
     try:
-        body = json.loads(response.content)
-    except ValueError:
+        # Undecodable bytes become U+FFFD here; no label value can carry them further.
+        body = json.loads(response.content.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise CamsError(
@@ -234,8 +235,8 @@ class CamsClient:
 
     # -- ListChatappTemplate ----------------------------------------------------------------
 
-    def list_templates(self, filters: ListFilters, page_size: int = 100) -> tuple[Template, ...]:
-        """Every (template, language) row that matches, across all pages.
+    def list_templates(self, filters: ListFilters, page_size: int = 100) -> Listing:
+        """Every (template, language) row that matches, across all pages (`exporter.paging`).
 
         The largest page size is undocumented: if the API refuses the size as a parameter
         error, smaller sizes are tried before giving up.
@@ -252,15 +253,13 @@ class CamsClient:
         }
         params = {k: v for k, v in base.items() if v is not None}
 
-        def fetch(index: int, size: int) -> Page:
-            page = json.dumps({"Index": index, "Size": size}, separators=(",", ":"))
+        def fetch(index: int, size: int, lower_case: bool) -> Page:
+            keys = ("index", "size") if lower_case else ("Index", "Size")
+            page = json.dumps({keys[0]: index, keys[1]: size}, separators=(",", ":"))
             body = self.call(LIST_ACTION, {**params, "Page": page})
-            try:
-                rows = parse_templates(body)
-            except ValueError as exc:
-                raise CamsError(LIST_ACTION, MALFORMED, str(exc)) from None
+            rows = parse_templates(body)
             total = body.get("Total")
-            return Page(rows, count_value(total) if total is not None else None)
+            return Page(rows, count_value(total, "Total") if total is not None else None)
 
         sizes = [s for s in (page_size, 50, 20, 10) if s <= page_size]
         for size in sizes:
@@ -278,7 +277,7 @@ class CamsClient:
         self,
         *,
         code: str,
-        language: str,
+        language: str | None,
         start_ms: int,
         end_ms: int,
         max_range_ms: int,
@@ -308,7 +307,7 @@ class CamsClient:
         self,
         *,
         code: str,
-        language: str,
+        language: str | None,
         start_ms: int,
         end_ms: int,
         template_type: str | None = None,
@@ -316,7 +315,8 @@ class CamsClient:
         isv_code: str | None = None,
         granularity: str = "DAILY",
     ) -> tuple[MetricRow, ...]:
-        """One GetChatappTemplateMetric call for [start_ms, end_ms)."""
+        """One GetChatappTemplateMetric call for [start_ms, end_ms) (`language` None: every
+        language of the template); AnomalousAnswer for an answer that cannot be vouched for."""
         params = {
             "TemplateCode": code,
             "Language": language,
@@ -328,7 +328,4 @@ class CamsClient:
             "End": str(end_ms),
         }
         body = self.call(METRIC_ACTION, {k: v for k, v in params.items() if v is not None})
-        try:
-            return parse_metric_rows(body, code, language)
-        except ValueError as exc:
-            raise CamsError(METRIC_ACTION, MALFORMED, str(exc)) from None
+        return parse_metric_answer(body, code, language)

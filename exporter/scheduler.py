@@ -10,11 +10,13 @@ most once a second while cycles run. Scrapes only read the snapshot.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import Account, Config
 from exporter.instruments import Instruments
@@ -40,8 +42,11 @@ class Scheduler:
         shard: Shard | None = None,
         clock: Callable[[], float] = time.time,
         on_publish: Callable[[Snapshot], None] | None = None,
+        anomalies: AnomalyLog | None = None,
     ) -> None:
         self.config = config
+        self.anomalies = anomalies or AnomalyLog(instruments, clock)
+        self._crashes: set[tuple[str, str]] = set()  # (where, error) already logged
         self.on_publish = on_publish
         self.store = store
         self.instruments = instruments
@@ -63,6 +68,7 @@ class Scheduler:
                 shard=shard,
                 clock=clock,
                 on_progress=self._dirty.set,
+                anomalies=self.anomalies,
             )
             for account in config.accounts
         ]
@@ -99,6 +105,7 @@ class Scheduler:
                     last_error_code=status.last_error_code,
                     templates_discovered=tuple(sorted(poller.discovery.discovered.items())),
                 )
+            poller.grouping.adopt(before.grouping)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -132,6 +139,7 @@ class Scheduler:
                 generation=self._generation,
                 created=self.clock(),
                 accounts=tuple(statuses),
+                anomalies=self.anomalies.recent(),
                 series=(
                     self._snapshot.series
                     if progress_only
@@ -141,9 +149,25 @@ class Scheduler:
             if save and not progress_only:
                 self.save_state()
             if self.on_publish is not None and not progress_only:
-                self.on_publish(snap)  # render first, so /-/ready never leads /metrics
+                try:
+                    self.on_publish(snap)  # render first, so /-/ready never leads /metrics
+                except Exception:
+                    self.crashed("render")
+                    return self._snapshot  # the last good snapshot stays in service
             self._snapshot = snap
             return snap
+
+    def crashed(self, where: str) -> None:
+        """Called in an `except` block: count the unexpected error, log it with its traceback
+        the first time it is seen (where and what), at debug after that."""
+        self.instruments.internal_error(where)
+        error = sys.exc_info()[1]
+        signature = (where, f"{type(error).__name__}: {error}"[:200])
+        if signature in self._crashes:
+            log.debug("%s failed again: %s", where, signature[1], exc_info=True)
+            return
+        self._crashes.add(signature)
+        log.exception("%s failed; serving the last good snapshot and going on (logged once)", where)
 
     def save_state(self) -> None:
         """Write the state file if one is configured; failures are counted and logged (once
@@ -153,9 +177,9 @@ class Scheduler:
         with self._save_lock:
             try:
                 self.store.save(self.state_path)
-            except OSError as exc:
+            except (OSError, ValueError, TypeError) as exc:
                 self.instruments.state_write(ok=False)
-                reason = str(exc.strerror or exc)
+                reason = str(getattr(exc, "strerror", None) or exc)
                 if reason != self._state_error:
                     log.error("could not write state file %s: %s", self.state_path, reason)
                 self._state_error = reason
@@ -176,10 +200,13 @@ class Scheduler:
             try:
                 poller.run_cycle(self.stop_event, self.workers_for(poller.account))
             except Exception:  # a bug must not kill the polling thread
-                log.exception("poll cycle crashed", extra={"account": poller.account.name})
+                self.crashed("poll")
             if self.stop_event.is_set():
                 break
-            self.publish(save=True)
+            try:
+                self.publish(save=True)
+            except Exception:
+                self.crashed("publish")
             if not poller.status.first_cycle_complete:
                 wait = min(interval, 30.0)
             else:
@@ -191,7 +218,10 @@ class Scheduler:
         (state written, exposition rendered) at the end of each account's cycle."""
         while not self.stop_event.is_set():
             if self._dirty.wait(1.0) and not self.stop_event.is_set():
-                self.publish(progress_only=True)
+                try:
+                    self.publish(progress_only=True)
+                except Exception:
+                    self.crashed("publish")
                 self.stop_event.wait(1.0)
 
     def start(self) -> None:
