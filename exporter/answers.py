@@ -217,9 +217,10 @@ def _tally_key(row: MetricRow) -> tuple[object, ...]:
 
 
 def _is_summary(candidate: MetricRow, others: Sequence[MetricRow]) -> bool:
-    """Whether `candidate` spans all `others` and its counts are exactly their sum."""
+    """Whether `candidate` overlaps all `others` and its counts are exactly their sum (a
+    summary of the range, whose last bucket may end after the query's End)."""
     if not others or any(
-        r.start_ms < candidate.start_ms or r.end_ms > candidate.end_ms for r in others
+        r.end_ms <= candidate.start_ms or r.start_ms >= candidate.end_ms for r in others
     ):
         return False
     clicks: dict[tuple[str, str], int] = {}

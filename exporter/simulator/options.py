@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.simulator.variants import parse_variants
+
 API_VERSION: Final = "2020-06-06"
 METRIC_ACTION: Final = "GetChatappTemplateMetric"
 LIST_ACTION: Final = "ListChatappTemplate"
@@ -117,6 +119,7 @@ class SimulatorOptions:
     faults: str = ""
     shape: str = "per-bucket"  # per-bucket | aggregate | utc8 | sparse
     timeout_fault_s: float = 15.0  # how long a 'timeout' fault stays silent before closing
+    variants: str = ""  # answer variants, e.g. "page-cap,utc8-flip=0.5" (simulator.variants)
 
     def __post_init__(self) -> None:
         problems = []
@@ -142,3 +145,4 @@ class SimulatorOptions:
         if problems:
             raise ValueError("; ".join(problems))
         parse_faults(self.faults)
+        parse_variants(self.variants)
