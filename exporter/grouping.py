@@ -99,6 +99,11 @@ class Grouping:
         with other._lock:
             self.mode, self._checked_at = other.mode, other._checked_at
 
+    def forget(self) -> None:
+        """Drop the evidence: the next cycle gathers it again."""
+        with self._lock:
+            self._checked_at = None
+
     def due(self) -> bool:
         """Whether the evidence should be (re)gathered now."""
         checked = self._checked_at
