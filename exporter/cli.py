@@ -5,6 +5,7 @@ cams-exporter --config.file PATH [--web.listen-address :10731] [--web.telemetry-
 cams-exporter --demo
 cams-exporter simulate --listen HOST:PORT [...]
 cams-exporter check-config PATH
+cams-exporter probe --config.file PATH [--account NAME] [--template CODE] [--json] [--redact]
 """
 
 from __future__ import annotations
@@ -116,6 +117,35 @@ def check_config_main(
     return 0
 
 
+def _probe(argv: Sequence[str]) -> int:
+    parser = _Parser(
+        prog="cams-exporter probe",
+        description="Read-only calls that find out how the real CAMS API behaves on every open "
+        "question (paging, answer shape, alignment, Language, HALF_HOUR, ranges, retention, "
+        "throttling), with the settings to use. Keep the report.",
+    )
+    parser.add_argument("--config.file", dest="config_file", metavar="PATH", required=True)
+    parser.add_argument("--account", metavar="NAME", help="probe only this account")
+    parser.add_argument("--template", metavar="CODE", help="probe this template")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--redact", action="store_true", help="mask template codes, names and phone numbers"
+    )
+    args = parser.parse_args(list(argv))
+    setup_logging("error", "logfmt")
+    from exporter.probe_report import run_probe
+
+    return run_probe(
+        args.config_file,
+        args.account,
+        args.template,
+        args.json,
+        args.redact,
+        sys.stdout,
+        sys.stderr,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -127,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(args_list) != 2:
             return _fail("usage: cams-exporter check-config PATH")
         return check_config_main(args_list[1], sys.stdout, sys.stderr)
+    if args_list and args_list[0] == "probe":
+        return _probe(args_list[1:])
 
     args = _parser().parse_args(args_list)
     setup_logging(args.log_level, args.log_format)
