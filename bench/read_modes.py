@@ -91,9 +91,8 @@ def main() -> int:
     print("|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(str(row[c]) for c in columns) + " |")
-    print(
-        f"\n{args.templates} templates x 3 languages, qps 50; took {time.monotonic() - started:.0f}s"
-    )
+    took = time.monotonic() - started
+    print(f"\n{args.templates} templates x 3 languages, qps 50; took {took:.0f}s")
     return 0
 
 
