@@ -68,6 +68,17 @@ class RateLimiter:
         """The configured ceiling."""
         return self._max_rate
 
+    def set_max_rate(self, rate: float) -> None:
+        """A new ceiling (a reloaded config's qps); the window of calls already sent is kept,
+        so the change never lets more than the lower of the two rates through in a second."""
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        with self._lock:
+            unthrottled = self._rate >= self._max_rate
+            self._max_rate = float(rate)
+            self._rate = self._max_rate if unthrottled else min(self._rate, self._max_rate)
+            self._min_rate = min(self._min_rate, self._max_rate)
+
     @property
     def throttle_events(self) -> int:
         """How many times the rate was cut because the API throttled."""

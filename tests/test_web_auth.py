@@ -1,0 +1,174 @@
+"""exporter.web.auth: basic auth against bcrypt hashes, with both verdicts cached, a decoy at
+bcrypt's default cost for unknown users, and a bounded queue for password checks."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import bcrypt
+import pytest
+import requests
+from webkit import HASH, PASSWORD, basic, raw_request, serve
+
+from exporter.web.auth import BasicAuth, Verdict, parse_basic
+from exporter.web.config import WebConfig
+from exporter.web.live import FixedWebConfig
+from exporter.web.server import WebServer
+
+__all__ = ["serve"]  # the fixture, imported from webkit
+
+
+@pytest.fixture
+def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[bytes, bytes]]]:
+    """Every (password, hash) bcrypt.checkpw is called with."""
+    real = bcrypt.checkpw
+    calls: list[tuple[bytes, bytes]] = []
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        calls.append((password, hashed))
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    yield calls
+
+
+def header(user: str, password: str) -> str:
+    return basic(user, password)["Authorization"]
+
+
+def test_basic_auth(serve: Callable[..., WebServer]) -> None:
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    url = f"http://127.0.0.1:{server.port}"
+    assert requests.get(f"{url}/metrics", auth=("admin", PASSWORD), timeout=10).status_code == 200
+    for auth in (("admin", "wrong"), ("nobody", PASSWORD), None):
+        reply = requests.get(f"{url}/metrics", auth=auth, timeout=10)
+        assert reply.status_code == 401
+        assert reply.headers["WWW-Authenticate"] == 'Basic realm="cams-exporter"'
+    # Every path is protected, health included.
+    assert requests.get(f"{url}/-/healthy", timeout=10).status_code == 401
+    assert requests.get(f"{url}/", timeout=10).status_code == 401
+    healthy = requests.get(f"{url}/-/healthy", auth=("admin", PASSWORD), timeout=10)
+    assert (healthy.status_code, healthy.text) == (200, "Healthy")
+    for bad in ("Basic !!!notbase64", "Bearer abc", "Basic " + base64.b64encode(b"x").decode()):
+        refused = raw_request(server.port, "/metrics", headers={"Authorization": bad})
+        assert refused.status == 401
+
+
+def test_parse_basic() -> None:
+    assert parse_basic(header("a", "b:c")) == (b"a", b"b:c")
+    assert parse_basic("basic " + base64.b64encode(b"u:").decode()) == (b"u", b"")
+    for bad in (None, "", "Basic", "Digest abc", "Basic " + base64.b64encode(b"nocolon").decode()):
+        assert parse_basic(bad) is None
+
+
+def test_successes_and_failures_are_both_cached(
+    serve: Callable[..., WebServer], bcrypt_calls: list[tuple[bytes, bytes]]
+) -> None:
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    for _ in range(3):
+        assert raw_request(server.port, "/metrics", headers=basic("admin", PASSWORD)).status == 200
+    assert len(bcrypt_calls) == 1
+    for _ in range(3):
+        assert raw_request(server.port, "/", headers=basic("admin", "nope")).status == 401
+    assert len(bcrypt_calls) == 2  # one check for the wrong password, then its cached verdict
+    assert raw_request(server.port, "/", headers=basic("admin", "nope2")).status == 401
+    assert len(bcrypt_calls) == 3
+
+
+def test_unknown_users_are_checked_against_a_decoy_at_the_default_cost(
+    bcrypt_calls: list[tuple[bytes, bytes]],
+) -> None:
+    auth = BasicAuth({"admin": HASH})  # a cost-4 hash
+    assert auth.check(header("nobody", "whatever")) is Verdict.DENIED
+    ((_, decoy),) = bcrypt_calls
+    assert decoy.startswith(b"$2b$12$")
+    assert decoy != HASH.encode()
+    # The decoy's own password is unknown: nothing gets in with it, cached or not.
+    assert auth.check(header("nobody", "whatever")) is Verdict.DENIED
+    assert len(bcrypt_calls) == 1
+
+
+def test_a_flood_of_distinct_wrong_passwords_keeps_the_cached_success(
+    bcrypt_calls: list[tuple[bytes, bytes]],
+) -> None:
+    auth = BasicAuth({"admin": HASH}, failures=16)
+    assert auth.check(header("admin", PASSWORD)) is Verdict.OK
+    for index in range(40):
+        assert auth.check(header("admin", f"wrong-{index}")) is Verdict.DENIED
+    checks = len(bcrypt_calls)
+    assert auth.check(header("admin", PASSWORD)) is Verdict.OK
+    assert len(bcrypt_calls) == checks  # still cached
+
+
+def test_a_changed_hash_is_not_met_by_an_old_verdict() -> None:
+    new_hash = bcrypt.hashpw(b"new-password", bcrypt.gensalt(rounds=4)).decode()
+    old = BasicAuth({"admin": HASH})
+    assert old.check(header("admin", PASSWORD)) is Verdict.OK
+    new = BasicAuth({"admin": new_hash})  # a reloaded web config builds a new BasicAuth
+    assert new.check(header("admin", PASSWORD)) is Verdict.DENIED
+    assert new.check(header("admin", "new-password")) is Verdict.OK
+
+
+def test_checks_beyond_the_queue_are_refused_at_once_and_cached_scrapes_go_through(
+    serve: Callable[..., WebServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = FixedWebConfig(WebConfig(basic_auth_users={"admin": HASH}))
+    auth = source.current().auth
+    assert auth is not None
+    server = serve(web_config=source)
+    assert raw_request(server.port, "/metrics", headers=basic("admin", PASSWORD)).status == 200
+    real = bcrypt.checkpw
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    def stalled(password: bytes, hashed: bytes) -> bool:
+        entered.release()
+        release.wait(30)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", stalled)
+    slow: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: slow.append(
+                raw_request(server.port, "/", headers=basic("admin", f"bad-{i}")).status
+            )
+        )
+        for i in range(8)  # one checking, seven queued: the queue is full
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        assert entered.acquire(timeout=10)  # the first check is running (and stuck)
+        deadline = time.monotonic() + 10
+        while auth.checks_in_progress < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert auth.checks_in_progress == 8
+        busy = raw_request(server.port, "/", headers=basic("admin", "one-more"))
+        assert busy.status == 429
+        assert busy.headers["retry-after"] == "1"
+        # The cached legitimate scrape is not held up by the queued checks.
+        cached = raw_request(server.port, "/metrics", headers=basic("admin", PASSWORD))
+        assert cached.status == 200
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    assert sorted(set(slow)) == [401]
+
+
+def test_authorization_never_logged(
+    serve: Callable[..., WebServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    headers = basic("admin", PASSWORD)
+    with caplog.at_level(logging.DEBUG, logger="cams_exporter.web"):
+        assert raw_request(server.port, "/metrics", headers=headers).status == 200
+        assert raw_request(server.port, "/metrics", headers=basic("admin", "bad")).status == 401
+    assert any("/metrics" in r.getMessage() for r in caplog.records)
+    assert PASSWORD not in caplog.text
+    assert headers["Authorization"].split()[1] not in caplog.text
