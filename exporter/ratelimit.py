@@ -54,6 +54,7 @@ class RateLimiter:
         self._next_slot = clock()
         self._sent: deque[float] = deque()  # when granted calls were written, last window only
         self._pending = 0  # granted, not yet written
+        self._last_admitted = float("-inf")  # when the latest call was granted
         self._last_cut = float("-inf")
         self._last_raise = clock()
         self._throttles = 0
@@ -105,7 +106,17 @@ class RateLimiter:
                 # comes when it is written, so check again soon.
                 return sent[0] + window - now if sent else 0.005
             self._pending += 1
+            self._last_admitted = now
             return 0.0
+
+    def _abandon(self) -> None:
+        """A reserved slot will not be used (its caller was stopped): give one spacing back,
+        so that the waiters of a stopped poller (replaced by a reload) do not push every later
+        slot into the future. Never before the latest grant plus one spacing."""
+        with self._lock:
+            spacing = (1.0 + self._margin) / self._rate
+            floor = max(self._clock(), self._last_admitted + spacing)
+            self._next_slot = max(floor, self._next_slot - spacing)
 
     def sent(self) -> None:
         """A granted call's request has been written to the network."""
@@ -132,6 +143,7 @@ class RateLimiter:
                     return True
             if stop is not None:
                 if stop.wait(delay):
+                    self._abandon()
                     return False
             else:
                 self._sleep(delay)
