@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import pytest
 import requests
 from webkit import HASH, PASSWORD, basic, raw_request, serve
 
-from exporter.web.auth import BasicAuth, Verdict, parse_basic
+from exporter.web.auth import MAX_WAITING, BasicAuth, Verdict, parse_basic
 from exporter.web.config import WebConfig
 from exporter.web.live import FixedWebConfig
 from exporter.web.server import WebServer
@@ -138,16 +139,16 @@ def test_checks_beyond_the_queue_are_refused_at_once_and_cached_scrapes_go_throu
                 raw_request(server.port, "/", headers=basic("admin", f"bad-{i}")).status
             )
         )
-        for i in range(8)  # one checking, seven queued: the queue is full
+        for i in range(MAX_WAITING)  # one checking, the others queued: the queue is full
     ]
     try:
         for thread in threads:
             thread.start()
         assert entered.acquire(timeout=10)  # the first check is running (and stuck)
         deadline = time.monotonic() + 10
-        while auth.checks_in_progress < 8 and time.monotonic() < deadline:
+        while auth.checks_in_progress < MAX_WAITING and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert auth.checks_in_progress == 8
+        assert auth.checks_in_progress == MAX_WAITING
         busy = raw_request(server.port, "/", headers=basic("admin", "one-more"))
         assert busy.status == 429
         assert busy.headers["retry-after"] == "1"
@@ -172,3 +173,32 @@ def test_authorization_never_logged(
     assert any("/metrics" in r.getMessage() for r in caplog.records)
     assert PASSWORD not in caplog.text
     assert headers["Authorization"].split()[1] not in caplog.text
+
+
+def test_pipelined_requests_are_answered_in_order_whoever_answers_them(
+    serve: Callable[..., WebServer],
+) -> None:
+    """401s from the cache are answered by the connection loop, the others by a request
+    thread: on one connection, the answers still come in the order asked."""
+    import socket
+
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    assert raw_request(server.port, "/", headers=basic("admin", "wrong")).status == 401
+    good = header("admin", PASSWORD)
+    bad = header("admin", "wrong")
+    pipelined = b"".join(
+        f"GET {path} HTTP/1.1\r\nHost: a\r\nAuthorization: {auth}\r\n\r\n".encode()
+        for path, auth in (
+            ("/-/healthy", bad),
+            ("/-/healthy", good),
+            ("/nope", bad),
+            ("/-/ready", good),
+        )
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(pipelined + b"GET /-/healthy HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+    assert statuses == [b"401", b"200", b"401", b"200", b"401"]

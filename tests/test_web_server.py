@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from webkit import handlers, raw_request, render_metrics, serve
 
-from exporter.web.connections import Timeouts
+from exporter.web.connection import Timeouts
 from exporter.web.listen import parse_listen_address
 from exporter.web.routes import Handlers, Payload
 from exporter.web.server import WebServer, connection_cap

@@ -31,6 +31,7 @@ from cachetools import LRUCache
 _SUCCESS_CACHE_SIZE = 256
 _FAILURE_CACHE_SIZE = 4096
 _DECOY_COST = 12  # bcrypt.gensalt()'s default
+MAX_WAITING = 16  # requests running or queued for a bcrypt check at once
 
 
 class Verdict(Enum):
@@ -65,7 +66,7 @@ class BasicAuth:
         self,
         users: Mapping[str, str],
         *,
-        max_waiting: int = 8,
+        max_waiting: int = MAX_WAITING,
         successes: int = _SUCCESS_CACHE_SIZE,
         failures: int = _FAILURE_CACHE_SIZE,
     ) -> None:
@@ -108,8 +109,19 @@ class BasicAuth:
         with self._cache_lock:
             (self._successes if ok else self._failures)[key] = True
 
+    def quick_check(self, header: str | None) -> Verdict | None:
+        """The verdict when it needs no bcrypt check (cached, malformed, or the check queue
+        full), None when `check` has to run one. Cheap: the connection loop calls it."""
+        credentials = parse_basic(header)
+        if credentials is None:
+            return Verdict.DENIED
+        cached = self._cached(self._cache_key(*credentials))
+        if cached is not None:
+            return cached
+        return Verdict.BUSY if self._waiting >= self._max_waiting else None
+
     def check(self, header: str | None) -> Verdict:
-        """The verdict for one request's `Authorization` header."""
+        """The verdict for one request's `Authorization` header (may run a bcrypt check)."""
         credentials = parse_basic(header)
         if credentials is None:
             return Verdict.DENIED

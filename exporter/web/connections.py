@@ -22,95 +22,26 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import heapq
 import logging
 import selectors
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
-from enum import Enum
 
+from exporter.web.connection import Connection, Outcome, Refusal, State, Timeouts
 from exporter.web.live import WebSettingsSource
-from exporter.web.protocol import (
-    MAX_HEAD_BYTES,
-    ProtocolError,
-    Request,
-    error_response,
-    head_end,
-    parse_head,
-    response_head,
-    skip_empty_lines,
-)
-from exporter.web.routes import App, request_path
+from exporter.web.protocol import Request, error_response
+from exporter.web.routes import App
 from exporter.web.tls import client_sans_allowed
 
 LOG = logging.getLogger("cams_exporter.web")
 
-MAX_BODY_BYTES = 1 << 20
-_READ_SIZE = 65536
+__all__ = ["ConnectionLoop", "Timeouts"]
+
 _TICK_S = 0.1
 _LOG_EVERY_S = 60.0
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """The server's deadlines, in seconds."""
-
-    handshake: float = 10.0  # accept -> TLS handshake done
-    head: float = 10.0  # first byte (or accept) -> whole request head
-    body_stall: float = 2.0  # longest pause in a request body
-    body_total: float = 10.0  # request head -> whole body
-    idle: float = 120.0  # keep-alive: response written -> first byte of the next request
-    write: float = 60.0  # longest a single send of a response may block
-    linger: float = 2.0  # after the last response: reading and dropping what the client sends
-
-
-class _State(Enum):
-    HANDSHAKE = "handshake"
-    HEAD = "head"
-    BODY = "body"
-    BUSY = "busy"  # a request thread owns the socket
-    LINGER = "linger"  # write side shut, draining until EOF or the deadline
-
-
-class _Outcome(Enum):
-    KEEP = "keep"  # kept alive: back to waiting for the next request
-    LINGER = "linger"  # answered, closing gracefully
-    CLOSE = "close"  # broken: close now
-
-
-class _Connection:
-    __slots__ = (
-        "body_seen",
-        "body_until",
-        "buffer",
-        "deadline",
-        "events",
-        "fd",
-        "peer",
-        "request",
-        "sans",
-        "sock",
-        "started",
-        "state",
-        "waiting_since",
-    )
-
-    def __init__(self, sock: socket.socket, peer: str, state: _State, deadline: float) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.peer = peer
-        self.state = state
-        self.deadline = deadline
-        self.waiting_since = time.monotonic()
-        self.started = False  # a byte of the current request arrived
-        self.buffer = bytearray()
-        self.request: Request | None = None
-        self.body_seen = 0
-        self.body_until = 0.0
-        self.events = 0
-        self.sans: tuple[str, ...] | None = None
 
 
 def _peer(address: object) -> str:
@@ -139,8 +70,9 @@ class ConnectionLoop:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._connections: dict[int, _Connection] = {}
-        self._returned: collections.deque[tuple[_Connection, _Outcome]] = collections.deque()
+        self._connections: dict[int, Connection] = {}
+        self._ready: list[Connection] = []  # answered in the loop, more requests buffered
+        self._returned: collections.deque[tuple[Connection, Outcome]] = collections.deque()
         self._returned_lock = threading.Lock()
         self._finished = False  # the loop closed everything; request threads close their own
         self._stopping = threading.Event()
@@ -165,7 +97,7 @@ class ConnectionLoop:
         self._set_accepting(True)
         try:
             while not self._stopping.is_set():
-                timeout = _TICK_S
+                timeout = 0.0 if self._ready else _TICK_S
                 if self._resume_accept_at is not None:
                     timeout = max(0.0, min(timeout, self._resume_accept_at - time.monotonic()))
                 for key, _events in self._selector.select(timeout):
@@ -177,6 +109,10 @@ class ConnectionLoop:
                     else:
                         self._on_event(key.data)
                 self._take_back()
+                ready, self._ready = self._ready, []
+                for conn in ready:
+                    if self._connections.get(conn.fd) is conn and conn.state is State.HEAD:
+                        self._progress(conn)
                 now = time.monotonic()
                 if now >= self._next_tick:
                     self._next_tick = now + _TICK_S
@@ -207,7 +143,7 @@ class ConnectionLoop:
             self._selector.unregister(self._listener)
         self._accepting = on
 
-    def _watch(self, conn: _Connection, events: int) -> None:
+    def _watch(self, conn: Connection, events: int) -> None:
         if conn.events == events:
             return
         if conn.events == 0:
@@ -263,15 +199,15 @@ class ConnectionLoop:
         self._resume_accept_at = now + self._backoff
         return False
 
-    def _add(self, sock: socket.socket, peer: str) -> _Connection | None:
+    def _add(self, sock: socket.socket, peer: str) -> Connection | None:
         now = time.monotonic()
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls:  # wrapped once the first bytes show a TLS handshake (_handshake)
-                conn = _Connection(sock, peer, _State.HANDSHAKE, now + self._timeouts.handshake)
+                conn = Connection(sock, peer, State.HANDSHAKE, now + self._timeouts.handshake)
             else:
-                conn = _Connection(sock, peer, _State.HEAD, now + self._timeouts.head)
+                conn = Connection(sock, peer, State.HEAD, now + self._timeouts.head)
         except (OSError, ValueError) as exc:
             LOG.debug("connection from %s dropped at setup: %s", peer, exc)
             sock.close()
@@ -281,37 +217,42 @@ class ConnectionLoop:
         return conn
 
     def _evictable(self) -> bool:
-        return any(c.state is not _State.BUSY for c in self._connections.values())
+        return any(c.state is not State.BUSY for c in self._connections.values())
 
-    def _evict(self, log: bool = True, spare: _Connection | None = None) -> bool:
-        """Close the connection (other than `spare`) that has waited longest for a request;
-        False if every one is busy."""
+    def _evict(self, log: bool = True, spare: Connection | None = None) -> bool:
+        """Close the connections (never `spare`) that have waited longest for a request: one
+        sixteenth of the cap at once, so that a stream of new connections pays for one scan per
+        batch, not per connection. False if every connection is busy with a request."""
         waiting = [
-            c for c in self._connections.values() if c.state is not _State.BUSY and c is not spare
+            c for c in self._connections.values() if c.state is not State.BUSY and c is not spare
         ]
         if not waiting:
             return False
-        victim = min(waiting, key=lambda c: (c.state is not _State.LINGER, c.waiting_since))
+        count = max(1, self._max // 16)
+        victims = heapq.nsmallest(
+            count, waiting, key=lambda c: (c.state is not State.LINGER, c.waiting_since)
+        )
         now = time.monotonic()
         if log and now - self._last_cap_log >= _LOG_EVERY_S:
             self._last_cap_log = now
             LOG.warning(
-                "%d connections open (--web.max-connections): closing the ones idle longest "
-                "to make room for new ones",
-                len(self._connections),
+                "connection limit reached (%d, --web.max-connections): closing the connections "
+                "idle longest to make room for new ones",
+                self._max,
             )
-        self._close(victim)
+        for victim in victims:
+            self._close(victim)
         return True
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _on_event(self, conn: _Connection) -> None:
-        if conn.state is _State.HANDSHAKE:
+    def _on_event(self, conn: Connection) -> None:
+        if conn.state is State.HANDSHAKE:
             self._handshake(conn)
-        elif conn.state is not _State.BUSY:
+        elif conn.state is not State.BUSY:
             self._read(conn)
 
-    def _start_tls(self, conn: _Connection) -> bool:
+    def _start_tls(self, conn: Connection) -> bool:
         """Wrap the socket once the client spoke: a TLS handshake is wrapped with the settings
         in force now, plain HTTP gets a 400 saying so (as Go's server does), anything else is
         closed. True when the handshake can go on."""
@@ -343,7 +284,7 @@ class ConnectionLoop:
         self._watch(conn, selectors.EVENT_READ)
         return True
 
-    def _handshake(self, conn: _Connection) -> None:
+    def _handshake(self, conn: Connection) -> None:
         if not isinstance(conn.sock, ssl.SSLSocket) and not self._start_tls(conn):
             return
         assert isinstance(conn.sock, ssl.SSLSocket)
@@ -363,96 +304,43 @@ class ConnectionLoop:
             LOG.debug("client certificate of %s has none of client_allowed_sans", conn.peer)
             self._close(conn)
             return
-        conn.state = _State.HEAD
+        conn.state = State.HEAD
         conn.deadline = time.monotonic() + self._timeouts.head
         self._watch(conn, selectors.EVENT_READ)
         self._read(conn)  # the request may already sit decrypted in OpenSSL's buffer
 
-    def _read(self, conn: _Connection) -> None:
-        limit = MAX_HEAD_BYTES + MAX_BODY_BYTES
-        while len(conn.buffer) <= limit:
-            try:
-                data = conn.sock.recv(_READ_SIZE)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                break
-            except (OSError, ValueError):
-                self._close(conn)
-                return
-            if not data:
-                self._close(conn)
-                return
-            if conn.state is _State.LINGER:
-                continue  # drained and dropped
-            conn.buffer += data
-        if conn.state is not _State.LINGER:
+    def _read(self, conn: Connection) -> None:
+        if not conn.receive():
+            self._close(conn)
+        elif conn.state is not State.LINGER:
             self._progress(conn)
 
-    def _progress(self, conn: _Connection) -> None:
-        now = time.monotonic()
-        if conn.state is _State.HEAD:
-            if not conn.started:
-                del conn.buffer[: skip_empty_lines(conn.buffer)]
-                if not conn.buffer:
-                    return
-                if conn.buffer[0] == 0x16 and not self._tls:
-                    self._refuse(conn, 400, "Client sent a TLS handshake to a plain HTTP server.")
-                    return
-                conn.started = True
-                conn.deadline = min(conn.deadline, now + self._timeouts.head)
-            end = head_end(conn.buffer)
-            if end < 0:
-                if len(conn.buffer) > MAX_HEAD_BYTES:
-                    self._refuse(conn, 431, "request head larger than 64 KiB")
-                return
-            try:
-                request = parse_head(conn.buffer[:end])
-            except ProtocolError as exc:
-                self._refuse(conn, exc.status, exc.reason)
-                return
-            del conn.buffer[:end]
-            if request.body_length > MAX_BODY_BYTES:
-                self._refuse(conn, 413, "request body larger than 1 MiB")
-                return
-            conn.request = request
-            if request.body_length == 0:
-                self._dispatch(conn)
-                return
-            conn.state = _State.BODY
-            conn.body_seen = len(conn.buffer)
-            conn.body_until = now + self._timeouts.body_total
-            conn.deadline = min(conn.body_until, now + self._timeouts.body_stall)
-            if request.expect_continue and len(conn.buffer) < request.body_length:
-                with contextlib.suppress(OSError, ValueError):
-                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if conn.state is _State.BODY:
-            assert conn.request is not None
-            if len(conn.buffer) >= conn.request.body_length:
-                del conn.buffer[: conn.request.body_length]  # no route reads a body
-                self._dispatch(conn)
-            elif len(conn.buffer) > conn.body_seen:
-                conn.body_seen = len(conn.buffer)
-                conn.deadline = min(conn.body_until, now + self._timeouts.body_stall)
+    def _progress(self, conn: Connection) -> None:
+        step = conn.advance(time.monotonic(), self._timeouts, self._tls)
+        if isinstance(step, Refusal):
+            self._refuse(conn, step.status, step.reason)
+        elif isinstance(step, Request):
+            self._admit(conn)
 
     def _expire(self, now: float) -> None:
-        for conn in [c for c in self._connections.values() if c.state is not _State.BUSY]:
+        for conn in [c for c in self._connections.values() if c.state is not State.BUSY]:
             if now < conn.deadline:
                 continue
-            if conn.state is _State.BODY:
-                self._refuse(conn, 400, "request body shorter than its Content-Length")
-            elif conn.state is _State.HEAD and conn.started:
-                self._refuse(conn, 408, "request head not received in time")
-            else:
+            refusal = conn.expiry()
+            if refusal is None:
                 self._close(conn)
+            else:
+                self._refuse(conn, refusal.status, refusal.reason)
 
     # -- answering -------------------------------------------------------------------------
 
-    def _refuse(self, conn: _Connection, status: int, reason: str) -> None:
+    def _refuse(self, conn: Connection, status: int, reason: str) -> None:
         LOG.debug("%s: %d %s", conn.peer, status, reason)
         with contextlib.suppress(OSError, ValueError):
             conn.sock.send(error_response(status, reason))
         self._linger(conn)
 
-    def _linger(self, conn: _Connection) -> None:
+    def _linger(self, conn: Connection) -> None:
         """Shut the write side and drop what the client still sends until it closes: closing
         with unread data would reset the connection before the client reads the answer."""
         try:
@@ -460,12 +348,12 @@ class ConnectionLoop:
         except (OSError, ValueError):
             self._close(conn)
             return
-        conn.state, conn.buffer = _State.LINGER, bytearray()
+        conn.state, conn.buffer = State.LINGER, bytearray()
         conn.deadline = time.monotonic() + self._timeouts.linger
         self._watch(conn, selectors.EVENT_READ)
 
-    def _dispatch(self, conn: _Connection) -> None:
-        conn.state = _State.BUSY
+    def _dispatch(self, conn: Connection) -> None:
+        conn.state = State.BUSY
         self._watch(conn, 0)
         thread = threading.Thread(target=self._serve, args=(conn,), name="web-request")
         thread.daemon = True
@@ -474,45 +362,58 @@ class ConnectionLoop:
         except RuntimeError:  # cannot start a thread (resources exhausted)
             self._refuse(conn, 503, "server overloaded")
 
-    def _serve(self, conn: _Connection) -> None:
+    def _admit(self, conn: Connection) -> None:
+        """Answer at once what needs no thread (429, 401 from the cache); else dispatch."""
+        request = conn.request
+        assert request is not None
+        started = time.monotonic()
+        response = self._app.admit(request.headers)
+        if response is None:
+            self._dispatch(conn)
+            return
+        keep, head, chunks = conn.encode(response, self._stopping.is_set())
+        data = head + b"".join(chunks)
+        try:
+            sent = conn.sock.send(data)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except (OSError, ValueError):
+            sent = -1
+        if sent < len(data):  # a client that does not read its answers is not waited for
+            self._close(conn)
+            return
+        conn.log_answer(response, started)
+        if not keep:
+            self._linger(conn)
+            return
+        self._await_next(conn)
+        if conn.buffer:
+            self._ready.append(conn)  # a pipelined request: next turn of the loop
+
+    def _await_next(self, conn: Connection) -> None:
+        conn.await_next(time.monotonic(), self._timeouts)
+        self._watch(conn, selectors.EVENT_READ)
+
+    def _serve(self, conn: Connection) -> None:
         """In the request's own thread: respond, then hand the connection back."""
         request = conn.request
         assert request is not None
         started = time.monotonic()
         try:
-            response = self._app.respond(request.method, request.target, request.headers)
-            keep = request.keep_alive and not self._stopping.is_set()
-            headers = [
-                ("Content-Type", response.content_type),
-                ("Content-Length", str(response.length)),
-                *response.headers,
-            ]
-            if not keep:
-                headers.append(("Connection", "close"))
-            elif request.version == (1, 0):
-                headers.append(("Connection", "keep-alive"))
-            head = response_head(response.status, headers)
-            chunks = () if request.method == "HEAD" else response.chunks
+            response = self._app.respond(
+                request.method, request.target, request.headers, admitted=True
+            )
+            keep, head, chunks = conn.encode(response, self._stopping.is_set())
             conn.sock.settimeout(self._timeouts.write)
-            if chunks and len(chunks[0]) <= 16384:
-                head, chunks = head + chunks[0], chunks[1:]
             conn.sock.sendall(head)
             for chunk in chunks:
                 conn.sock.sendall(chunk)
             conn.sock.setblocking(False)
-            outcome = _Outcome.KEEP if keep else _Outcome.LINGER
-            LOG.debug(
-                "%s %s %s -> %d, %d bytes in %.3fs",
-                conn.peer,
-                request.method,
-                request_path(request.target) or "?",
-                response.status,
-                response.length,
-                time.monotonic() - started,
-            )
+            outcome = Outcome.KEEP if keep else Outcome.LINGER
+            conn.log_answer(response, started)
         except (OSError, ValueError) as exc:
             LOG.debug("%s: connection ended while answering: %s", conn.peer, exc)
-            outcome = _Outcome.CLOSE
+            outcome = Outcome.CLOSE
         with self._returned_lock:
             if not self._finished:
                 self._returned.append((conn, outcome))
@@ -529,20 +430,17 @@ class ConnectionLoop:
                 conn, outcome = self._returned.popleft()
             if self._connections.get(conn.fd) is not conn:
                 continue
-            if outcome is _Outcome.CLOSE:
+            if outcome is Outcome.CLOSE:
                 self._close(conn)
-            elif outcome is _Outcome.LINGER:
+            elif outcome is Outcome.LINGER:
                 self._linger(conn)
             else:
-                now = time.monotonic()
-                conn.state, conn.request, conn.started = _State.HEAD, None, False
-                conn.waiting_since, conn.deadline = now, now + self._timeouts.idle
-                self._watch(conn, selectors.EVENT_READ)
+                self._await_next(conn)
                 self._read(conn)  # a pipelined request, or TLS data OpenSSL already holds
 
     # -- closing ---------------------------------------------------------------------------
 
-    def _close(self, conn: _Connection) -> None:
+    def _close(self, conn: Connection) -> None:
         if conn.events:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(conn.sock)
@@ -563,7 +461,7 @@ class ConnectionLoop:
             with contextlib.suppress(OSError):
                 conn.sock.close()
         for conn in list(self._connections.values()):
-            if conn.state is _State.BUSY:
+            if conn.state is State.BUSY:
                 with contextlib.suppress(OSError):
                     conn.sock.shutdown(socket.SHUT_RDWR)  # its request thread fails and stops
             else:

@@ -122,37 +122,58 @@ class App:
         }
         self._routes: Mapping[str, tuple[frozenset[str], _Route]] = MappingProxyType(routes)
 
-    def respond(self, method: str, target: str, headers: RequestHeaders) -> Response:
-        """The response to one request (never raises)."""
+    def admit(self, headers: RequestHeaders) -> Response | None:
+        """The cheap checks, which the connection loop runs before a request gets a thread:
+        the request limit, and auth when its verdict needs no bcrypt check. A response when the
+        request is answered here (429, 401), None when it goes on to `respond`."""
         settings = self._settings.current()
-        response = self._respond(settings.limiter, settings.auth, method, target, headers)
-        if settings.headers:
-            response = Response(
-                response.status,
-                response.content_type,
-                response.body,
-                response.headers + settings.headers,
-            )
-        return response
+        response = self._admit(settings.limiter, settings.auth, headers)
+        return None if response is None else self._decorate(response, settings.headers)
 
-    def _respond(
-        self,
-        limiter: RequestLimiter | None,
-        auth: BasicAuth | None,
-        method: str,
-        target: str,
-        headers: RequestHeaders,
+    def respond(
+        self, method: str, target: str, headers: RequestHeaders, admitted: bool = False
     ) -> Response:
+        """The response to one request (never raises); `admitted`: `admit` already let it in."""
+        settings = self._settings.current()
+        response = None if admitted else self._admit(settings.limiter, settings.auth, headers)
+        if response is None:
+            response = self._respond(settings.auth, method, target, headers)
+        return self._decorate(response, settings.headers)
+
+    @staticmethod
+    def _decorate(response: Response, headers: tuple[tuple[str, str], ...]) -> Response:
+        if not headers:
+            return response
+        return Response(
+            response.status, response.content_type, response.body, response.headers + headers
+        )
+
+    @staticmethod
+    def _verdict_response(verdict: Verdict) -> Response | None:
+        if verdict is Verdict.BUSY:
+            return text_response(429, "Too many password checks in progress", ("Retry-After", "1"))
+        if verdict is Verdict.DENIED:
+            return text_response(401, "Unauthorized", _REALM_HEADER)
+        return None
+
+    def _admit(
+        self, limiter: RequestLimiter | None, auth: BasicAuth | None, headers: RequestHeaders
+    ) -> Response | None:
         if limiter is not None and not limiter.allow():
             return text_response(429, "Too Many Requests")
         if auth is not None:
-            verdict = auth.check(headers.get("Authorization"))
-            if verdict is Verdict.BUSY:
-                return text_response(
-                    429, "Too many password checks in progress", ("Retry-After", "1")
-                )
-            if verdict is not Verdict.OK:
-                return text_response(401, "Unauthorized", _REALM_HEADER)
+            verdict = auth.quick_check(headers.get("Authorization"))
+            if verdict is not None:
+                return self._verdict_response(verdict)
+        return None
+
+    def _respond(
+        self, auth: BasicAuth | None, method: str, target: str, headers: RequestHeaders
+    ) -> Response:
+        if auth is not None:
+            refused = self._verdict_response(auth.check(headers.get("Authorization")))
+            if refused is not None:
+                return refused
         path = request_path(target)
         if path is None:
             return text_response(400, "Bad request target")

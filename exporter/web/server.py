@@ -13,7 +13,8 @@ import logging
 import threading
 
 from exporter.web.config import WebConfig
-from exporter.web.connections import ConnectionLoop, Timeouts
+from exporter.web.connection import Timeouts
+from exporter.web.connections import ConnectionLoop
 from exporter.web.listen import bind
 from exporter.web.live import FixedWebConfig, WebSettingsSource
 from exporter.web.routes import App, Handlers
