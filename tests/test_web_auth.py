@@ -17,6 +17,7 @@ from webkit import HASH, PASSWORD, basic, raw_request, serve
 
 from exporter.web.auth import MAX_WAITING, BasicAuth, Verdict, parse_basic
 from exporter.web.config import WebConfig
+from exporter.web.connection import Timeouts
 from exporter.web.live import FixedWebConfig
 from exporter.web.server import WebServer
 
@@ -41,8 +42,11 @@ def header(user: str, password: str) -> str:
     return basic(user, password)["Authorization"]
 
 
+FAST = Timeouts(refusal=0.01)  # where the refusal delay is not what is tested
+
+
 def test_basic_auth(serve: Callable[..., WebServer]) -> None:
-    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}), timeouts=FAST)
     url = f"http://127.0.0.1:{server.port}"
     assert requests.get(f"{url}/metrics", auth=("admin", PASSWORD), timeout=10).status_code == 200
     for auth in (("admin", "wrong"), ("nobody", PASSWORD), None):
@@ -69,7 +73,7 @@ def test_parse_basic() -> None:
 def test_successes_and_failures_are_both_cached(
     serve: Callable[..., WebServer], bcrypt_calls: list[tuple[bytes, bytes]]
 ) -> None:
-    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}), timeouts=FAST)
     for _ in range(3):
         assert raw_request(server.port, "/metrics", headers=basic("admin", PASSWORD)).status == 200
     assert len(bcrypt_calls) == 1
@@ -114,7 +118,7 @@ def test_a_changed_hash_is_not_met_by_an_old_verdict() -> None:
     assert new.check(header("admin", "new-password")) is Verdict.OK
 
 
-def test_checks_beyond_the_queue_are_refused_at_once_and_cached_scrapes_go_through(
+def test_checks_beyond_the_queue_are_refused_and_cached_scrapes_go_through(
     serve: Callable[..., WebServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = FixedWebConfig(WebConfig(basic_auth_users={"admin": HASH}))
@@ -182,7 +186,7 @@ def test_pipelined_requests_are_answered_in_order_whoever_answers_them(
     thread: on one connection, the answers still come in the order asked."""
     import socket
 
-    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}), timeouts=FAST)
     assert raw_request(server.port, "/", headers=basic("admin", "wrong")).status == 401
     good = header("admin", PASSWORD)
     bad = header("admin", "wrong")
@@ -202,3 +206,30 @@ def test_pipelined_requests_are_answered_in_order_whoever_answers_them(
             answer += chunk
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
     assert statuses == [b"401", b"200", b"401", b"200", b"401"]
+
+
+def test_refusals_without_a_check_come_late_and_hold_no_thread(
+    serve: Callable[..., WebServer],
+) -> None:
+    import socket
+
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    assert raw_request(server.port, "/", headers=basic("admin", "wrong")).status == 401  # cached
+    assert raw_request(server.port, "/", headers=basic("admin", PASSWORD)).status == 200
+    request = f"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: {header('admin', 'wrong')}\r\n\r\n"
+    threads_before = threading.active_count()
+    started = time.monotonic()
+    guesses = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(50)]
+    try:
+        for sock in guesses:
+            sock.sendall(request.encode())
+        scrape_started = time.monotonic()
+        assert raw_request(server.port, "/", headers=basic("admin", PASSWORD)).status == 200
+        assert time.monotonic() - scrape_started < 0.3  # not behind the refusals
+        assert threading.active_count() <= threads_before + 1
+        for sock in guesses:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 401 ")
+        assert time.monotonic() - started >= 0.45
+    finally:
+        for sock in guesses:
+            sock.close()

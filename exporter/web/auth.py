@@ -6,8 +6,8 @@ bcrypt is slow by design (about 250 ms at cost 12), so:
   distinct ones, cannot push a legitimate user's cached success out, and a repeated wrong
   password costs one bcrypt check, not one per request;
 - one bcrypt check runs at a time, and at most `max_waiting` requests queue for one: beyond
-  that a request that would need a check is answered at once as `busy` (the server says 429),
-  so a flood never holds the server's connections while cached scrapes go through untouched;
+  that a request that would need a check is `busy` without waiting (the server says 429), so a
+  flood never holds the server's threads while cached scrapes go through untouched;
 - an unknown user is checked against a decoy hash at bcrypt's default cost (12), so that
   timing does not tell which user names exist.
 A `BasicAuth` belongs to one user list; a reloaded web config builds a new one (so a changed

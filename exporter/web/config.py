@@ -23,18 +23,6 @@ from typing import Any
 
 import yaml
 
-__all__ = [
-    "CIPHER_SUITES",
-    "CLIENT_AUTH_TYPES",
-    "CURVES",
-    "TLS_VERSIONS",
-    "WebConfig",
-    "WebConfigError",
-    "load_web_config",
-    "parse_web_config",
-    "validate_web_config",
-]
-
 TLS_VERSIONS = ("TLS10", "TLS11", "TLS12", "TLS13")
 CLIENT_AUTH_TYPES = (
     "NoClientCert",

@@ -46,6 +46,10 @@ class Timeouts:
     idle: float = 120.0  # keep-alive: response written -> first byte of the next request
     write: float = 60.0  # longest a single send of a response may block
     linger: float = 2.0  # after the last response: reading and dropping what the client sends
+    # Credentials refused without a password check are answered this much later: a client
+    # guessing passwords gets two answers a second per connection, and a flood of guesses
+    # cannot crowd out the scrapes of cached users.
+    refusal: float = 0.5
 
 
 class State(Enum):
@@ -55,6 +59,7 @@ class State(Enum):
     HEAD = "head"
     BODY = "body"
     BUSY = "busy"  # a request thread owns the socket
+    DELAYED = "delayed"  # answered in the loop once its refusal delay is over
     LINGER = "linger"  # write side shut, draining until EOF or the deadline
 
 
@@ -85,6 +90,7 @@ class Connection:
         "events",
         "fd",
         "peer",
+        "pending",
         "request",
         "sans",
         "sock",
@@ -107,6 +113,7 @@ class Connection:
         self.body_until = 0.0
         self.events = 0  # the selector events it is registered for
         self.sans: tuple[str, ...] | None = None  # client_allowed_sans at its handshake
+        self.pending: tuple[Response, float] | None = None  # DELAYED: the answer, when asked
 
     def receive(self) -> bool:
         """Read what the socket has (dropping it while lingering); False once the peer closed

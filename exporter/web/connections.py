@@ -10,7 +10,8 @@ connection back to the loop. Limits, all on the loop's clock:
   (idle keep-alive or slow head), as nginx reuses its idle connections; only when every one is
   busy with a request do new connections wait in the kernel's backlog;
 - a TLS handshake and a request head must each complete within 10 s, a body must keep coming
-  (2 s without a byte, 10 s in all), a kept-alive connection may idle 120 s;
+  (2 s without a byte, 10 s in all), a kept-alive connection may idle 120 s; credentials refused
+  without a password check are answered 0.5 s late (from the loop: no thread waits);
 - accept errors (EMFILE when the fd limit is reached...) close the longest-idle connection and
   accept again; when every connection is busy, accepting pauses with exponential back-off (5 ms
   to 1 s, as Go's server). Logged once a minute at most, never a busy loop.
@@ -23,6 +24,7 @@ import collections
 import contextlib
 import errno
 import heapq
+import itertools
 import logging
 import selectors
 import socket
@@ -33,7 +35,7 @@ import time
 from exporter.web.connection import Connection, Outcome, Refusal, State, Timeouts
 from exporter.web.live import WebSettingsSource
 from exporter.web.protocol import Request, error_response
-from exporter.web.routes import App
+from exporter.web.routes import App, Response
 from exporter.web.tls import client_sans_allowed
 
 LOG = logging.getLogger("cams_exporter.web")
@@ -41,6 +43,7 @@ LOG = logging.getLogger("cams_exporter.web")
 __all__ = ["ConnectionLoop", "Timeouts"]
 
 _TICK_S = 0.1
+_OWNED = frozenset({State.BUSY, State.DELAYED})  # no deadline of their own
 _LOG_EVERY_S = 60.0
 
 
@@ -72,6 +75,8 @@ class ConnectionLoop:
         self._wake_w.setblocking(False)
         self._connections: dict[int, Connection] = {}
         self._ready: list[Connection] = []  # answered in the loop, more requests buffered
+        self._delayed: list[tuple[float, int, Connection]] = []  # a heap of (due, n, conn)
+        self._sequence = itertools.count()
         self._returned: collections.deque[tuple[Connection, Outcome]] = collections.deque()
         self._returned_lock = threading.Lock()
         self._finished = False  # the loop closed everything; request threads close their own
@@ -98,8 +103,9 @@ class ConnectionLoop:
         try:
             while not self._stopping.is_set():
                 timeout = 0.0 if self._ready else _TICK_S
-                if self._resume_accept_at is not None:
-                    timeout = max(0.0, min(timeout, self._resume_accept_at - time.monotonic()))
+                for due in (self._resume_accept_at, self._delayed[0][0] if self._delayed else None):
+                    if due is not None:
+                        timeout = max(0.0, min(timeout, due - time.monotonic()))
                 for key, _events in self._selector.select(timeout):
                     if key.fileobj is self._listener:
                         self._accept()
@@ -114,6 +120,7 @@ class ConnectionLoop:
                     if self._connections.get(conn.fd) is conn and conn.state is State.HEAD:
                         self._progress(conn)
                 now = time.monotonic()
+                self._release_delayed(now)
                 if now >= self._next_tick:
                     self._next_tick = now + _TICK_S
                     self._expire(now)
@@ -323,7 +330,8 @@ class ConnectionLoop:
             self._admit(conn)
 
     def _expire(self, now: float) -> None:
-        for conn in [c for c in self._connections.values() if c.state is not State.BUSY]:
+        waiting = (c for c in self._connections.values() if c.state not in _OWNED)
+        for conn in list(waiting):
             if now < conn.deadline:
                 continue
             refusal = conn.expiry()
@@ -363,14 +371,31 @@ class ConnectionLoop:
             self._refuse(conn, 503, "server overloaded")
 
     def _admit(self, conn: Connection) -> None:
-        """Answer at once what needs no thread (429, 401 from the cache); else dispatch."""
-        request = conn.request
-        assert request is not None
+        """Answer at once what needs no thread (429, 401 from the cache; refused credentials
+        after the refusal delay); dispatch the rest."""
+        assert conn.request is not None
         started = time.monotonic()
-        response = self._app.admit(request.headers)
+        response = self._app.admit(conn.request.headers)
         if response is None:
             self._dispatch(conn)
-            return
+        elif response.delayed and self._timeouts.refusal > 0:
+            conn.state, conn.pending = State.DELAYED, (response, started)
+            self._watch(conn, 0)
+            due = started + self._timeouts.refusal
+            heapq.heappush(self._delayed, (due, next(self._sequence), conn))
+        else:
+            self._answer(conn, response, started)
+
+    def _release_delayed(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, conn = heapq.heappop(self._delayed)
+            if self._connections.get(conn.fd) is conn and conn.state is State.DELAYED:
+                assert conn.pending is not None
+                (response, started), conn.pending = conn.pending, None
+                self._answer(conn, response, started)
+
+    def _answer(self, conn: Connection, response: Response, started: float) -> None:
+        """Send a short answer from the loop; a client not reading it is not waited for."""
         keep, head, chunks = conn.encode(response, self._stopping.is_set())
         data = head + b"".join(chunks)
         try:
@@ -379,7 +404,7 @@ class ConnectionLoop:
             sent = 0
         except (OSError, ValueError):
             sent = -1
-        if sent < len(data):  # a client that does not read its answers is not waited for
+        if sent < len(data):
             self._close(conn)
             return
         conn.log_answer(response, started)

@@ -5,8 +5,10 @@ Independent of sockets: `App.respond(method, target, headers)` is all the server
 everything here is testable without a connection. In exporter-toolkit's order, a request is
 first counted against `rate_limit` (429), then checked against `basic_auth_users` (401; 429 while
 too many password checks are already queued), then routed. The web config's extra headers go on
-every response. Nothing here calls the CAMS API: pages come from the last published snapshot,
-/metrics from whatever `Handlers.metrics` returns.
+every response. Credentials refused without a password check (a cached failure, a full check
+queue) are marked `delayed`: the connection loop answers them a little later, without a thread.
+Nothing here calls the CAMS API: pages come from the last published snapshot, /metrics from
+whatever `Handlers.metrics` returns.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import gzip
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -66,6 +68,7 @@ class Response:
     content_type: str
     body: bytes | tuple[bytes, ...]
     headers: tuple[tuple[str, str], ...] = ()
+    delayed: bool = False  # refused credentials: the loop answers them a little later
 
     @property
     def chunks(self) -> tuple[bytes, ...]:
@@ -145,15 +148,20 @@ class App:
         if not headers:
             return response
         return Response(
-            response.status, response.content_type, response.body, response.headers + headers
+            response.status,
+            response.content_type,
+            response.body,
+            response.headers + headers,
+            response.delayed,
         )
 
     @staticmethod
-    def _verdict_response(verdict: Verdict) -> Response | None:
+    def _verdict_response(verdict: Verdict, delayed: bool = False) -> Response | None:
         if verdict is Verdict.BUSY:
-            return text_response(429, "Too many password checks in progress", ("Retry-After", "1"))
+            busy = text_response(429, "Too many password checks in progress", ("Retry-After", "1"))
+            return replace(busy, delayed=delayed)
         if verdict is Verdict.DENIED:
-            return text_response(401, "Unauthorized", _REALM_HEADER)
+            return replace(text_response(401, "Unauthorized", _REALM_HEADER), delayed=delayed)
         return None
 
     def _admit(
@@ -164,7 +172,7 @@ class App:
         if auth is not None:
             verdict = auth.quick_check(headers.get("Authorization"))
             if verdict is not None:
-                return self._verdict_response(verdict)
+                return self._verdict_response(verdict, delayed=True)
         return None
 
     def _respond(
