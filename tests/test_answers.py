@@ -118,10 +118,11 @@ def test_the_aggregate_shape_passes_for_the_caller_to_switch() -> None:
     q = Query(D - 3 * DAY_MS, D, DAY_MS)
     whole = row(D - 3 * DAY_MS, D)
     assert check_rows([whole], q) == (whole,)
-    per_day = Query(D - DAY_MS, D, DAY_MS, aggregate=True)
-    assert kind_of(lambda: check_rows([row(D - DAY_MS, D - 1), row(D - 1, D)], per_day)) in (
-        "shape_changed",
-    )
+    gap = Query(D - 3 * DAY_MS, D, DAY_MS, aggregate=True)  # an aggregate read of three days
+    days = [row(D - 3 * DAY_MS, D - 2 * DAY_MS), row(D - 2 * DAY_MS, D - DAY_MS)]
+    assert check_rows(days, gap) == tuple(days)  # per-day rows again: summed by the caller
+    crossed = [row(D - 3 * DAY_MS, D - 2 * DAY_MS, 10), row(D - 3 * DAY_MS, D - 2 * DAY_MS, 11)]
+    assert kind_of(lambda: check_rows(crossed, gap)) == "overlap"
 
 
 def test_rows_aligned_unlike_the_stored_buckets_are_refused() -> None:

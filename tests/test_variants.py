@@ -28,7 +28,7 @@ from exporter.app import Exporter
 from exporter.config import Config, parse_config
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.simulator.variants import VARIANTS
-from exporter.web import WebServer
+from exporter.web.server import WebServer
 from tests.kit.sim import Truth, running, sdk_client, sdk_sum
 from tests.test_exporter import Series, counters
 
