@@ -30,6 +30,7 @@ from exporter.snapshot import Counts
 log = logging.getLogger("cams_exporter.state")
 
 STATE_VERSION = 1
+_SAVE_BATCH = 200  # units per chunk written
 ClickKey = tuple[str, str]  # (button_type label, button text)
 
 
@@ -315,14 +316,46 @@ class CounterStore:
             store.units[unit_key] = UnitState.from_json(unit)
         return store
 
+    def chunks(self, batch: int = _SAVE_BATCH) -> Iterator[bytes]:
+        """The JSON of `to_json`, a few hundred units at a time.
+
+        Each unit is encoded under the lock on its own and the lock is let go between units, so
+        a save of a hundred thousand units never holds the GIL (json's C encoder does, for a
+        whole call) or the lock for long: scrapes and polling go on meanwhile. Counters only
+        grow, so a unit encoded later than another never holds less than a scrape has seen.
+        """
+        with self.lock:
+            keys = list(self.units)
+            shapes = dict(self.shapes)
+        head = {"version": STATE_VERSION, "shapes": shapes}
+        yield (json.dumps(head, separators=(",", ":"))[:-1] + ',"units":{').encode("utf-8")
+        parts: list[str] = []
+        first = True
+        for key in keys:
+            with self.lock:
+                unit = self.units.get(key)
+                data = None if unit is None else unit.to_json()
+            if data is None:
+                continue
+            name = json.dumps(_key_to_json(key))
+            parts.append(
+                ("" if first else ",") + name + ":" + json.dumps(data, separators=(",", ":"))
+            )
+            first = False
+            if len(parts) >= batch:
+                yield "".join(parts).encode("utf-8")
+                parts = []
+        parts.append("}}")
+        yield "".join(parts).encode("utf-8")
+
     def save(self, path: str) -> None:
         """Write atomically: temp file in the same directory, fsync, rename, fsync the dir."""
-        payload = json.dumps(self.to_json(), separators=(",", ":")).encode("utf-8")
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
+                for chunk in self.chunks():
+                    handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
