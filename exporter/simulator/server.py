@@ -17,6 +17,7 @@ import math
 import re
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -74,8 +75,15 @@ def _admin_json(text: str) -> Mapping[str, Any]:
 class Simulator:
     """The CAMS simulator on a real HTTP server (bound at construction, served after start())."""
 
-    def __init__(self, options: SimulatorOptions, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        options: SimulatorOptions,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._options = options
+        self._tls = tls
         self._clock = Clock()
         self._api = CamsApi(options, self._clock)
         self._auth = Authenticator(options.access_key_id, options.access_key_secret, self._clock)
@@ -86,7 +94,7 @@ class Simulator:
         self._conn_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
-        self._server = _Server(host, port, self)
+        self._server = _Server(host, port, self, tls)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -153,8 +161,8 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        """`http://host:port`."""
-        return f"http://{self.endpoint}"
+        """`http://host:port` (`https://` when serving TLS)."""
+        return f"{'https' if self._tls else 'http'}://{self.endpoint}"
 
     # -- control ---------------------------------------------------------------------------
 
@@ -299,10 +307,16 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
-    def __init__(self, host: str, port: int, simulator: Simulator) -> None:
+    def __init__(
+        self, host: str, port: int, simulator: Simulator, tls: ssl.SSLContext | None
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.simulator = simulator
         super().__init__((host, port), _Handler)
+        if tls is not None:  # handshakes happen in each connection's thread, at its first read
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)

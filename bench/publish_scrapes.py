@@ -1,0 +1,99 @@
+"""Scrapes of a 100k-series exporter while it polls and publishes (issue 12, item 7).
+
+The simulator (4 accounts' worth of templates: 875 templates x 4 languages each, 50/s per
+account) and the exporter (4 accounts at qps 50, poll.interval 10s, so cycles follow one another
+and every account publishes about every 80 s) run as separate processes on 127.0.0.1. After the
+first cycle, sequential keep-alive GETs of /metrics (plain text, and gzip every other one) run
+for the measurement window, which spans several publishes of every account (each publish
+writes the state file and renders the ~100k-series exposition). The table gives the median, p99
+and max of each format over the window, and how many publishes it spanned.
+
+Run: `python bench/publish_scrapes.py [--seconds 180]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (
+    Children,
+    KeepAlive,
+    exporter_config,
+    percentile,
+    sample_sum,
+    start_exporter,
+    start_simulator,
+    wait_for,
+)
+
+ACCOUNTS = 4
+TEMPLATES = 875
+LANGUAGES = ("en", "es", "pt", "id")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="measurement window")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
+        children = Children(Path(tmp))
+        try:
+            sim = start_simulator(
+                children,
+                "simulator",
+                [
+                    "--templates", str(TEMPLATES), "--languages", ",".join(LANGUAGES),
+                    "--latency", "0.05", "--qps-limit", str(50 * ACCOUNTS),
+                    "--list-qps-limit", str(5 * ACCOUNTS), "--variant", "language-required",
+                ],
+            )  # fmt: skip
+            config = Path(tmp) / "config.yaml"
+            names = [f"acct{i}" for i in range(ACCOUNTS)]
+            text = exporter_config(
+                endpoint=sim.url, accounts=names, qps=50, list_qps=5, interval_s=10
+            )
+            state = Path(tmp) / "state.json"
+            config.write_text(text + f"state:\n  path: {state}\n")
+            exporter = start_exporter(children, "exporter", config)
+            wait_for("first cycle", lambda: exporter.ready() or None, timeout=900, every=2)
+            series = sum(1 for line in exporter.metrics_text().splitlines() if line[:1] != "#")
+            publishes = sample_sum(exporter.metrics_text(), "cams_state_writes_total")
+            conn = KeepAlive(exporter.port)
+            times: dict[str, list[float]] = {"plain": [], "gzip": []}
+            started = time.monotonic()
+            i = 0
+            try:
+                while time.monotonic() - started < args.seconds:
+                    fmt = "plain" if i % 2 == 0 else "gzip"
+                    headers = {"Accept-Encoding": "gzip"} if fmt == "gzip" else {}
+                    elapsed, code, _ = conn.get("/metrics", headers)
+                    if code != 200:
+                        raise RuntimeError(f"/metrics answered {code}")
+                    times[fmt].append(elapsed)
+                    i += 1
+            finally:
+                conn.close()
+            spanned = sample_sum(exporter.metrics_text(), "cams_state_writes_total") - publishes
+        finally:
+            children.stop_all()
+    print(f"{series} series, {ACCOUNTS} accounts, {args.seconds:.0f} s window, "
+          f"{spanned:.0f} publishes in it")  # fmt: skip
+    print("| format | scrapes | median ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|")
+    for fmt, values in times.items():
+        print(
+            f"| {fmt} | {len(values)} | {percentile(values, 50) * 1000:.1f} | "
+            f"{percentile(values, 99) * 1000:.1f} | {max(values) * 1000:.1f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
