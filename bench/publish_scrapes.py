@@ -41,9 +41,10 @@ LANGUAGES = ("en", "es", "pt", "id")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="measurement window")
+    parser.add_argument("--log-dir", type=Path, help="keep the children's logs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
-        children = Children(Path(tmp))
+        children = Children(args.log_dir or Path(tmp))
         try:
             sim = start_simulator(
                 children,

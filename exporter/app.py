@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -28,6 +28,7 @@ from exporter.client import CamsClient, CredentialSource, RequestEvent
 from exporter.config import Config, ConfigError, default_credentials_provider, load_config
 from exporter.exposition import Exposition
 from exporter.instruments import Instruments
+from exporter.memory import GcPauses, GcPolicy
 from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
 from exporter.scheduler import Scheduler
@@ -132,9 +133,15 @@ class Exporter:
         self.clock = clock
         self.instruments = Instruments()
         self.anomalies = AnomalyLog(self.instruments, clock)
+        self.gc = GcPolicy()  # one per process: it outlives reloads
         self.limiters = LimiterRegistry()
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
+        GCCollector(registry=self._process)
+        PlatformCollector(registry=self._process)
+        self.gc_pauses = GcPauses()
+        self.gc_pauses.install()
+        self._process.register(self.gc_pauses)
         self.store = CounterStore()
         if config.state.path:
             self.store, warning = CounterStore.load(config.state.path)
@@ -162,6 +169,7 @@ class Exporter:
             shard=self.shard,
             clock=self.clock,
             anomalies=self.anomalies,
+            gc_policy=self.gc,
         )
         poller.stop_event = stop
         # Render /metrics once per published snapshot, off the scrape path.
@@ -184,6 +192,7 @@ class Exporter:
         self.scheduler.stop()
         for client in self.scheduler.accounts:
             client.client.close()
+        self.gc_pauses.uninstall()
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the config file; on success swap in a new poller, keeping the counters.

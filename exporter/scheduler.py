@@ -20,6 +20,7 @@ from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import Account, Config
 from exporter.instruments import Instruments
+from exporter.memory import GcPolicy
 from exporter.poller import AccountPoller
 from exporter.sharding import Shard
 from exporter.snapshot import Snapshot, TemplateSeries
@@ -43,9 +44,11 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         on_publish: Callable[[Snapshot], None] | None = None,
         anomalies: AnomalyLog | None = None,
+        gc_policy: GcPolicy | None = None,
     ) -> None:
         self.config = config
         self.anomalies = anomalies or AnomalyLog(instruments, clock)
+        self.gc = gc_policy or GcPolicy()
         self._crashes: set[tuple[str, str]] = set()  # (where, error) already logged
         self.on_publish = on_publish
         self.store = store
@@ -155,6 +158,8 @@ class Scheduler:
                     self.crashed("render")
                     return self._snapshot  # the last good snapshot stays in service
             self._snapshot = snap
+            if not progress_only:
+                self.gc.after_publish()
             return snap
 
     def crashed(self, where: str) -> None:
