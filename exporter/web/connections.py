@@ -32,7 +32,7 @@ import ssl
 import threading
 import time
 
-from exporter.web.connection import Connection, Outcome, Refusal, State, Timeouts
+from exporter.web.connection import Connection, Outcome, Refusal, State, Timeouts, send_blocking
 from exporter.web.live import WebSettingsSource
 from exporter.web.protocol import Request, error_response
 from exporter.web.routes import App, Response
@@ -429,11 +429,7 @@ class ConnectionLoop:
                 request.method, request.target, request.headers, admitted=True
             )
             keep, head, chunks = conn.encode(response, self._stopping.is_set())
-            conn.sock.settimeout(self._timeouts.write)
-            conn.sock.sendall(head)
-            for chunk in chunks:
-                conn.sock.sendall(chunk)
-            conn.sock.setblocking(False)
+            send_blocking(conn.sock, (head, *chunks), self._timeouts.write)
             outcome = Outcome.KEEP if keep else Outcome.LINGER
             conn.log_answer(response, started)
         except (OSError, ValueError) as exc:
