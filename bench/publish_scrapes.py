@@ -28,6 +28,7 @@ from bench.harness import (
     exporter_config,
     percentile,
     sample_sum,
+    samples,
     start_exporter,
     start_simulator,
     wait_for,
@@ -81,11 +82,25 @@ def main() -> int:
                     i += 1
             finally:
                 conn.close()
-            spanned = sample_sum(exporter.metrics_text(), "cams_state_writes_total") - publishes
+            after = exporter.metrics_text()
+            spanned = sample_sum(after, "cams_state_writes_total") - publishes
+            pauses = {
+                labels["generation"]: value
+                for labels, value in samples(after, "cams_exporter_gc_pause_seconds_sum")
+            }
+            slow = sum(
+                value for labels, value in samples(after, "cams_exporter_gc_pause_seconds_count")
+            ) - sum(
+                value
+                for labels, value in samples(after, "cams_exporter_gc_pause_seconds_bucket")
+                if labels["le"] == "0.05"
+            )
         finally:
             children.stop_all()
     print(f"{series} series, {ACCOUNTS} accounts, {args.seconds:.0f} s window, "
           f"{spanned:.0f} publishes in it")  # fmt: skip
+    total = ", ".join(f"gen {g}: {v:.1f} s" for g, v in sorted(pauses.items()))
+    print(f"GC pauses since start: {total}; {slow:.0f} collections over 50 ms")
     print("| format | scrapes | median ms | p99 ms | max ms |")
     print("|---|---|---|---|---|")
     for fmt, values in times.items():

@@ -37,6 +37,7 @@ from exporter.web.live import WebSettingsSource
 from exporter.web.protocol import Request, error_response
 from exporter.web.routes import App, Response
 from exporter.web.tls import client_sans_allowed
+from exporter.web.workers import WorkerPool
 
 LOG = logging.getLogger("cams_exporter.web")
 
@@ -85,6 +86,7 @@ class ConnectionLoop:
         self._resume_accept_at: float | None = None  # back-off after an accept error
         self._backoff = 0.0
         self._accept_errors = 0
+        self._workers = WorkerPool("web-request")
         self._last_accept_log = -_LOG_EVERY_S
         self._last_cap_log = -_LOG_EVERY_S
         self._next_tick = 0.0
@@ -129,6 +131,7 @@ class ConnectionLoop:
                     self._set_accepting(True)
         finally:
             self._close_all()
+            self._workers.stop()
 
     def close(self) -> None:
         """Release the sockets of a loop that never ran."""
@@ -363,10 +366,8 @@ class ConnectionLoop:
     def _dispatch(self, conn: Connection) -> None:
         conn.state = State.BUSY
         self._watch(conn, 0)
-        thread = threading.Thread(target=self._serve, args=(conn,), name="web-request")
-        thread.daemon = True
         try:
-            thread.start()
+            self._workers.submit(lambda: self._serve(conn))
         except RuntimeError:  # cannot start a thread (resources exhausted)
             self._refuse(conn, 503, "server overloaded")
 
