@@ -3,7 +3,9 @@
 `CamsApi` validates each action's parameters as the real API does (missing and invalid
 parameters, the JSON `Page` of ListChatappTemplate, the longest Start..End range) and answers
 from the deterministic data of `exporter.simulator.data`. Templates can be deleted and restored
-to play a template that disappears. Nothing here knows about HTTP, signatures or faults.
+to play a template that disappears. The sender-health actions (`exporter.simulator.senders`)
+are registered into the same `answers` and `limits` tables. Nothing here knows about HTTP,
+signatures or faults.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from exporter.durations import format_duration
-from exporter.model import DAY_MS, HALF_HOUR_MS, Template
+from exporter.model import Template
 from exporter.simulator.data import (
     UTC8_MS,
     Counts,
@@ -24,26 +25,17 @@ from exporter.simulator.data import (
     shaped_rows,
 )
 from exporter.simulator.options import (
-    GRANULARITIES,
     LIST_ACTION,
     MAX_PAGE_SIZE,
     METRIC_ACTION,
     SimulatorOptions,
 )
+from exporter.simulator.params import metric_range
+from exporter.simulator.senders import SenderApi
 from exporter.simulator.traffic import Clock
 from exporter.simulator.wire import invalid, missing, request_id
 
 Answer = Callable[[Mapping[str, str]], dict[str, Any]]
-
-
-def _int_param(params: Mapping[str, str], name: str) -> int:
-    value = params.get(name, "")
-    if value == "":
-        raise missing(name)
-    try:
-        return int(value)
-    except ValueError:
-        raise invalid(name, f"expected milliseconds since the epoch, got {value!r}") from None
 
 
 def _page_number(page: Mapping[str, Any], key: str, default: int) -> int:
@@ -99,13 +91,16 @@ class CamsApi:
         self._model = DataModel(options.seed, UTC8_MS if options.shape == "utc8" else 0)
         self._lock = threading.Lock()
         self._deleted: set[str] = set()
+        self.senders = SenderApi(options, clock, self._defs, self._live, self.buckets)
         self.answers: Mapping[str, Answer] = {
             LIST_ACTION: self.list_templates,
             METRIC_ACTION: self.template_metric,
+            **self.senders.answers,
         }
         self.limits: Mapping[str, float] = {
             LIST_ACTION: options.list_qps_limit,
             METRIC_ACTION: options.qps_limit,
+            **self.senders.limits,
         }
 
     # -- control ---------------------------------------------------------------------------
@@ -182,37 +177,27 @@ class CamsApi:
         code = params.get("TemplateCode", "")
         if not code:
             raise missing("TemplateCode")
-        granularity = params.get("Granularity") or "DAILY"
-        if granularity not in GRANULARITIES:
-            raise invalid("Granularity", f"expected DAILY or HALF_HOUR, got {granularity!r}")
-        start = _int_param(params, "Start")
-        end = _int_param(params, "End")
-        if end <= start:
-            raise invalid("End", "End must be greater than Start")
-        max_range_ms = int(self._options.max_range_s * 1000)
-        if end - start > max_range_ms:
-            raise invalid(
-                "End",
-                f"the time range End - Start must not exceed "
-                f"{format_duration(self._options.max_range_s)} ({max_range_ms} ms)",
-            )
+        query = metric_range(params, self._options.max_range_s)
+        start, end = query.start_ms, query.end_ms
         template = self._live(code)
         template_type = params.get("TemplateType", "")
         language = params.get("Language", "")
         languages = [lang for lang in self._options.languages if not language or lang == language]
         data: list[dict[str, Any]] = []
         if template is not None and template_type.upper() in ("", "WHATSAPP"):
-            size = DAY_MS if granularity == "DAILY" else HALF_HOUR_MS
+            size = query.bucket_ms
             for lang in languages:
-                buckets = self._buckets(template, lang, size, start, end)
+                buckets = self.buckets(template, lang, size, start, end)
                 data.extend(
                     shaped_rows(template, lang, buckets, size, self._options.shape, start, end)
                 )
         return {"RequestId": request_id(), "Code": "OK", "Message": "success", "Data": data}
 
-    def _buckets(
+    def buckets(
         self, template: TemplateDef, language: str, size: int, start: int, end: int
     ) -> list[tuple[int, Counts]]:
+        """(bucket start, counts) of one unit's buckets of `size` in [start, end) that exist
+        now (live) or at the anchor day (static)."""
         model = self._model
         anchor_ms = int(self._clock.anchor() * 1000)
         first_day = model.day_of(anchor_ms - int(self._options.history_s * 1000))
