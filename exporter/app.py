@@ -13,8 +13,17 @@ import time
 from collections.abc import Callable
 
 from exporter import __version__
-from exporter.client import CamsClient, CredentialSource, RequestEvent
-from exporter.config import Config, ConfigError, default_credentials_provider, load_config
+from exporter.client import (
+    HEALTH_ACTION,
+    LIST_ACTION,
+    METRIC_ACTION,
+    PHONE_METRIC_ACTION,
+    PHONE_NUMBERS_ACTION,
+    CamsClient,
+    CredentialSource,
+    RequestEvent,
+)
+from exporter.config import Account, Config, ConfigError, default_credentials_provider, load_config
 from exporter.exposition import Exposition
 from exporter.instruments import Instruments
 from exporter.ratelimit import RateLimiter
@@ -26,6 +35,32 @@ from exporter.state import CounterStore
 from exporter.web import Handlers, Payload
 
 log = logging.getLogger("cams_exporter")
+
+
+# Connections beyond the template workers' for the sender-health threads (numbers, health
+# rounds of up to 4 workers, and room for the per-number counters).
+_SENDER_CONNECTIONS = 8
+
+
+def build_limiters(account: Account, shard: Shard) -> dict[str, RateLimiter]:
+    """One limiter per action the account calls, at its share of the action's quota (each
+    replica of a sharded exporter takes 1/COUNT). The sender-health actions get theirs only
+    when the account opted in, so the template actions never share a limiter with them."""
+    share = 1.0 / shard.count
+    limiters = {
+        METRIC_ACTION: RateLimiter(account.qps * share, min_rate=0.5),
+        LIST_ACTION: RateLimiter(account.list_qps * share, min_rate=0.2),
+    }
+    health = account.sender_health
+    if health is not None:
+        limiters[PHONE_NUMBERS_ACTION] = RateLimiter(health.phone_numbers.qps * share, min_rate=0.1)
+        if health.phone_number_metrics.enabled:
+            rate = health.phone_number_metrics.qps * share
+            limiters[PHONE_METRIC_ACTION] = RateLimiter(rate, min_rate=0.5)
+        if health.health_status.enabled:
+            rate = health.health_status.qps * share
+            limiters[HEALTH_ACTION] = RateLimiter(rate, min_rate=0.1)
+    return limiters
 
 
 def build_clients(
@@ -43,9 +78,10 @@ def build_clients(
             credentials = default_credentials_provider(f"accounts[{index}].credentials")
         else:
             credentials = account.credentials
-        metric_limiter = RateLimiter(account.qps / shard.count, min_rate=0.5)
-        list_limiter = RateLimiter(account.list_qps / shard.count, min_rate=0.2)
-        limiters = {"GetChatappTemplateMetric": metric_limiter, "ListChatappTemplate": list_limiter}
+        limiters = build_limiters(account, shard)
+        pool_size = max(4, min(64, int(account.qps)))
+        if account.sender_health is not None:
+            pool_size += _SENDER_CONNECTIONS
 
         def observe(
             event: RequestEvent, name: str = account.name, limits: dict[str, RateLimiter] = limiters
@@ -62,7 +98,7 @@ def build_clients(
             timeout_s=config.poll.timeout_s,
             retry=RetryPolicy(max_retries=config.poll.max_retries),
             observer=observe,
-            pool_size=max(4, min(64, int(account.qps))),
+            pool_size=pool_size,
             stop=stop,
             clock=clock,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.model import UnitKey
+from exporter.senders.view import SenderStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class Snapshot:
     created: float = 0.0
     accounts: tuple[AccountStatus, ...] = ()
     series: tuple[TemplateSeries, ...] = field(default_factory=tuple)
+    senders: tuple[SenderStatus, ...] = ()  # accounts with sender_health, in config order
 
     @property
     def ready(self) -> bool:

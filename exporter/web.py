@@ -42,6 +42,7 @@ import bcrypt
 import yaml
 from cachetools import LRUCache
 
+from exporter.senders.page import render_sender_section
 from exporter.snapshot import AccountStatus, Snapshot, TemplateSeries
 
 __all__ = [
@@ -819,6 +820,8 @@ def render_landing_page(
     ]
     if hidden:
         parts.append(f"<p>&hellip; and {hidden} more (see {_e(telemetry_path)}).</p>")
+    if section := render_sender_section(snapshot):  # "" when no account has sender health
+        parts.append(section)
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 
