@@ -101,7 +101,7 @@ class HealthStatusConfig:
 
     enabled: bool = True
     interval_s: float = 900.0
-    qps: float = 1.0
+    qps: float = 2.0
     templates: bool = True
     max_error_series: int = 100
 

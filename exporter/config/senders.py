@@ -5,7 +5,7 @@ sender_health:             # absent (or false): templates only, as before; true:
   enabled: true            # default true once the block is there
   phone_numbers: {interval: 5m, qps: 1}             # QueryChatappPhoneNumbers, 0.1..10/s
   phone_number_metrics: {enabled: true, qps: 10}    # GetChatappPhoneNumberMetric, 0.1..50/s
-  health_status: {enabled: true, interval: 15m, qps: 1, templates: true, max_error_series: 100}
+  health_status: {enabled: true, interval: 15m, qps: 2, templates: true, max_error_series: 100}
 ```
 The `qps` ceilings are the documented per-account limits of each action, e.g.
 `accounts[0].sender_health.health_status.qps: must be between 0.1 and 5, got 8`.
