@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from exporter import __version__
+from exporter.anomalies import AnomalyLog
 from exporter.client import (
     HEALTH_ACTION,
     LIST_ACTION,
@@ -123,6 +124,7 @@ class Exporter:
         self.shard = shard or Shard(0, 1)
         self.clock = clock
         self.instruments = Instruments()
+        self.anomalies = AnomalyLog(self.instruments, clock)
         self.store = CounterStore()
         if config.state.path:
             self.store, warning = CounterStore.load(config.state.path)
@@ -143,6 +145,7 @@ class Exporter:
             state_path=config.state.path,
             shard=self.shard,
             clock=self.clock,
+            anomalies=self.anomalies,
         )
         poller.stop_event = stop
         # Render /metrics once per published snapshot, off the scrape path.

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import requests
 
 from exporter import __version__
-from exporter.answers import count_value, parse_metric_rows, parse_templates
+from exporter.answers import count_value, parse_metric_answer, parse_templates
 from exporter.config import StaticCredentials
 from exporter.errors import (
     CONNECTION_ERROR,
@@ -37,8 +37,8 @@ from exporter.errors import (
     CamsError,
     is_throttle_code,
 )
-from exporter.model import MetricRow, Template
-from exporter.paging import Page, list_all
+from exporter.model import MetricRow
+from exporter.paging import Listing, Page, list_all
 from exporter.ratelimit import Grant, RateLimiter
 from exporter.retry import RetryPolicy
 from exporter.senders.answers import (
@@ -103,8 +103,9 @@ def chunk_range(start_ms: int, end_ms: int, max_range_ms: int) -> Iterator[tuple
 
 def _decode(action: str, response: requests.Response) -> dict[str, Any]:
     try:
-        body = json.loads(response.content)
-    except ValueError:
+        # Undecodable bytes become U+FFFD here; no label value can carry them further.
+        body = json.loads(response.content.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise CamsError(
@@ -245,8 +246,8 @@ class CamsClient:
 
     # -- ListChatappTemplate ----------------------------------------------------------------
 
-    def list_templates(self, filters: ListFilters, page_size: int = 100) -> tuple[Template, ...]:
-        """Every (template, language) row that matches, across all pages.
+    def list_templates(self, filters: ListFilters, page_size: int = 100) -> Listing:
+        """Every (template, language) row that matches, across all pages (`exporter.paging`).
 
         The largest page size is undocumented: if the API refuses the size as a parameter
         error, smaller sizes are tried before giving up.
@@ -263,15 +264,13 @@ class CamsClient:
         }
         params = {k: v for k, v in base.items() if v is not None}
 
-        def fetch(index: int, size: int) -> Page:
-            page = json.dumps({"Index": index, "Size": size}, separators=(",", ":"))
+        def fetch(index: int, size: int, lower_case: bool) -> Page:
+            keys = ("index", "size") if lower_case else ("Index", "Size")
+            page = json.dumps({keys[0]: index, keys[1]: size}, separators=(",", ":"))
             body = self.call(LIST_ACTION, {**params, "Page": page})
-            try:
-                rows = parse_templates(body)
-            except ValueError as exc:
-                raise CamsError(LIST_ACTION, MALFORMED, str(exc)) from None
+            rows = parse_templates(body)
             total = body.get("Total")
-            return Page(rows, count_value(total) if total is not None else None)
+            return Page(rows, count_value(total, "Total") if total is not None else None)
 
         sizes = [s for s in (page_size, 50, 20, 10) if s <= page_size]
         for size in sizes:
@@ -289,7 +288,7 @@ class CamsClient:
         self,
         *,
         code: str,
-        language: str,
+        language: str | None,
         start_ms: int,
         end_ms: int,
         max_range_ms: int,
@@ -319,7 +318,7 @@ class CamsClient:
         self,
         *,
         code: str,
-        language: str,
+        language: str | None,
         start_ms: int,
         end_ms: int,
         template_type: str | None = None,
@@ -327,7 +326,8 @@ class CamsClient:
         isv_code: str | None = None,
         granularity: str = "DAILY",
     ) -> tuple[MetricRow, ...]:
-        """One GetChatappTemplateMetric call for [start_ms, end_ms)."""
+        """One GetChatappTemplateMetric call for [start_ms, end_ms) (`language` None: every
+        language of the template); AnomalousAnswer for an answer that cannot be vouched for."""
         params = {
             "TemplateCode": code,
             "Language": language,
@@ -339,10 +339,7 @@ class CamsClient:
             "End": str(end_ms),
         }
         body = self.call(METRIC_ACTION, {k: v for k, v in params.items() if v is not None})
-        try:
-            return parse_metric_rows(body, code, language)
-        except ValueError as exc:
-            raise CamsError(METRIC_ACTION, MALFORMED, str(exc)) from None
+        return parse_metric_answer(body, code, language)
 
     # -- sender health -----------------------------------------------------------------------
 
@@ -356,10 +353,7 @@ class CamsClient:
         """QueryChatappPhoneNumbers: the phone numbers of a space (optionally of one Status)."""
         params = {"CustSpaceId": cust_space_id, "IsvCode": isv_code, "Status": status}
         body = self.call(PHONE_NUMBERS_ACTION, {k: v for k, v in params.items() if v is not None})
-        try:
-            return parse_phone_numbers(body)
-        except ValueError as exc:
-            raise CamsError(PHONE_NUMBERS_ACTION, MALFORMED, str(exc)) from None
+        return parse_phone_numbers(body)
 
     def phone_number_metric_chunk(
         self,
@@ -381,10 +375,7 @@ class CamsClient:
             "End": str(end_ms),
         }
         body = self.call(PHONE_METRIC_ACTION, {k: v for k, v in params.items() if v is not None})
-        try:
-            return parse_phone_number_rows(body, phone_number)
-        except ValueError as exc:
-            raise CamsError(PHONE_METRIC_ACTION, MALFORMED, str(exc)) from None
+        return parse_phone_number_rows(body, phone_number)
 
     def phone_number_metrics(
         self,
@@ -432,7 +423,4 @@ class CamsClient:
             "WabaId": waba_id,
         }
         body = self.call(HEALTH_ACTION, {k: v for k, v in params.items() if v is not None})
-        try:
-            return parse_health_status(body)
-        except ValueError as exc:
-            raise CamsError(HEALTH_ACTION, MALFORMED, str(exc)) from None
+        return parse_health_status(body)

@@ -53,7 +53,13 @@ class AccountCollector(Collector):
         )
         units = GaugeMetricFamily(
             "cams_poll_units",
-            "Template-language units the account polls each cycle.",
+            "Template-language units the account polls each cycle, by read mode "
+            "(per-language: one call per unit; per-template: one call per template).",
+            labels=["account", "mode"],
+        )
+        reads = GaugeMetricFamily(
+            "cams_poll_reads",
+            "GetChatappTemplateMetric reads per poll cycle (before splitting long ranges).",
             labels=["account"],
         )
         discovered = GaugeMetricFamily(
@@ -78,12 +84,13 @@ class AccountCollector(Collector):
                 last.add_metric(name, account.last_poll_success)
             if account.last_poll_duration is not None:
                 duration.add_metric(name, account.last_poll_duration)
-            units.add_metric(name, account.units)
+            units.add_metric([account.name, account.mode], account.units)
+            reads.add_metric(name, account.reads)
             for space, count in account.templates_discovered:
                 discovered.add_metric([account.name, space], count)
             revisions.add_metric(name, account.revisions_held)
             shape.add_metric([account.name, account.shape], 1)
-        yield from (up, last, duration, units, discovered, revisions, shape)
+        yield from (up, last, duration, units, reads, discovered, revisions, shape)
 
 
 def status_registry(snapshot: Snapshot) -> CollectorRegistry:

@@ -1,14 +1,19 @@
-"""The exact-counter strategies: how one unit's buckets are read and applied to its state.
+"""The exact-counter strategies: how a group of units' buckets are read, checked and applied.
 
+A *group* is what one read covers: one template-language unit, or every language of a template
+when the API proved it answers one row per language without `Language` (`exporter.grouping`).
 Two strategies keep the counters exact whatever the API's answer looks like:
-- per-bucket (default): one read per unit per poll over [settled boundary, now]; each row is a
+- per-bucket (default): one read per group per poll over [settled boundary, now]; each row is a
   bucket, keyed by its own Start (so UTC, UTC+8 or sparse buckets all work);
-- aggregate: if a row ever spans more than one bucket, the API sums the whole range into one
-  row. The account switches (one log line, `cams_metric_shape_info`) to reading each day of the
-  lookback window separately, and ranges older than the window as sums.
+- aggregate: if a unit's answer is one row spanning more than one bucket, the API sums the whole
+  range into one row. The account switches (one log line, `cams_metric_shape_info`) to reading
+  each day of the lookback window separately, and runs of older days as sums.
 
-`Counting` holds the account's shape and applies reads to the `CounterStore`. It reads through
-a `Fetch` callable (one unit's rows for [start, end)), so it knows nothing of HTTP.
+Every unit's rows are checked against the query (`answers.check_rows`) and against the unit's
+stored buckets before anything is applied; a unit whose rows fail keeps its last good counts
+and the failure names the anomaly. Days are settled (folded into the total) only after a
+checked answer covered them; an empty answer settles nothing until a second one agrees.
+`Counting` knows nothing of HTTP: it reads through a `Fetch` callable.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from exporter.answers import Query, check_against_buckets, check_rows, normal_language
 from exporter.config import PollConfig
+from exporter.errors import AnomalousAnswer
 from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, UnitKey
 from exporter.state import CounterStore, Tally, UnitState
 
@@ -29,6 +37,8 @@ PER_BUCKET = "per-bucket"
 AGGREGATE = "aggregate"
 
 Fetch = Callable[[int, int], Sequence[MetricRow]]
+Meta = tuple[str, str, str]  # (template name, category, audit status)
+Read = tuple[int, int, int]  # (bucket start, bucket end, query end)
 
 
 def bucket_ms(granularity: str) -> int:
@@ -41,13 +51,36 @@ def floor_to(ms: int, step: int) -> int:
     return ms - ms % step
 
 
-def _fields(key: UnitKey) -> dict[str, str]:
+def unit_fields(key: UnitKey) -> dict[str, str]:
+    """The log fields of a unit."""
     return {
         "account": key.account,
         "space": key.space,
         "template": key.template_code,
         "language": key.language,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One unit of a group: its key and what the exporter shows about it."""
+
+    key: UnitKey
+    meta: Meta
+
+
+def rows_by_unit(
+    members: Sequence[Member], rows: Sequence[MetricRow]
+) -> dict[UnitKey, list[MetricRow]]:
+    """Each member's rows: same template code, language equal up to case and `_`/`-`.
+    Rows of other templates or languages are left out."""
+    index = {(m.key.template_code, normal_language(m.key.language)): m.key for m in members}
+    out: dict[UnitKey, list[MetricRow]] = {m.key: [] for m in members}
+    for row in rows:
+        key = index.get((row.template_code, normal_language(row.language)))
+        if key is not None:
+            out[key].append(row)
+    return out
 
 
 class ShapeChanged(Exception):
@@ -90,59 +123,92 @@ class Counting:
         step = DAY_MS if self._shape == AGGREGATE else self.bucket_ms
         return floor_to(now_ms - self._lookback_ms(), step)
 
-    def unit_state(self, key: UnitKey, meta: tuple[str, str, str], now_ms: int) -> UnitState:
-        """The unit's state, created at its origin if new; `meta` is (name, category, status)."""
+    def unit_state(self, member: Member, now_ms: int) -> UnitState:
+        """The unit's state, created at its origin if new."""
+        key = member.key
         with self.store.lock:
             state = self.store.units.get(key)
             if state is not None and state.granularity != self.poll.granularity:
                 log.warning(
                     "granularity changed to %s: counters restart",
                     self.poll.granularity,
-                    extra=_fields(key),
+                    extra=unit_fields(key),
                 )
                 state = None
             if state is None:
                 origin = self._origin_ms(now_ms)
                 state = UnitState(origin, origin, granularity=self.poll.granularity)
                 self.store.units[key] = state
-            if meta[0]:
-                state.name, state.category, state.audit_status = meta
+            if member.meta[0]:
+                state.name, state.category, state.audit_status = member.meta
             return state
 
-    def poll_unit(self, key: UnitKey, meta: tuple[str, str, str], fetch: Fetch) -> None:
-        """Read one unit and apply it to the store; raises CamsError on failure."""
+    def poll_group(self, members: Sequence[Member], fetch: Fetch) -> dict[UnitKey, AnomalousAnswer]:
+        """Read a group once and apply what checks out; the units whose answer did not.
+
+        Raises CamsError when the read itself failed (then no unit changed).
+        """
         while True:
             try:
                 if self._shape == AGGREGATE:
-                    self._poll_aggregate(key, meta, fetch)
-                else:
-                    self._poll_per_bucket(key, meta, fetch)
-                return
+                    return self._poll_aggregate(members, fetch)
+                return self._poll_per_bucket(members, fetch)
             except ShapeChanged:
                 continue
 
-    def _poll_per_bucket(self, key: UnitKey, meta: tuple[str, str, str], fetch: Fetch) -> None:
+    # -- per-bucket ------------------------------------------------------------------------
+
+    def _poll_per_bucket(
+        self, members: Sequence[Member], fetch: Fetch
+    ) -> dict[UnitKey, AnomalousAnswer]:
         now_ms = int(self.clock() * 1000)
-        state = self.unit_state(key, meta, now_ms)
-        if state.settled_until_ms >= now_ms:
-            return
+        states = {m.key: self.unit_state(m, now_ms) for m in members}
+        open_states = [s for s in states.values() if s.settled_until_ms < now_ms]
+        if not open_states:
+            return {}
         # Always ask for at least two whole buckets plus today's, whatever the lookback: an API
-        # that sums the range into one row then shows it at once. Rows before the settled
-        # boundary are ignored by the state, so the longer range costs nothing.
-        start = min(state.settled_until_ms, floor_to(now_ms, self.bucket_ms) - 2 * self.bucket_ms)
-        rows = fetch(start, now_ms)
-        wide = [r for r in rows if r.end_ms - r.start_ms > self.bucket_ms * 3 // 2]
+        # that sums the range into one row then shows it at once. Rows before a unit's settled
+        # boundary are ignored by its state, so the longer range costs nothing.
+        start = min(
+            min(s.settled_until_ms for s in open_states),
+            floor_to(now_ms, self.bucket_ms) - 2 * self.bucket_ms,
+        )
+        query = Query(start, now_ms, self.bucket_ms)
+        grouped = rows_by_unit(members, fetch(start, now_ms))
+        failed: dict[UnitKey, AnomalousAnswer] = {}
+        checked: dict[UnitKey, tuple[MetricRow, ...]] = {}
+        for key, rows in grouped.items():
+            state = states[key]
+            try:
+                kept = check_rows(rows, query)
+                if any(r.end_ms - r.start_ms > self.bucket_ms * 3 // 2 for r in kept):
+                    with self._lock:
+                        if self._shape == PER_BUCKET:
+                            self._switch_to_aggregate(kept[0])
+                    raise ShapeChanged
+                with self.store.lock:
+                    ends = {s: b.end_ms for s, b in state.buckets.items()}
+                check_against_buckets(kept, ends, state.settled_until_ms)
+            except AnomalousAnswer as anomaly:
+                failed[key] = anomaly
+                continue
+            checked[key] = kept
         with self._lock:
             if self._shape != PER_BUCKET:
                 raise ShapeChanged
-            if wide:
-                self._switch_to_aggregate(wide[0])
-                raise ShapeChanged
-            self._polled_per_bucket.add(key)
-        with self.store.lock:
-            revisions = state.put_rows(rows)
-            state.fold(floor_to(now_ms - self._lookback_ms(), self.bucket_ms))
-        self._note_revisions(key, revisions)
+            self._polled_per_bucket.update(checked)
+        boundary = floor_to(now_ms - self._lookback_ms(), self.bucket_ms)
+        for key, kept_rows in checked.items():
+            state = states[key]
+            with self.store.lock:
+                revisions = state.put_rows(kept_rows)
+                if kept_rows or state.empty_answer_at == state.settled_until_ms:
+                    state.fold(boundary)
+                    state.empty_answer_at = None
+                else:  # nothing at all: settle nothing until a second answer agrees
+                    state.empty_answer_at = state.settled_until_ms
+            self._note_revisions(key, revisions)
+        return failed
 
     def _switch_to_aggregate(self, row: MetricRow) -> None:
         """Called with the lock held: the API sums ranges, so read day by day from now on."""
@@ -159,14 +225,16 @@ class Counting:
                 self.store.units.pop(key, None)
         self._polled_per_bucket.clear()
 
-    def _aggregate_reads(self, state: UnitState, now_ms: int) -> list[tuple[int, int, int]]:
-        """(bucket start, bucket end, query end) of every read an aggregate poll makes: each
-        day of the lookback window alone, runs of unseen older days as sums of max_range."""
+    # -- aggregate -------------------------------------------------------------------------
+
+    def _aggregate_reads(self, state: UnitState, now_ms: int) -> list[Read]:
+        """Every read an aggregate poll of one unit makes: each day of the lookback window
+        alone, runs of unseen older days as sums of at most max_range."""
         step = DAY_MS
         boundary = floor_to(now_ms - self._lookback_ms(), step)
         max_range = max(step, floor_to(int(self.poll.max_range_s * 1000), step))
         cursor = state.settled_until_ms  # day-aligned: origin and boundaries are midnights
-        reads: list[tuple[int, int, int]] = []
+        reads: list[Read] = []
         gap_start: int | None = None
         while cursor < now_ms:
             end = floor_to(cursor, step) + step
@@ -187,21 +255,47 @@ class Counting:
             reads.append((gap_start, cursor, min(cursor, now_ms)))
         return reads
 
-    def _poll_aggregate(self, key: UnitKey, meta: tuple[str, str, str], fetch: Fetch) -> None:
+    def _poll_aggregate(
+        self, members: Sequence[Member], fetch: Fetch
+    ) -> dict[UnitKey, AnomalousAnswer]:
         # A day's sum is exact whatever the granularity; reading half hours one by one would
-        # cost 48 calls a day for nothing.
+        # cost 48 calls a day for nothing. Each distinct read is made once for the group.
         now_ms = int(self.clock() * 1000)
-        state = self.unit_state(key, meta, now_ms)
-        results = [
-            (lower, upper, Tally.of_rows(fetch(lower, query_end)))
-            for lower, upper, query_end in self._aggregate_reads(state, now_ms)
-        ]
-        revisions = 0
-        with self.store.lock:
-            for lower, upper, tally in results:
-                revisions += state.put(lower, upper, tally)
-            state.fold(floor_to(now_ms - self._lookback_ms(), DAY_MS))
-        self._note_revisions(key, revisions)
+        states = {m.key: self.unit_state(m, now_ms) for m in members}
+        plans = {key: self._aggregate_reads(state, now_ms) for key, state in states.items()}
+        answers: dict[Read, dict[UnitKey, list[MetricRow]]] = {}
+        for read in sorted({r for plan in plans.values() for r in plan}):
+            answers[read] = rows_by_unit(members, fetch(read[0], read[2]))
+        boundary = floor_to(now_ms - self._lookback_ms(), DAY_MS)
+        failed: dict[UnitKey, AnomalousAnswer] = {}
+        for key, plan in plans.items():
+            state = states[key]
+            try:
+                results = [self._aggregate_tally(read, answers[read][key], state) for read in plan]
+            except AnomalousAnswer as anomaly:
+                failed[key] = anomaly
+                continue
+            revisions = 0
+            with self.store.lock:
+                for (lower, upper, _), tally in zip(plan, results, strict=True):
+                    if tally is not None:
+                        revisions += state.put(lower, upper, tally)
+                if all(tally is not None for tally in results):
+                    state.fold(boundary)
+            self._note_revisions(key, revisions)
+        return failed
+
+    def _aggregate_tally(self, read: Read, rows: list[MetricRow], state: UnitState) -> Tally | None:
+        """The checked sum one aggregate read gives a unit (None: empty, not yet confirmed)."""
+        lower, _, query_end = read
+        kept = check_rows(rows, Query(lower, query_end, DAY_MS, aggregate=True))
+        if not kept:
+            with self.store.lock:
+                if lower not in state.empty_reads:
+                    state.empty_reads.add(lower)  # settle nothing until a second read agrees
+                    return None
+                state.empty_reads.discard(lower)
+        return Tally.of_rows(kept)
 
     def _note_revisions(self, key: UnitKey, revisions: int) -> None:
         if revisions:
@@ -210,5 +304,5 @@ class Counting:
                 log.warning(
                     "the API lowered counts it had reported; holding the higher values "
                     "(logged once per template)",
-                    extra=_fields(key),
+                    extra=unit_fields(key),
                 )

@@ -4,7 +4,7 @@
 cache in between), applies the space's filters, adds the templates listed explicitly, and keeps
 the units the state file knows (so they show at once after a restart). A unit that vanishes
 from a fresh listing keeps its series until a second listing agrees that it is gone; a space
-whose listing failed keeps all its units.
+whose listing failed, or whose pages disagree with their `Total`, keeps all its units.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
-from exporter.client import CamsClient, ListFilters
+from exporter.anomalies import AnomalyLog
+from exporter.answers import safe_text
+from exporter.client import LIST_ACTION, CamsClient, ListFilters
 from exporter.config import Account, PollConfig, Space
-from exporter.errors import CamsError
+from exporter.errors import AnomalousAnswer, CamsError
 from exporter.model import Template, UnitKey
+from exporter.paging import Listing
 from exporter.sharding import Shard
 from exporter.state import CounterStore
 
@@ -47,6 +50,7 @@ class Discovery:
         poll: PollConfig,
         client: CamsClient,
         store: CounterStore,
+        anomalies: AnomalyLog,
         *,
         shard: Shard,
         clock: Callable[[], float] = time.time,
@@ -54,10 +58,11 @@ class Discovery:
         self.account = account
         self.client = client
         self.shard = shard
+        self.anomalies = anomalies
         self.lock = threading.Lock()
         self._units: dict[UnitKey, Unit] = {}
         self._missing: dict[UnitKey, int] = {}
-        self._cache: TTLCache[str, tuple[Template, ...]] = TTLCache(
+        self._cache: TTLCache[str, Listing] = TTLCache(
             maxsize=max(1, len(account.spaces)), ttl=poll.discovery_interval_s, timer=clock
         )
         self.discovered: dict[str, int] = {}  # space -> templates found by the last listing
@@ -78,6 +83,11 @@ class Discovery:
         with self.lock:
             return sorted(self._units.values(), key=lambda u: u.key)
 
+    def listed(self, space: str) -> tuple[Template, ...]:
+        """The rows of the space's cached listing (empty when none is cached)."""
+        listing = self._cache.get(space)
+        return () if listing is None else listing.rows
+
     def forget(self) -> None:
         """Drop the cached listings: the next refresh lists every space again."""
         self._cache.clear()
@@ -85,16 +95,20 @@ class Discovery:
     def _listed(self, space: Space) -> Iterable[Unit]:
         for spec in space.templates:
             key = UnitKey(
-                self.account.name, space.label, spec.code, spec.language, spec.template_type
+                self.account.name,
+                safe_text(space.label),
+                safe_text(spec.code),
+                safe_text(spec.language),
+                safe_text(spec.template_type),
             )
             yield Unit(key, space)
 
-    def _list(self, space: Space) -> tuple[Template, ...]:
+    def _list(self, space: Space) -> Listing:
         cached = self._cache.get(space.label)
         if cached is not None:
             return cached
         f = space.filters
-        templates = self.client.list_templates(
+        listing = self.client.list_templates(
             ListFilters(
                 cust_space_id=space.cust_space_id,
                 isv_code=space.isv_code,
@@ -103,11 +117,14 @@ class Discovery:
                 category=f.category,
             )
         )
+        for kind, detail in listing.notes:
+            self.anomalies.report(self.account.name, LIST_ACTION, kind, detail, space=space.label)
         if f.name_regex is not None:
             pattern = f.name_regex
-            templates = tuple(t for t in templates if pattern.search(t.name))
-        self._cache[space.label] = templates
-        return templates
+            rows = tuple(t for t in listing.rows if pattern.search(t.name))
+            listing = Listing(rows, listing.complete, listing.notes)
+        self._cache[space.label] = listing
+        return listing
 
     def refresh(self) -> list[str]:
         """Re-run discovery where due; keep a vanished unit until a second discovery agrees.
@@ -124,7 +141,14 @@ class Discovery:
             if not space.discover:
                 continue
             try:
-                templates = self._list(space)
+                listing = self._list(space)
+            except AnomalousAnswer as error:
+                errors.append(error.code)
+                self.errors.setdefault(error.code, str(error))
+                self.anomalies.report(
+                    self.account.name, LIST_ACTION, error.kind, error.detail, space=space.label
+                )
+                continue
             except CamsError as error:
                 errors.append(error.code)
                 self.errors.setdefault(error.code, str(error))
@@ -135,9 +159,10 @@ class Discovery:
                     extra={"account": self.account.name, "space": space.label},
                 )
                 continue
-            fresh.add(space.label)
-            self.discovered[space.label] = len(templates)
-            for t in templates:
+            if listing.complete:
+                fresh.add(space.label)  # only a complete listing can say a template is gone
+            self.discovered[space.label] = len(listing.rows)
+            for t in listing.rows:
                 key = UnitKey(self.account.name, space.label, t.code, t.language, t.template_type)
                 found[key] = Unit(key, space, t.name, t.category, t.audit_status)
         with self.lock:

@@ -88,3 +88,21 @@ class CamsError(Exception):
     def throttled(self) -> bool:
         """Whether the API refused the call for flow control."""
         return is_throttle_code(self.code)
+
+
+ANOMALOUS: Final = "AnomalousAnswer"
+
+
+class AnomalousAnswer(CamsError):
+    """An answer the exporter cannot vouch for: never applied, counted by `kind`.
+
+    `detail` says what was expected and what came. Not retried: the next cycle reads again.
+    """
+
+    def __init__(self, kind: str, detail: str, *, action: str = "GetChatappTemplateMetric") -> None:
+        super().__init__(action, f"{ANOMALOUS}.{kind}", detail)
+        self.kind = kind
+        self.detail = detail
+
+    def after(self, attempts: int) -> CamsError:
+        return self

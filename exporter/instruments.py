@@ -61,6 +61,20 @@ class Instruments:
             ["account", "code"],
             registry=self.registry,
         )
+        self.anomalies = Counter(
+            "cams_api_answer_anomalies",
+            "CAMS API answers the exporter could not take at face value and did not apply, "
+            "by kind.",
+            ["account", "action", "kind"],
+            registry=self.registry,
+        )
+        self.internal_errors = Counter(
+            "cams_exporter_internal_errors",
+            "Unexpected errors caught in the exporter's background work, by where they "
+            "happened; the exporter went on serving the last good snapshot.",
+            ["where"],
+            registry=self.registry,
+        )
         self.state_writes = Counter(
             "cams_state_writes",
             "Writes of the state file, by result.",
@@ -76,6 +90,8 @@ class Instruments:
         info.labels(__version__, platform.python_version()).set(1)
         for result in ("ok", "error"):
             self.state_writes.labels(result)
+        for where in ("poll", "publish", "render", "state"):
+            self.internal_errors.labels(where)
 
     def _changed(self) -> None:
         with self._lock:
@@ -97,6 +113,16 @@ class Instruments:
     def poll_error(self, account: str, code: str) -> None:
         """A unit's poll failed with `code`."""
         self.poll_errors.labels(account, code).inc()
+        self._changed()
+
+    def anomaly(self, account: str, action: str, kind: str) -> None:
+        """An answer was not applied: it could not be taken at face value."""
+        self.anomalies.labels(account, action, kind).inc()
+        self._changed()
+
+    def internal_error(self, where: str) -> None:
+        """An unexpected exception was caught in `where` (poll, publish, render, state)."""
+        self.internal_errors.labels(where).inc()
         self._changed()
 
     def state_write(self, ok: bool) -> None:

@@ -1,11 +1,18 @@
-"""Paging through ListChatappTemplate: every template-language row, once, however the pages move.
+"""Paging through ListChatappTemplate: every template-language row, however the server pages.
 
-The API pages with one JSON `Page` parameter (`{"Index":n,"Size":m}`) and says how many rows
-match in `Total`. `list_all` asks for pages until `Total` rows were seen or a page comes back
-empty. When `Total` changes between pages the list changed under us (rows shifted from one page
-to another, some seen twice, some never): it lists again from page 1, a few times at most, then
-keeps the last pass with duplicates merged. It knows nothing of HTTP: `fetch(index, size)`
-returns one parsed page.
+The API pages with one JSON `Page` parameter and says how many entries match in `Total`. The
+official SDK sends `{"Index":n,"Size":m}`; so does `list_all`, which asks for pages until one
+comes back empty or the template codes seen reach `Total`, and copes with what a server may do
+instead of what the docs say:
+- a page shorter than asked while `Total` says more: the server caps the size, so paging goes
+  on with the size it returns (and says so once);
+- a page that only repeats rows already seen: the server ignores the page keys, so the same page
+  is asked again with lower-case keys (`{"index":n,"size":m}`, as the doc example spells them),
+  and those keys are used from then on if they work;
+- `Total` changing between pages: the list changed under us (rows shifted between pages), so it
+  lists again from page 1, a few times at most.
+When the pages and `Total` disagree at the end, the listing is marked incomplete: the caller
+adds what it found but drops nothing. `fetch(index, size, lower_case)` returns one parsed page.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ log = logging.getLogger("cams_exporter.client")
 
 # Passes over the pages when the list keeps changing while it is paged.
 _LIST_PASSES = 3
+# No listing has more pages than this, whatever the server says.
+_MAX_PAGES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,45 +39,117 @@ class Page:
     total: int | None
 
 
-Fetch = Callable[[int, int], Page]
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Every row found; `complete` when the pages agree with `Total`; `notes` are
+    (anomaly kind, what was expected and what came) for what could not be taken at face
+    value (the caller counts and logs them)."""
+
+    rows: tuple[Template, ...]
+    complete: bool
+    notes: tuple[tuple[str, str], ...] = ()
 
 
-def _one_pass(fetch: Fetch, size: int) -> tuple[tuple[Template, ...], tuple[int, int] | None]:
-    """The rows of one pass, and (first Total, new Total) if Total changed on the way."""
-    seen: dict[tuple[str, str], Template] = {}
-    index = 1
-    first_total: int | None = None
-    total: int | None = None
-    while True:
-        page = fetch(index, size)
+Fetch = Callable[[int, int, bool], Page]
+
+
+class _Pass:
+    """One pass over the pages."""
+
+    def __init__(self, fetch: Fetch, size: int, lower_case: bool) -> None:
+        self.fetch = fetch
+        self.size = size
+        self.lower_case = lower_case
+        self.seen: dict[tuple[str, str], Template] = {}
+        self.first_total: int | None = None
+        self.total: int | None = None
+        self.notes: list[tuple[str, str]] = []
+        self.changed: tuple[int, int] | None = None
+
+    def _codes(self) -> int:
+        return len({code for code, _ in self.seen})
+
+    def _done(self) -> bool:
+        return self.total is not None and self._codes() >= self.total
+
+    def _get(self, index: int, size: int, lower_case: bool) -> tuple[Page, int]:
+        page = self.fetch(index, size, lower_case)
+        new = 0
         for row in page.rows:
-            seen.setdefault((row.code, row.language), row)
+            if (row.code, row.language) not in self.seen:
+                self.seen[(row.code, row.language)] = row
+                new += 1
         if page.total is not None:
-            total = page.total
-            if first_total is None:
-                first_total = total
-            elif total != first_total:
-                return tuple(seen.values()), (first_total, total)
-        if not page.rows or (total is not None and index * size >= total):
-            break
-        # Guard against a server that never stops: no more pages than Total implies.
-        if total is not None and index > total // max(size, 1) + 2:
-            break
-        index += 1
-    return tuple(seen.values()), None
+            if self.first_total is None:
+                self.first_total = page.total
+            elif page.total != self.first_total:
+                self.changed = (self.first_total, page.total)
+            self.total = page.total
+        return page, new
+
+    def run(self) -> None:
+        index, size = 1, self.size
+        capped: tuple[str, str] | None = None  # noted once the next page proves the cap
+        while index <= _MAX_PAGES:
+            page, new = self._get(index, size, self.lower_case)
+            if self.changed is not None or not page.rows:
+                return
+            if new == 0:  # only rows seen before: the server ignored the page keys?
+                page, new = self._get(index, size, not self.lower_case)
+                if self.changed is not None or new == 0:
+                    return
+                self.lower_case = not self.lower_case
+                self.notes.append(
+                    (
+                        "page_keys",
+                        f"expected page {index} for the SDK's Page keys, got page 1 again; "
+                        f"paging on with {'lower' if self.lower_case else 'upper'}-case keys",
+                    )
+                )
+            if capped is not None:
+                self.notes.append(capped)
+                capped = None
+            if self._done():
+                return
+            if len(page.rows) < size:
+                if index > 1:
+                    return  # a short page after full ones: the last page
+                capped = (
+                    "short_page",
+                    f"expected pages of {size} rows while Total is {self.total}, got "
+                    f"{len(page.rows)}: paging on with pages of {len(page.rows)}",
+                )
+                size = len(page.rows)
+            index += 1
 
 
-def list_all(fetch: Fetch, size: int) -> tuple[Template, ...]:
+def list_all(fetch: Fetch, size: int) -> Listing:
     """Every row across the pages, listing again from page 1 when the list changes."""
-    rows: tuple[Template, ...] = ()
+    lower_case = False
+    current = _Pass(fetch, size, lower_case)
     for attempt in range(1, _LIST_PASSES + 1):
-        rows, changed = _one_pass(fetch, size)
-        if changed is None:
-            return rows
+        current = _Pass(fetch, size, lower_case)
+        current.run()
+        lower_case = current.lower_case
+        if current.changed is None:
+            break
         log.info(
             "ListChatappTemplate: the template list changed while paging (Total %d -> %d)%s",
-            changed[0],
-            changed[1],
+            current.changed[0],
+            current.changed[1],
             ", listing again from page 1" if attempt < _LIST_PASSES else "",
         )
-    return rows
+    rows = tuple(current.seen.values())
+    notes = list(current.notes)
+    total = current.total
+    codes = len({row.code for row in rows})
+    complete = total is None or codes >= total or len(rows) >= total
+    if not complete:
+        notes.append(
+            (
+                "total_mismatch",
+                f"expected {total} entries (Total), got {len(rows)} rows of {codes} templates "
+                "after the last page",
+            )
+        )
+    return Listing(rows, complete, tuple(notes))

@@ -17,13 +17,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from exporter.client import CamsClient
+from exporter.anomalies import AnomalyLog
+from exporter.client import METRIC_ACTION, CamsClient
 from exporter.config import Account, PollConfig
-from exporter.counting import Counting
+from exporter.counting import Counting, Fetch, Member
 from exporter.discovery import Discovery, Unit
 from exporter.errors import STOPPED, CamsError
+from exporter.grouping import Grouping
 from exporter.instruments import Instruments
-from exporter.model import MetricRow
+from exporter.model import MetricRow, UnitKey
 from exporter.sharding import Shard
 from exporter.snapshot import AccountStatus, Counts, TemplateSeries
 from exporter.state import CounterStore
@@ -68,6 +70,7 @@ class AccountPoller:
         shard: Shard | None = None,
         clock: Callable[[], float] = time.time,
         on_progress: Callable[[], None] = lambda: None,
+        anomalies: AnomalyLog | None = None,
     ) -> None:
         self.account = account
         self.poll = poll
@@ -77,10 +80,12 @@ class AccountPoller:
         self.clock = clock
         self.on_progress = on_progress
         self.lock = threading.Lock()
+        self.anomalies = anomalies or AnomalyLog(instruments, clock)
         self.discovery = Discovery(
-            account, poll, client, store, shard=shard or Shard(0, 1), clock=clock
+            account, poll, client, store, self.anomalies, shard=shard or Shard(0, 1), clock=clock
         )
         self.counting = Counting(account.name, poll, store, clock=clock)
+        self.grouping = Grouping(account.name, client, poll, clock=clock)
         self.status = AccountStatus(
             name=account.name,
             endpoint=account.endpoint,
@@ -92,56 +97,81 @@ class AccountPoller:
         """Re-run discovery where due; the error codes of the listings that failed."""
         return self.discovery.refresh()
 
-    # -- reading one unit ----------------------------------------------------------------
+    # -- reading one group -------------------------------------------------------------
 
-    def _fetcher(self, unit: Unit) -> Callable[[int, int], Sequence[MetricRow]]:
-        key = unit.key
+    def _fetcher(self, group: Sequence[Unit]) -> Fetch:
+        first = group[0]
+        key = first.key
+        # One unit alone is asked by its language; a group reads every language at once.
+        language = key.language if len(group) == 1 else None
 
         def fetch(start_ms: int, end_ms: int) -> Sequence[MetricRow]:
-            rows = self.client.template_metrics(
+            return self.client.template_metrics(
                 code=key.template_code,
-                language=key.language,
+                language=language,
                 start_ms=start_ms,
                 end_ms=end_ms,
                 max_range_ms=int(self.poll.max_range_s * 1000),
                 template_type=key.template_type,
-                cust_space_id=unit.space.cust_space_id,
-                isv_code=unit.space.isv_code,
+                cust_space_id=first.space.cust_space_id,
+                isv_code=first.space.isv_code,
                 granularity=self.poll.granularity,
             )
-            # Keep only this unit's rows (the API may answer for other languages too).
-            return [
-                r
-                for r in rows
-                if r.template_code == key.template_code and r.language == key.language
-            ]
 
         return fetch
 
-    def poll_unit(self, unit: Unit) -> None:
-        """Read one unit and apply it to the store; raises CamsError on failure."""
-        meta = (unit.name, unit.category, unit.audit_status)
-        self.counting.poll_unit(unit.key, meta, self._fetcher(unit))
+    def poll_group(self, group: Sequence[Unit]) -> dict[UnitKey, CamsError]:
+        """Read a group and apply it to the store: the units that failed, with why.
 
-    def _read(self, unit: Unit, stop: threading.Event, examples: dict[str, str]) -> str | None:
-        """One unit's read in a worker: None on success, else the error code."""
+        Raises CamsError when the read itself failed (every unit of the group failed).
+        """
+        members = [Member(u.key, (u.name, u.category, u.audit_status)) for u in group]
+        failed = self.counting.poll_group(members, self._fetcher(group))
+        for key, anomaly in failed.items():
+            self.anomalies.report(
+                key.account,
+                METRIC_ACTION,
+                anomaly.kind,
+                anomaly.detail,
+                space=key.space,
+                template=key.template_code,
+                language=key.language,
+            )
+        return dict(failed)
+
+    def poll_unit(self, unit: Unit) -> None:
+        """Read one unit on its own and apply it; raises CamsError on failure."""
+        failed = self.poll_group([unit])
+        if unit.key in failed:
+            raise failed[unit.key]
+
+    def _read(
+        self, group: Sequence[Unit], stop: threading.Event, examples: dict[str, str]
+    ) -> list[str | None]:
+        """One group's read in a worker: per unit, None on success, else the error code."""
         if stop.is_set():
-            return STOPPED
+            return [STOPPED] * len(group)
         try:
-            self.poll_unit(unit)
-        except CamsError as error:
-            with self.store.lock:
-                examples.setdefault(error.code, str(error))
-                state = self.store.units.get(unit.key)
-                if state is not None:
-                    state.last_error = error.code
-            return error.code
+            failed = self.poll_group(group)
+        except CamsError as read_error:
+            failed = {unit.key: read_error for unit in group}
+        codes: list[str | None] = []
+        now = self.clock()
         with self.store.lock:
-            state = self.store.units.get(unit.key)
-            if state is not None:
-                state.last_success = self.clock()
-                state.last_error = None
-        return None
+            for unit in group:
+                error = failed.get(unit.key)
+                state = self.store.units.get(unit.key)
+                if error is not None:
+                    examples.setdefault(error.code, str(error))
+                    if state is not None:
+                        state.last_error = error.code
+                    codes.append(error.code)
+                    continue
+                if state is not None:
+                    state.last_success = now
+                    state.last_error = None
+                codes.append(None)
+        return codes
 
     # -- cycles --------------------------------------------------------------------------
 
@@ -150,24 +180,35 @@ class AccountPoller:
         started = self.clock()
         discovery_errors = self.refresh_units()
         units = self.discovery.units()
+        if self.grouping.due() and not stop.is_set():
+            try:
+                self.grouping.verify(units)
+            except CamsError as error:  # a transport failure: decide again next cycle
+                log.info("read mode not checked: %s", error, extra={"account": self.account.name})
+        groups = self.grouping.groups(units)
         with self.lock:
             self.status = replace(
                 self.status,
                 units=len(units),
                 units_done=0,
+                reads=len(groups),
+                mode=self.grouping.mode,
                 shape=self.counting.shape,
                 templates_discovered=tuple(sorted(self.discovery.discovered.items())),
             )
         self.on_progress()
         failures: dict[str, int] = {}
         examples: dict[str, str] = {}  # one full error message per code, for the summary line
+        done = 0
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-            codes = pool.map(lambda unit: self._read(unit, stop, examples), units)
-            for done, code in enumerate(codes, start=1):
-                if code is not None:
-                    failures[code] = failures.get(code, 0) + 1
-                    if code != STOPPED:
-                        self.instruments.poll_error(self.account.name, code)
+            results = pool.map(lambda group: self._read(group, stop, examples), groups)
+            for codes in results:
+                for code in codes:
+                    if code is not None:
+                        failures[code] = failures.get(code, 0) + 1
+                        if code != STOPPED:
+                            self.instruments.poll_error(self.account.name, code)
+                done += len(codes)
                 self._progress(done, len(units))
         if stop.is_set():
             return False

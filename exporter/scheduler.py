@@ -15,11 +15,13 @@ When they change something, the publisher publishes their part at most every few
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import Account, Config
 from exporter.instruments import Instruments
@@ -39,6 +41,7 @@ def _sender_poller(
     shard: Shard | None,
     clock: Callable[[], float],
     on_change: Callable[[], None],
+    on_crash: Callable[[str], None],
 ) -> SenderPoller | None:
     """The account's SenderPoller, over the templates its AccountPoller discovers (None when the
     account did not opt in)."""
@@ -55,6 +58,8 @@ def _sender_poller(
         shard=shard,
         clock=clock,
         on_change=on_change,
+        anomalies=poller.anomalies,
+        on_crash=on_crash,
     )
 
 
@@ -72,8 +77,11 @@ class Scheduler:
         shard: Shard | None = None,
         clock: Callable[[], float] = time.time,
         on_publish: Callable[[Snapshot], None] | None = None,
+        anomalies: AnomalyLog | None = None,
     ) -> None:
         self.config = config
+        self.anomalies = anomalies or AnomalyLog(instruments, clock)
+        self._crashes: set[tuple[str, str]] = set()  # (where, error) already logged
         self.on_publish = on_publish
         self.store = store
         self.instruments = instruments
@@ -95,6 +103,7 @@ class Scheduler:
                 shard=shard,
                 clock=clock,
                 on_progress=self._dirty.set,
+                anomalies=self.anomalies,
             )
             for account in config.accounts
         ]
@@ -102,7 +111,11 @@ class Scheduler:
         self.senders = [
             sender
             for poller in self.accounts
-            if (sender := _sender_poller(poller, shard, clock, self._senders_dirty.set))
+            if (
+                sender := _sender_poller(
+                    poller, shard, clock, self._senders_dirty.set, self.crashed
+                )
+            )
         ]
         self._threads: list[threading.Thread] = []
         self._snapshot = Snapshot()
@@ -137,6 +150,7 @@ class Scheduler:
                     last_error_code=status.last_error_code,
                     templates_discovered=tuple(sorted(poller.discovery.discovered.items())),
                 )
+            poller.grouping.adopt(before.grouping)
         old_senders = {s.account.name: s for s in old.senders}
         for sender in self.senders:
             if sender.account.name in old_senders:
@@ -182,6 +196,7 @@ class Scheduler:
                 generation=self._generation,
                 created=self.clock(),
                 accounts=tuple(statuses),
+                anomalies=self.anomalies.recent(),
                 series=(
                     self._snapshot.series if reuse else tuple(sorted(series, key=lambda s: s.key))
                 ),
@@ -190,9 +205,25 @@ class Scheduler:
             if save and not reuse:
                 self.save_state()
             if self.on_publish is not None and not progress_only:
-                self.on_publish(snap)  # render first, so /-/ready never leads /metrics
+                try:
+                    self.on_publish(snap)  # render first, so /-/ready never leads /metrics
+                except Exception:
+                    self.crashed("render")
+                    return self._snapshot  # the last good snapshot stays in service
             self._snapshot = snap
             return snap
+
+    def crashed(self, where: str) -> None:
+        """Called in an `except` block: count the unexpected error, log it with its traceback
+        the first time it is seen (where and what), at debug after that."""
+        self.instruments.internal_error(where)
+        error = sys.exc_info()[1]
+        signature = (where, f"{type(error).__name__}: {error}"[:200])
+        if signature in self._crashes:
+            log.debug("%s failed again: %s", where, signature[1], exc_info=True)
+            return
+        self._crashes.add(signature)
+        log.exception("%s failed; serving the last good snapshot and going on (logged once)", where)
 
     def save_state(self) -> None:
         """Write the state file if one is configured; failures are counted and logged (once
@@ -202,9 +233,9 @@ class Scheduler:
         with self._save_lock:
             try:
                 self.store.save(self.state_path)
-            except OSError as exc:
+            except (OSError, ValueError, TypeError) as exc:
                 self.instruments.state_write(ok=False)
-                reason = str(exc.strerror or exc)
+                reason = str(getattr(exc, "strerror", None) or exc)
                 if reason != self._state_error:
                     log.error("could not write state file %s: %s", self.state_path, reason)
                 self._state_error = reason
@@ -225,10 +256,13 @@ class Scheduler:
             try:
                 poller.run_cycle(self.stop_event, self.workers_for(poller.account))
             except Exception:  # a bug must not kill the polling thread
-                log.exception("poll cycle crashed", extra={"account": poller.account.name})
+                self.crashed("poll")
             if self.stop_event.is_set():
                 break
-            self.publish(save=True)
+            try:
+                self.publish(save=True)
+            except Exception:
+                self.crashed("publish")
             if not poller.status.first_cycle_complete:
                 wait = min(interval, 30.0)
             else:
@@ -244,13 +278,19 @@ class Scheduler:
             progress = self._dirty.wait(1.0)
             if self.stop_event.is_set():
                 break
-            if self._senders_dirty.is_set() and time.monotonic() - last_senders >= SENDER_PUBLISH_S:
-                last_senders = time.monotonic()
-                self.publish(senders_only=True)
-            elif progress:
-                self.publish(progress_only=True)
-            else:
-                continue
+            try:
+                if (
+                    self._senders_dirty.is_set()
+                    and time.monotonic() - last_senders >= SENDER_PUBLISH_S
+                ):
+                    last_senders = time.monotonic()
+                    self.publish(senders_only=True)
+                elif progress:
+                    self.publish(progress_only=True)
+                else:
+                    continue
+            except Exception:
+                self.crashed("publish")
             self.stop_event.wait(1.0)
 
     def start(self) -> None:

@@ -44,6 +44,8 @@ class AccountStatus:
     endpoint: str
     spaces: tuple[str, ...]
     units: int = 0  # units in the current (or last) cycle
+    reads: int = 0  # reads per cycle: units, or templates in per-template mode
+    mode: str = "per-language"  # per-language | per-template
     units_done: int = 0  # units finished in the current cycle
     first_cycle_complete: bool = False
     up: bool = False
@@ -56,6 +58,21 @@ class AccountStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class AnomalyRecord:
+    """One anomaly, as the status page shows it."""
+
+    account: str
+    action: str
+    kind: str
+    detail: str
+    space: str
+    template: str
+    language: str
+    at: float  # unix seconds, the latest time it was seen
+    count: int  # times seen for this subject and kind
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a scrape or a page view needs, frozen."""
 
@@ -63,6 +80,7 @@ class Snapshot:
     created: float = 0.0
     accounts: tuple[AccountStatus, ...] = ()
     series: tuple[TemplateSeries, ...] = field(default_factory=tuple)
+    anomalies: tuple[AnomalyRecord, ...] = ()  # recent answers not applied, newest first
     senders: tuple[SenderStatus, ...] = ()  # accounts with sender_health, in config order
 
     @property

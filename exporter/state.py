@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.answers import safe_text
 from exporter.model import MetricRow, UnitKey, button_type_label
 from exporter.snapshot import Counts
 
@@ -100,7 +101,9 @@ class Tally:
         for item in clicks:
             if not isinstance(item, list) or len(item) != 3:
                 raise ValueError("click must be [type, button, count]")
-            tally.clicks[(str(item[0]), str(item[1]))] = _count(item[2])
+            # Texts an older version stored unsanitised collapse onto one safe label.
+            key = (safe_text(item[0]), safe_text(item[1]))
+            tally.clicks[key] = tally.clicks.get(key, 0) + _count(item[2])
         return tally
 
 
@@ -134,6 +137,9 @@ class UnitState:
     last_success: float | None = None
     last_error: str | None = None
     revisions_held: int = 0
+    # Not persisted: an empty answer settles nothing until a second one agrees.
+    empty_answer_at: int | None = None  # settled_until when a per-bucket read came back empty
+    empty_reads: set[int] = field(default_factory=set)  # aggregate reads seen empty once
 
     def put(self, start_ms: int, end_ms: int, tally: Tally) -> bool:
         """Replace bucket [start_ms, end_ms) with `tally`, holding any downward revision.
@@ -224,7 +230,7 @@ class UnitState:
             start, end, tally = item
             unit.buckets[_count(start)] = Bucket(_count(end), Tally.from_json(tally))
         meta = data.get("meta") or ["", "", ""]
-        unit.name, unit.category, unit.audit_status = (str(x) for x in meta)
+        unit.name, unit.category, unit.audit_status = (safe_text(x) for x in meta)
         newest = data.get("newest")
         unit.newest_data_ms = _count(newest) if newest is not None else None
         last = data.get("last_success")
@@ -243,7 +249,7 @@ def _key_from_json(text: str) -> UnitKey:
     parts = json.loads(text)
     if not isinstance(parts, list) or len(parts) != 5 or not all(isinstance(p, str) for p in parts):
         raise ValueError("unit key must be a list of five strings")
-    return UnitKey(*parts)
+    return UnitKey(*(safe_text(p) for p in parts))
 
 
 def _temp_prefix(path: str) -> str:
@@ -302,7 +308,11 @@ class CounterStore:
         if not isinstance(units, dict):
             raise ValueError("units must be an object")
         for key, unit in units.items():
-            store.units[_key_from_json(key)] = UnitState.from_json(unit)
+            unit_key = _key_from_json(key)
+            if unit_key in store.units:  # two stored labels that differ only in unsafe text
+                log.warning("state file: dropping a second unit with the labels of %s", unit_key)
+                continue
+            store.units[unit_key] = UnitState.from_json(unit)
         return store
 
     def save(self, path: str) -> None:

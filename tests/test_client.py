@@ -56,12 +56,14 @@ def shaped(request: pytest.FixtureRequest) -> Iterator[Simulator]:
 
 def test_lists_every_template_across_pages_like_the_sdk(shaped: Simulator) -> None:
     client = make_client(shaped.url, list_qps=50)
-    ours = client.list_templates(ListFilters(cust_space_id="cams-demo"), page_size=4)
+    ours = client.list_templates(ListFilters(cust_space_id="cams-demo"), page_size=4).rows
     theirs = sdk_list(sdk_client(shaped), size=5)
     assert len(ours) == 18 == len(theirs)
     assert {(t.code, t.language) for t in ours} == {(r.template_code, r.language) for r in theirs}
     assert all(t.name and t.category and t.audit_status == "pass" for t in ours)
-    marketing = client.list_templates(ListFilters(cust_space_id="cams-demo", category="MARKETING"))
+    marketing = client.list_templates(
+        ListFilters(cust_space_id="cams-demo", category="MARKETING")
+    ).rows
     assert 0 < len(marketing) < len(ours)
     assert {t.category for t in marketing} == {"MARKETING"}
 
@@ -111,7 +113,7 @@ def test_no_one_second_window_exceeds_the_rate() -> None:
     """16 threads, qps 40, for about 4 seconds, counted on the simulator's side."""
     with simulator_process("--templates", "4", "--static") as url:
         client = make_client(url, qps=40)
-        template = client.list_templates(ListFilters(cust_space_id="cams-demo"))[0]
+        template = client.list_templates(ListFilters(cust_space_id="cams-demo")).rows[0]
         requests.post(f"{url}/_sim/stats/reset", timeout=5)
         now = int(time.time() * 1000)
         deadline = time.monotonic() + 4.0

@@ -726,7 +726,7 @@ def paging_scenario(tmp: Path, logs: LogLines) -> Row:
                 harness.cycle()
                 watcher.join(30)
                 truth = {(t.code, t.language) for t in sim.templates()}
-                listed = {(t.code, t.language) for t in account._discovery.get(SPACE, ())}
+                listed = {(t.code, t.language) for t in account.discovery.listed(SPACE)}
                 if listed != truth:
                     row.fail(
                         "serves last data",

@@ -44,7 +44,8 @@ def config_for(
     sim: Simulator, sender_health: str | None, spaces: int = 1, retries: int = 4
 ) -> Config:
     lines = [
-        f"poll: {{interval: 10s, lookback: 3d, max_range: 5d, timeout: 5s, max_retries: {retries}}}",
+        "poll: {interval: 10s, lookback: 3d, max_range: 5d, timeout: 5s,"
+        f" max_retries: {retries}}}",
         "accounts:",
         "  - name: main",
         f"    endpoint: {sim.url}",

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import HealthStatusConfig, Space
-from exporter.errors import CamsError
+from exporter.errors import AnomalousAnswer, CamsError
 from exporter.senders.model import NODE_PHONE, NODE_TEMPLATE, NODE_WABA, HealthError, HealthStatus
 from exporter.senders.view import EntityHealth
 
@@ -128,12 +129,14 @@ class HealthRounds:
         *,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] = lambda: None,
+        anomalies: AnomalyLog | None = None,
     ) -> None:
         self.account = account
         self.settings = settings
         self.client = client
         self.clock = clock
         self.on_change = on_change
+        self.anomalies = anomalies
         self._lock = threading.Lock()
         self._results: dict[HealthKey, EntityHealth] = {}
         self.last_round: RoundResult | None = None
@@ -155,6 +158,16 @@ class HealthRounds:
                 phone_number=target.phone_number or None,
             )
         except CamsError as error:
+            if isinstance(error, AnomalousAnswer) and self.anomalies is not None:
+                self.anomalies.report(
+                    self.account,
+                    error.action,
+                    error.kind,
+                    error.detail,
+                    space=target.space.label,
+                    template=target.template_code,
+                    language=target.language,
+                )
             with self._lock:
                 before = self._results.get(target.key)
                 after = (

@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import Account, Space
-from exporter.errors import CamsError
+from exporter.errors import AnomalousAnswer, CamsError
 from exporter.model import UnitKey
 from exporter.senders.model import PhoneNumber
 from exporter.sharding import Shard
@@ -59,11 +60,13 @@ class PhoneNumberDiscovery:
         *,
         shard: Shard,
         clock: Callable[[], float] = time.time,
+        anomalies: AnomalyLog | None = None,
     ) -> None:
         self.account = account
         self.client = client
         self.shard = shard
         self.clock = clock
+        self.anomalies = anomalies
         self._lock = threading.Lock()
         self._numbers: dict[NumberKey, DiscoveredNumber] = {}
         self._missing: dict[NumberKey, int] = {}
@@ -88,6 +91,11 @@ class PhoneNumberDiscovery:
                 )
             except CamsError as exc:
                 error = exc.code
+                if isinstance(exc, AnomalousAnswer) and self.anomalies is not None:
+                    self.anomalies.report(
+                        self.account.name, exc.action, exc.kind, exc.detail, space=space.label
+                    )
+                    continue  # reported (and logged once) there
                 log.warning(
                     "QueryChatappPhoneNumbers failed, keeping the known numbers: %s",
                     exc,

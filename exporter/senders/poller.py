@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import Account, SenderHealth
 from exporter.discovery import Unit
@@ -69,6 +70,8 @@ class SenderPoller:
         shard: Shard | None = None,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] = lambda: None,
+        anomalies: AnomalyLog | None = None,
+        on_crash: Callable[[str], None] | None = None,
     ) -> None:
         self.account = account
         self.settings = settings
@@ -76,11 +79,19 @@ class SenderPoller:
         self.units_ready = units_ready
         self.shard = shard or Shard(0, 1)
         self.on_change = on_change
-        self.numbers = PhoneNumberDiscovery(account, client, shard=self.shard, clock=clock)
+        self.on_crash = on_crash
+        self.numbers = PhoneNumberDiscovery(
+            account, client, shard=self.shard, clock=clock, anomalies=anomalies
+        )
         self.health: HealthRounds | None = None
         if settings.health_status.enabled:
             self.health = HealthRounds(
-                account.name, settings.health_status, client, clock=clock, on_change=self._changed
+                account.name,
+                settings.health_status,
+                client,
+                clock=clock,
+                on_change=self._changed,
+                anomalies=anomalies,
             )
         self._lock = threading.Lock()
         self._view: SenderStatus | None = None
@@ -168,6 +179,13 @@ class SenderPoller:
             return False
         return self.health.run_round(self.targets(), stop, spread)
 
+    def _crashed(self, where: str) -> None:
+        """Called in an `except` block: counted and logged by the scheduler when it is given."""
+        if self.on_crash is not None:
+            self.on_crash(f"{where} of account {self.account.name}")
+        else:
+            log.exception("%s crashed", where, extra={"account": self.account.name})
+
     def _numbers_loop(self, stop: threading.Event) -> None:
         interval = self.settings.phone_numbers.interval_s
         while not stop.is_set():
@@ -175,7 +193,7 @@ class SenderPoller:
             try:
                 self.refresh_numbers()
             except Exception:  # a bug must not end the thread
-                log.exception("phone number listing crashed", extra={"account": self.account.name})
+                self._crashed("phone-number listing")
                 self._listed_once.set()
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
@@ -197,7 +215,7 @@ class SenderPoller:
                 if not self.run_health_round(stop, spread=not first):
                     continue
             except Exception:  # a bug must not end the thread
-                log.exception("health-status round crashed", extra={"account": self.account.name})
+                self._crashed("health-status round")
             first = False
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
