@@ -47,19 +47,19 @@ def build_limiters(account: Account, shard: Shard) -> dict[str, RateLimiter]:
     """One limiter per action the account calls, at its share of the action's quota (each
     replica of a sharded exporter takes 1/COUNT). The sender-health actions get theirs only
     when the account opted in, so the template actions never share a limiter with them."""
-    share = 1.0 / shard.count
+    count = shard.count
     limiters = {
-        METRIC_ACTION: RateLimiter(account.qps * share, min_rate=0.5),
-        LIST_ACTION: RateLimiter(account.list_qps * share, min_rate=0.2),
+        METRIC_ACTION: RateLimiter(account.qps / count, min_rate=0.5),
+        LIST_ACTION: RateLimiter(account.list_qps / count, min_rate=0.2),
     }
     health = account.sender_health
     if health is not None:
-        limiters[PHONE_NUMBERS_ACTION] = RateLimiter(health.phone_numbers.qps * share, min_rate=0.1)
+        limiters[PHONE_NUMBERS_ACTION] = RateLimiter(health.phone_numbers.qps / count, min_rate=0.1)
         if health.phone_number_metrics.enabled:
-            rate = health.phone_number_metrics.qps * share
+            rate = health.phone_number_metrics.qps / count
             limiters[PHONE_METRIC_ACTION] = RateLimiter(rate, min_rate=0.5)
         if health.health_status.enabled:
-            rate = health.health_status.qps * share
+            rate = health.health_status.qps / count
             limiters[HEALTH_ACTION] = RateLimiter(rate, min_rate=0.1)
     return limiters
 

@@ -271,20 +271,20 @@ class Scheduler:
 
     def _run_publisher(self) -> None:
         """Publish progress while cycles run, at most once a second, and sender-health changes
-        at most every SENDER_PUBLISH_S. Counters are published (state written, exposition
-        rendered) at the end of each account's cycle."""
-        last_senders = float("-inf")
+        at most every SENDER_PUBLISH_S (or 20 times as long as their last render took). Counters
+        are published (state written, exposition rendered) at the end of each account's cycle."""
+        last_senders, sender_wait = float("-inf"), SENDER_PUBLISH_S
         while not self.stop_event.is_set():
             progress = self._dirty.wait(1.0)
             if self.stop_event.is_set():
                 break
             try:
-                if (
-                    self._senders_dirty.is_set()
-                    and time.monotonic() - last_senders >= SENDER_PUBLISH_S
-                ):
-                    last_senders = time.monotonic()
+                if self._senders_dirty.is_set() and time.monotonic() - last_senders >= sender_wait:
+                    started = time.monotonic()
                     self.publish(senders_only=True)
+                    last_senders = time.monotonic()
+                    # a big account's render is not free: at most ~5% of a core for it
+                    sender_wait = max(SENDER_PUBLISH_S, 20 * (last_senders - started))
                 elif progress:
                     self.publish(progress_only=True)
                 else:
