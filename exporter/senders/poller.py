@@ -180,9 +180,10 @@ class SenderPoller:
         return self.health.run_round(self.targets(), stop, spread)
 
     def _crashed(self, where: str) -> None:
-        """Called in an `except` block: counted and logged by the scheduler when it is given."""
+        """Called in an `except` block: counted as `where="senders"` and logged once by the
+        scheduler when it is given (the traceback says which part), else logged here."""
         if self.on_crash is not None:
-            self.on_crash(f"{where} of account {self.account.name}")
+            self.on_crash("senders")
         else:
             log.exception("%s crashed", where, extra={"account": self.account.name})
 
