@@ -322,6 +322,7 @@ def start_exporter(children: Children, name: str, config_path: Path) -> Exporter
             str(config_path),
             "--web.listen-address",
             f"{HOST}:{port}",
+            "--web.enable-lifecycle",
         ],
     )
     exporter = ExporterProcess(child, port)

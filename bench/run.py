@@ -492,6 +492,9 @@ def scenario_scrape(
         result["scrape"] = measure_scrape(exporter, children, gets, render_runs, log)
         result["rss_mb_idle"] = exporter.child.rss_mb()
         if during_poll_s:
+            # A reload of an unchanged config leaves polling alone: a changed interval makes
+            # the reload start every account's cycle again.
+            _write_config(children, "config", config.replace("interval: 3600s", "interval: 3599s"))
             result["during_poll"] = measure_scrape_during_poll(exporter, sim, during_poll_s, log)
         result["peak_rss_mb"] = exporter.child.peak_rss_mb()
         result["series"] = result["scrape"]["series"]

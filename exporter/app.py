@@ -2,15 +2,25 @@
 
 `Exporter` owns one running set of those parts. A reload builds a new poller on the same counter
 store (so unchanged templates keep their counters) and swaps it in; an invalid new config is
-refused and the running one goes on.
+refused and the running one goes on, and a config that did not change leaves polling alone.
+Reloads are coalesced: requests made while one runs are all answered by the next one (at most
+one pending). The rate limiters live in a `LimiterRegistry` made once per process, one per
+account and action, so the old and the new poller of a reload draw on the same budget and no
+second of calls ever holds more than the account's `qps`, whatever the reload rate.
+/metrics also carries the process collector (`process_open_fds`, CPU, memory...).
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 import time
 from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import __version__
 from exporter.anomalies import AnomalyLog
@@ -33,9 +43,35 @@ from exporter.scheduler import Scheduler
 from exporter.sharding import Shard
 from exporter.snapshot import Snapshot
 from exporter.state import CounterStore
-from exporter.web import Handlers, Payload
+from exporter.web.negotiation import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.web.routes import Handlers, Payload
 
 log = logging.getLogger("cams_exporter")
+_OM_EOF = b"# EOF\n"
+
+
+class LimiterRegistry:
+    """One rate limiter per (account, action) for the life of the process.
+
+    A reload asks for its limiters again and gets the same objects (with the new ceiling when
+    the account's qps changed), so the calls the old poller sent in the last second still
+    count when the new one starts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._limiters: dict[tuple[str, str], RateLimiter] = {}
+
+    def get(self, account: str, action: str, rate: float, min_rate: float) -> RateLimiter:
+        """The limiter of `account` and `action`, at `rate` calls per second."""
+        with self._lock:
+            limiter = self._limiters.get((account, action))
+            if limiter is None:
+                limiter = RateLimiter(rate, min_rate=min_rate)
+                self._limiters[(account, action)] = limiter
+            elif limiter.max_rate != rate:
+                limiter.set_max_rate(rate)
+            return limiter
 
 
 # Connections beyond the template workers' for the sender-health threads (numbers, health
@@ -43,24 +79,29 @@ log = logging.getLogger("cams_exporter")
 _SENDER_CONNECTIONS = 8
 
 
-def build_limiters(account: Account, shard: Shard) -> dict[str, RateLimiter]:
+def build_limiters(
+    account: Account, shard: Shard, registry: LimiterRegistry | None = None
+) -> dict[str, RateLimiter]:
     """One limiter per action the account calls, at its share of the action's quota (each
-    replica of a sharded exporter takes 1/COUNT). The sender-health actions get theirs only
-    when the account opted in, so the template actions never share a limiter with them."""
-    count = shard.count
+    replica of a sharded exporter takes 1/COUNT), from `registry` so that they outlive a reload.
+    The sender-health actions get theirs only when the account opted in, so the template
+    actions never share a limiter with them."""
+    registry = registry if registry is not None else LimiterRegistry()
+    name, count = account.name, shard.count
     limiters = {
-        METRIC_ACTION: RateLimiter(account.qps / count, min_rate=0.5),
-        LIST_ACTION: RateLimiter(account.list_qps / count, min_rate=0.2),
+        METRIC_ACTION: registry.get(name, METRIC_ACTION, account.qps / count, 0.5),
+        LIST_ACTION: registry.get(name, LIST_ACTION, account.list_qps / count, 0.2),
     }
     health = account.sender_health
     if health is not None:
-        limiters[PHONE_NUMBERS_ACTION] = RateLimiter(health.phone_numbers.qps / count, min_rate=0.1)
+        numbers = health.phone_numbers.qps / count
+        limiters[PHONE_NUMBERS_ACTION] = registry.get(name, PHONE_NUMBERS_ACTION, numbers, 0.1)
         if health.phone_number_metrics.enabled:
             rate = health.phone_number_metrics.qps / count
-            limiters[PHONE_METRIC_ACTION] = RateLimiter(rate, min_rate=0.5)
+            limiters[PHONE_METRIC_ACTION] = registry.get(name, PHONE_METRIC_ACTION, rate, 0.5)
         if health.health_status.enabled:
             rate = health.health_status.qps / count
-            limiters[HEALTH_ACTION] = RateLimiter(rate, min_rate=0.1)
+            limiters[HEALTH_ACTION] = registry.get(name, HEALTH_ACTION, rate, 0.1)
     return limiters
 
 
@@ -70,8 +111,11 @@ def build_clients(
     shard: Shard,
     stop: threading.Event,
     clock: Callable[[], float] = time.time,
+    registry: LimiterRegistry | None = None,
 ) -> dict[str, CamsClient]:
-    """One client per account, with rate limiters at the account's share of the quota."""
+    """One client per account, with rate limiters at the account's share of the quota (from
+    `registry`, so that they outlive a reload; a fresh one when not given)."""
+    registry = registry if registry is not None else LimiterRegistry()
     clients = {}
     for index, account in enumerate(config.accounts):
         credentials: CredentialSource
@@ -79,7 +123,7 @@ def build_clients(
             credentials = default_credentials_provider(f"accounts[{index}].credentials")
         else:
             credentials = account.credentials
-        limiters = build_limiters(account, shard)
+        limiters = build_limiters(account, shard, registry)
         pool_size = max(4, min(64, int(account.qps)))
         if account.sender_health is not None:
             pool_size += _SENDER_CONNECTIONS
@@ -125,18 +169,27 @@ class Exporter:
         self.clock = clock
         self.instruments = Instruments()
         self.anomalies = AnomalyLog(self.instruments, clock)
+        self.limiters = LimiterRegistry()
+        self._process = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self._process)
         self.store = CounterStore()
         if config.state.path:
             self.store, warning = CounterStore.load(config.state.path)
             if warning:
                 log.warning(warning)
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # one reload at a time
+        self._tickets = threading.Lock()
+        self._requested = 0  # reload requests made
+        self._covered = 0  # requests answered by a finished reload
+        self._last_result: tuple[bool, str] = (True, "")
         self.scheduler = self._build_scheduler(config)
         self.exposition = Exposition(lambda: self.scheduler.snapshot, self.instruments.render)
 
     def _build_scheduler(self, config: Config) -> Scheduler:
         stop = threading.Event()
-        clients = build_clients(config, self.instruments, self.shard, stop, self.clock)
+        clients = build_clients(
+            config, self.instruments, self.shard, stop, self.clock, self.limiters
+        )
         poller = Scheduler(
             config,
             clients,
@@ -170,35 +223,67 @@ class Exporter:
             client.client.close()
 
     def reload(self) -> tuple[bool, str]:
-        """Re-read the config file; on success swap in a new poller, keeping the counters."""
+        """Re-read the config file; on success swap in a new poller, keeping the counters.
+
+        Coalesced: a call made while a reload runs waits, and the first reload to start after
+        it answers it and every other call made meanwhile (it reads the file after them all).
+        """
+        with self._tickets:
+            self._requested += 1
+            ticket = self._requested
+        with self._reload_lock:
+            if self._covered >= ticket:
+                return self._last_result
+            with self._tickets:
+                covering = self._requested
+            result = self._reload_now()
+            self._covered, self._last_result = covering, result
+            return result
+
+    def _reload_now(self) -> tuple[bool, str]:
         if not self.config_path:
             return False, "no config file to reload (demo mode)"
-        with self._reload_lock:
-            try:
-                config = load_config(self.config_path)
-                if config.state.path != self.config.state.path:
-                    raise ConfigError("state.path: cannot change on reload; restart instead")
-                new = self._build_scheduler(config)
-            except ConfigError as error:
-                message = "; ".join(error.problems)
-                log.error("reload refused, keeping the running config: %s", message)
-                return False, message
-            old = self.scheduler
-            old.stop()
-            for account in old.accounts:
-                account.client.close()
-            new.carry_over(old)
-            new.publish()  # the reloaded config's templates, with the counters kept
-            self.config = config
-            self.scheduler = new
-            new.start()
-            log.info("config reloaded from %s", self.config_path)
-            return True, "config reloaded"
+        try:
+            config = load_config(self.config_path)
+            if config.state.path != self.config.state.path:
+                raise ConfigError("state.path: cannot change on reload; restart instead")
+            if config == self.config:
+                log.info("config reloaded from %s: unchanged, polling goes on", self.config_path)
+                return True, "config unchanged"
+            new = self._build_scheduler(config)
+        except ConfigError as error:
+            message = "; ".join(error.problems)
+            log.error("reload refused, keeping the running config: %s", message)
+            return False, message
+        old = self.scheduler
+        old.stop()
+        for account in old.accounts:
+            account.client.close()
+        new.carry_over(old)
+        new.publish()  # the reloaded config's templates, with the counters kept
+        self.config = config
+        self.scheduler = new
+        new.start()
+        log.info("config reloaded from %s", self.config_path)
+        return True, "config reloaded"
+
+    def _process_metrics(self, openmetrics: bool) -> bytes:
+        if openmetrics:
+            body: bytes = generate_openmetrics(self._process)  # type: ignore[no-untyped-call]
+            return body.removesuffix(_OM_EOF)
+        return generate_latest(self._process)
 
     def metrics(self, openmetrics: bool) -> Payload:
-        """The /metrics payload for one scrape."""
-        content_type, body, zipped = self.exposition.render(openmetrics)
-        return Payload(content_type, body, zipped)
+        """The /metrics payload for one scrape: the exposition, then the process metrics
+        (before the OpenMetrics `# EOF`, which ends the exposition's last chunk)."""
+        _, body, zipped = self.exposition.render(openmetrics)
+        process = self._process_metrics(openmetrics)
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        return Payload(
+            content_type,
+            (*body[:-1], process, body[-1]),
+            (*zipped[:-1], gzip.compress(process, 6, mtime=0), zipped[-1]),
+        )
 
     def handlers(self) -> Handlers:
         """What the web server calls."""

@@ -2,9 +2,11 @@
 
 cams-exporter --config.file PATH [--web.listen-address :10731] [--web.telemetry-path /metrics]
               [--web.config.file PATH] [--log.level info] [--log.format logfmt] [--shard I/N]
+              [--web.enable-lifecycle] [--web.max-connections 512]
 cams-exporter --demo
 cams-exporter simulate --listen HOST:PORT [...]
 cams-exporter check-config PATH
+cams-exporter probe --config.file PATH [--account NAME] [--template CODE] [--json] [--redact]
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from exporter.app import Exporter
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.sharding import Shard
-from exporter.web import WebConfig, WebConfigError, WebServer, load_web_config
+from exporter.web.config import WebConfigError
+from exporter.web.live import WatchedWebConfig
+from exporter.web.server import DEFAULT_MAX_CONNECTIONS, WebServer
 
 DEFAULT_LISTEN = ":10731"
 log = logging.getLogger("cams_exporter")
@@ -67,6 +71,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard limit, as Go programs do at start
+    (a busy exporter holds one descriptor per connection)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError) as exc:
+        log.debug("open-files limit left as it is: %s", exc)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cams-exporter",
@@ -93,6 +121,20 @@ def _parser() -> argparse.ArgumentParser:
         dest="web_config",
         metavar="PATH",
         help="exporter-toolkit web config (TLS, basic auth)",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable POST /-/reload (off: it answers 403; SIGHUP always reloads)",
+    )
+    parser.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help=f"most HTTP connections open at once (default {DEFAULT_MAX_CONNECTIONS})",
     )
     parser.add_argument("--log.level", dest="log_level", default="info", choices=sorted(LEVELS))
     parser.add_argument(
@@ -128,6 +170,35 @@ def check_config_main(
     return 0
 
 
+def _probe(argv: Sequence[str]) -> int:
+    parser = _Parser(
+        prog="cams-exporter probe",
+        description="Read-only calls that find out how the real CAMS API behaves on every open "
+        "question (paging, answer shape, alignment, Language, HALF_HOUR, ranges, retention, "
+        "throttling), with the settings to use. Keep the report.",
+    )
+    parser.add_argument("--config.file", dest="config_file", metavar="PATH", required=True)
+    parser.add_argument("--account", metavar="NAME", help="probe only this account")
+    parser.add_argument("--template", metavar="CODE", help="probe this template")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--redact", action="store_true", help="mask template codes, names and phone numbers"
+    )
+    args = parser.parse_args(list(argv))
+    setup_logging("error", "logfmt")
+    from exporter.probe_report import run_probe
+
+    return run_probe(
+        args.config_file,
+        args.account,
+        args.template,
+        args.json,
+        args.redact,
+        sys.stdout,
+        sys.stderr,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -139,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(args_list) != 2:
             return _fail("usage: cams-exporter check-config PATH")
         return check_config_main(args_list[1], sys.stdout, sys.stderr)
+    if args_list and args_list[0] == "probe":
+        return _probe(args_list[1:])
 
     args = _parser().parse_args(args_list)
     setup_logging(args.log_level, args.log_format)
@@ -152,10 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             shard = Shard.parse(args.shard)
         except ValueError as exc:
             return _fail(str(exc))
-    web_config: WebConfig | None = None
+    raise_open_files_limit()
+    web_config: WatchedWebConfig | None = None
     if args.web_config:
         try:
-            web_config = load_web_config(args.web_config)
+            web_config = WatchedWebConfig(args.web_config)
         except WebConfigError as exc:
             return _fail(str(exc))
 
@@ -184,7 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     exporter = Exporter(config, config_path=args.config_file, shard=shard)
     try:
-        server = WebServer(args.listen, exporter.handlers(), args.telemetry_path, web_config)
+        server = WebServer(
+            args.listen,
+            exporter.handlers(),
+            args.telemetry_path,
+            web_config,
+            max_connections=args.max_connections,
+            enable_lifecycle=args.enable_lifecycle,
+        )
     except (ValueError, OSError) as exc:
         if simulator is not None:
             simulator.stop()
@@ -199,8 +280,17 @@ def _serve(exporter: Exporter, server: WebServer, simulator: object | None) -> i
         log.info("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
 
+    hup = threading.Event()
+
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=exporter.reload, name="reload", daemon=True).start()
+        hup.set()  # a burst of SIGHUPs is one pending reload
+
+    def reloader() -> None:
+        while hup.wait() and not stop.is_set():
+            hup.clear()
+            exporter.reload()
+
+    threading.Thread(target=reloader, name="reload", daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)

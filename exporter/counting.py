@@ -288,7 +288,7 @@ class Counting:
     def _aggregate_tally(self, read: Read, rows: list[MetricRow], state: UnitState) -> Tally | None:
         """The checked sum one aggregate read gives a unit (None: empty, not yet confirmed)."""
         lower, _, query_end = read
-        kept = check_rows(rows, Query(lower, query_end, DAY_MS, aggregate=True))
+        kept = check_rows(rows, Query(lower, query_end, self.bucket_ms, aggregate=True))
         if not kept:
             with self.store.lock:
                 if lower not in state.empty_reads:

@@ -99,6 +99,11 @@ class Grouping:
         with other._lock:
             self.mode, self._checked_at = other.mode, other._checked_at
 
+    def forget(self) -> None:
+        """Drop the evidence: the next cycle gathers it again."""
+        with self._lock:
+            self._checked_at = None
+
     def due(self) -> bool:
         """Whether the evidence should be (re)gathered now."""
         checked = self._checked_at
@@ -116,7 +121,7 @@ class Grouping:
             count = 1 if before == PER_TEMPLATE else _CHECKED_TEMPLATES
             if not several:
                 return  # nothing to gain: every template has one language
-            verdicts = [self._matches(group) for group in several[:count]]
+            verdicts = [self.matches(group) for group in several[:count]]
             if all(v is True for v in verdicts):
                 self.mode = PER_TEMPLATE
             elif any(v is False for v in verdicts):
@@ -152,7 +157,7 @@ class Grouping:
     def _one(self, unit: Unit, start: int, end: int) -> Tally:
         return self._tally(self._read(unit, unit.key.language, start, end))
 
-    def _matches(self, group: Sequence[Unit]) -> bool | None:
+    def matches(self, group: Sequence[Unit]) -> bool | None:
         """True: the template's answer without Language matches; False: it does not (or the
         API refused it); None: no activity to compare."""
         now_ms = int(self.clock() * 1000)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -22,7 +22,7 @@ from exporter.client import METRIC_ACTION, CamsClient
 from exporter.config import Account, PollConfig
 from exporter.counting import Counting, Fetch, Member
 from exporter.discovery import Discovery, Unit
-from exporter.errors import STOPPED, CamsError
+from exporter.errors import STOPPED, AnomalousAnswer, CamsError
 from exporter.grouping import Grouping
 from exporter.instruments import Instruments
 from exporter.model import MetricRow, UnitKey
@@ -127,6 +127,10 @@ class AccountPoller:
         """
         members = [Member(u.key, (u.name, u.category, u.audit_status)) for u in group]
         failed = self.counting.poll_group(members, self._fetcher(group))
+        self._report(failed)
+        return dict(failed)
+
+    def _report(self, failed: Mapping[UnitKey, AnomalousAnswer]) -> None:
         for key, anomaly in failed.items():
             self.anomalies.report(
                 key.account,
@@ -137,7 +141,6 @@ class AccountPoller:
                 template=key.template_code,
                 language=key.language,
             )
-        return dict(failed)
 
     def poll_unit(self, unit: Unit) -> None:
         """Read one unit on its own and apply it; raises CamsError on failure."""
@@ -153,6 +156,9 @@ class AccountPoller:
             return [STOPPED] * len(group)
         try:
             failed = self.poll_group(group)
+        except AnomalousAnswer as anomaly:  # the whole answer could not be vouched for
+            self._report({unit.key: anomaly for unit in group})
+            failed = {unit.key: anomaly for unit in group}
         except CamsError as read_error:
             failed = {unit.key: read_error for unit in group}
         codes: list[str | None] = []

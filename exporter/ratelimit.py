@@ -55,6 +55,7 @@ class RateLimiter:
         self._next_slot = clock()
         self._sent: deque[float] = deque()  # when granted calls were written, last window only
         self._pending = 0  # granted, not yet written
+        self._last_admitted = float("-inf")  # when the latest call was granted
         self._last_cut = float("-inf")
         self._last_raise = clock()
         self._throttles = 0
@@ -68,6 +69,17 @@ class RateLimiter:
     def max_rate(self) -> float:
         """The configured ceiling."""
         return self._max_rate
+
+    def set_max_rate(self, rate: float) -> None:
+        """A new ceiling (a reloaded config's qps); the window of calls already sent is kept,
+        so the change never lets more than the lower of the two rates through in a second."""
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        with self._lock:
+            unthrottled = self._rate >= self._max_rate
+            self._max_rate = float(rate)
+            self._rate = self._max_rate if unthrottled else min(self._rate, self._max_rate)
+            self._min_rate = min(self._min_rate, self._max_rate)
 
     @property
     def throttle_events(self) -> int:
@@ -95,7 +107,17 @@ class RateLimiter:
                 # comes when it is written, so check again soon.
                 return sent[0] + window - now if sent else 0.005
             self._pending += 1
+            self._last_admitted = now
             return 0.0
+
+    def _abandon(self) -> None:
+        """A reserved slot will not be used (its caller was stopped): give one spacing back,
+        so that the waiters of a stopped poller (replaced by a reload) do not push every later
+        slot into the future. Never before the latest grant plus one spacing."""
+        with self._lock:
+            spacing = (1.0 + self._margin) / self._rate
+            floor = max(self._clock(), self._last_admitted + spacing)
+            self._next_slot = max(floor, self._next_slot - spacing)
 
     def sent(self) -> None:
         """A granted call's request has been written to the network."""
@@ -122,6 +144,7 @@ class RateLimiter:
                     return True
             if stop is not None:
                 if stop.wait(delay):
+                    self._abandon()
                     return False
             else:
                 self._sleep(delay)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bcrypt
@@ -33,7 +33,13 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 class Process:
     """`python -m exporter ...` in the background, its stderr collected in a file."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.log_path = tmp / f"exporter-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -41,6 +47,7 @@ class Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            preexec_fn=preexec,
         )
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -88,7 +95,15 @@ def test_version_and_help() -> None:
     result = run("--version")
     assert result.returncode == 0 and __version__ in result.stdout
     help_text = run("--help").stdout
-    for flag in ("--config.file", "--web.listen-address", "--web.config.file", "--shard", "--demo"):
+    for flag in (
+        "--config.file",
+        "--web.listen-address",
+        "--web.config.file",
+        "--web.enable-lifecycle",
+        "--web.max-connections",
+        "--shard",
+        "--demo",
+    ):
         assert flag in help_text
 
 
@@ -100,6 +115,8 @@ def test_version_and_help() -> None:
         ([], "--config.file is required"),
         (["--config.file", "/nonexistent/cams.yml"], "/nonexistent/cams.yml: file not found"),
         (["--demo", "--web.config.file", "/nonexistent/web.yml"], "/nonexistent/web.yml"),
+        (["--demo", "--web.max-connections", "0"], "--web.max-connections: must be at least 1"),
+        (["--demo", "--web.max-connections", "many"], "--web.max-connections: not a whole"),
     ],
 )
 def test_bad_input_is_one_clear_line(args: list[str], expected: str) -> None:
@@ -262,5 +279,25 @@ def test_tls_and_basic_auth_through_the_web_config_file(
     wrong = requests.get(f"{url}/metrics", verify=str(cert), auth=("prometheus", "nope"), timeout=5)
     assert wrong.status_code == 401
     assert requests.get(f"{url}/metrics", verify=str(cert), timeout=5).status_code == 401
-    with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    plain = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)  # HTTP on the TLS port
+    assert plain.status_code == 400 and "HTTPS server" in plain.text
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit_at_start(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    import resource
+
+    port = free_port()
+    demo = Process(
+        tmp_path,
+        "--demo",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)),
+    )
+    processes.append(demo)
+    wait_http(f"http://127.0.0.1:{port}/-/healthy", timeout=30)
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "\nprocess_max_fds 4096.0\n" in text
+    assert "\nprocess_open_fds " in text

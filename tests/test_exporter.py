@@ -19,7 +19,7 @@ from exporter.app import Exporter
 from exporter.config import Config, parse_config
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
-from exporter.web import WebServer
+from exporter.web.server import WebServer
 from tests.kit.sim import Truth, day_floor, running, sdk_client, sdk_sum
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -292,7 +292,11 @@ def test_exposition_passes_promtool(started: Callable[..., Running]) -> None:
     ) as sim:
         instance = started(make_config(sim))
         instance.poll()
-        body = requests.get(f"{instance.url}/metrics", timeout=10).content
+        plain = requests.get(f"{instance.url}/metrics", timeout=10)
+        # The format asked for, under a Content-Type that does not move with client_python.
+        assert plain.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        body = plain.content
+        assert b"\nprocess_open_fds " in body and b"\nprocess_max_fds " in body
         result = subprocess.run(
             ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30
         )
@@ -304,10 +308,12 @@ def test_exposition_passes_promtool(started: Callable[..., Running]) -> None:
             headers={"Accept": "application/openmetrics-text; version=1.0.0"},
             timeout=10,
         )
-        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert om.headers["Content-Type"] == (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        )
         assert om.text.endswith("# EOF\n") and om.text.count("# EOF") == 1
         om_names = {f.name for f in openmetrics_families(om.text)}
-        assert {"cams_template_messages_sent", "cams_api_requests"} <= om_names
+        assert {"cams_template_messages_sent", "cams_api_requests", "process_open_fds"} <= om_names
         text = requests.get(f"{instance.url}/metrics", timeout=10).text
         for name in (
             "cams_api_requests_total",

@@ -42,7 +42,7 @@ from exporter.logs import LogfmtFormatter
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.state import CounterStore
-from exporter.web import WebServer
+from exporter.web.server import WebServer
 from tests.kit.sim import Truth, running, sdk_client, sdk_sum
 from tests.test_exporter import counters
 
@@ -260,7 +260,7 @@ class Harness:
         self.exporter = Exporter(
             load_config(str(self.config_path), env={}), config_path=str(self.config_path)
         )
-        self.server = WebServer("127.0.0.1:0", self.exporter.handlers())
+        self.server = WebServer("127.0.0.1:0", self.exporter.handlers(), enable_lifecycle=True)
         self.server.start()
         self.url = f"http://127.0.0.1:{self.server.port}"
         self.history: list[Series] = []

@@ -59,6 +59,7 @@ class Exporter:
                 f"127.0.0.1:{self.port}",
                 "--log.format",
                 "logfmt",
+                "--web.enable-lifecycle",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

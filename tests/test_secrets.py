@@ -73,6 +73,7 @@ class Run:
     """The exporter as a user runs it, every line it writes kept."""
 
     def __init__(self, tmp: Path, config: Path, log_format: str) -> None:
+        self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"exporter-{log_format}.log"
@@ -90,6 +91,7 @@ class Run:
                 "debug",
                 "--log.format",
                 log_format,
+                "--web.enable-lifecycle",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -108,8 +110,14 @@ class Run:
         return response
 
     def cycle(self, after: int = 0) -> str:
-        """Start a poll cycle now (a reload starts one) and wait for its summary line."""
+        """Start a poll cycle now and wait for its summary line: a reload starts one when the
+        config changed, so the poll timeout alternates between 1s and 1001ms."""
         mark = len(self.log)
+        text = self.config.read_text()
+        if "timeout: 1s\n" in text:
+            self.config.write_text(text.replace("timeout: 1s\n", "timeout: 1001ms\n"))
+        else:
+            self.config.write_text(text.replace("timeout: 1001ms\n", "timeout: 1s\n"))
         assert self.fetch("/-/reload", "POST").status_code == 200
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

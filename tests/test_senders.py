@@ -30,7 +30,7 @@ from exporter.senders.plan import calls_per_hour
 from exporter.senders.poller import SenderPoller
 from exporter.sharding import Shard
 from exporter.simulator import Simulator, SimulatorOptions
-from exporter.web import WebServer
+from exporter.web.server import WebServer
 from tests.kit.senders import override_can_send, override_number, sdk_health, sdk_numbers
 from tests.kit.sim import running, sdk_client
 

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from exporter.model import Template
+from exporter.durations import format_duration
+from exporter.model import DAY_MS, HALF_HOUR_MS, Template
 from exporter.simulator.data import (
     UTC8_MS,
     Counts,
@@ -25,21 +26,36 @@ from exporter.simulator.data import (
     shaped_rows,
 )
 from exporter.simulator.options import (
+    GRANULARITIES,
     LIST_ACTION,
     MAX_PAGE_SIZE,
     METRIC_ACTION,
     SimulatorOptions,
 )
-from exporter.simulator.params import metric_range
 from exporter.simulator.senders import SenderApi
 from exporter.simulator.traffic import Clock
+from exporter.simulator.variants import Variants, parse_variants
 from exporter.simulator.wire import invalid, missing, request_id
 
 Answer = Callable[[Mapping[str, str]], dict[str, Any]]
 
 
+def _int_param(params: Mapping[str, str], name: str) -> int:
+    value = params.get(name, "")
+    if value == "":
+        raise missing(name)
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid(name, f"expected milliseconds since the epoch, got {value!r}") from None
+
+
 def _page_number(page: Mapping[str, Any], key: str, default: int) -> int:
-    raw = page.get(key, page.get(key.lower(), default))
+    raw = (
+        page.get(key, page.get(key.lower(), default))
+        if key[0].isupper()
+        else page.get(key, default)
+    )
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise invalid("Page", f"{key} must be an integer")
     try:
@@ -48,8 +64,9 @@ def _page_number(page: Mapping[str, Any], key: str, default: int) -> int:
         raise invalid("Page", f"{key} must be an integer") from None
 
 
-def parse_page(text: str | None) -> tuple[int, int]:
-    """(index, size) from the JSON `Page` parameter of ListChatappTemplate."""
+def parse_page(text: str | None, keys: tuple[str, str] = ("Index", "Size")) -> tuple[int, int]:
+    """(index, size) from the JSON `Page` parameter of ListChatappTemplate (`keys`: the
+    spelling of the index and size keys the server honours)."""
     if not text:
         return 1, 10
     try:
@@ -58,8 +75,8 @@ def parse_page(text: str | None) -> tuple[int, int]:
         raise invalid("Page", 'expected JSON like {"Index":1,"Size":50}') from None
     if not isinstance(page, dict):
         raise invalid("Page", 'expected JSON like {"Index":1,"Size":50}')
-    index = _page_number(page, "Index", 1)
-    size = _page_number(page, "Size", 10)
+    index = _page_number(page, keys[0], 1)
+    size = _page_number(page, keys[1], 10)
     if index < 1:
         raise invalid("Page", f"Index must be >= 1, got {index}")
     if not 1 <= size <= MAX_PAGE_SIZE:
@@ -89,9 +106,17 @@ class CamsApi:
             for language in options.languages
         )
         self._model = DataModel(options.seed, UTC8_MS if options.shape == "utc8" else 0)
+        self._utc8_model = DataModel(options.seed, UTC8_MS)
+        self.variants = Variants(parse_variants(options.variants), options.seed)
         self._lock = threading.Lock()
         self._deleted: set[str] = set()
-        self.senders = SenderApi(options, clock, self._defs, self._live, self.buckets)
+        self.senders = SenderApi(
+            options,
+            clock,
+            self._defs,
+            self._live,
+            lambda t, lang, size, start, end: self._buckets(t, lang, size, start, end, self._model),
+        )
         self.answers: Mapping[str, Answer] = {
             LIST_ACTION: self.list_templates,
             METRIC_ACTION: self.template_metric,
@@ -125,6 +150,10 @@ class CamsApi:
         with self._lock:
             self._deleted.discard(code)
 
+    def set_variants(self, spec: str) -> None:
+        """Replace the answer variants in force (ValueError on a bad spec)."""
+        self.variants = Variants(parse_variants(spec), self._options.seed)
+
     def _live(self, code: str) -> TemplateDef | None:
         with self._lock:
             return None if code in self._deleted else self._by_code.get(code)
@@ -133,7 +162,8 @@ class CamsApi:
 
     def list_templates(self, params: Mapping[str, str]) -> dict[str, Any]:
         """ListChatappTemplate: one page of the matching template-language rows."""
-        index, size = parse_page(params.get("Page"))
+        index, size = parse_page(params.get("Page"), self.variants.page_keys())
+        size = self.variants.page_size(size)
         name = params.get("Name", "").lower()
         exact = {
             "code": params.get("Code", ""),
@@ -150,7 +180,7 @@ class CamsApi:
             and all(getattr(row, key) == value for key, value in wanted.items())
         ]
         page = rows[(index - 1) * size : index * size]
-        return {
+        body = {
             "RequestId": request_id(),
             "Code": "OK",
             "Message": "success",
@@ -170,6 +200,7 @@ class CamsApi:
                 for row in page
             ],
         }
+        return self.variants.list_body(body, len({row.code for row in rows}))
 
     def template_metric(self, params: Mapping[str, str]) -> dict[str, Any]:
         """GetChatappTemplateMetric: the rows of one template (every language when `Language`
@@ -177,28 +208,72 @@ class CamsApi:
         code = params.get("TemplateCode", "")
         if not code:
             raise missing("TemplateCode")
-        query = metric_range(params, self._options.max_range_s)
-        start, end = query.start_ms, query.end_ms
+        granularity = params.get("Granularity") or "DAILY"
+        if granularity not in GRANULARITIES:
+            raise invalid("Granularity", f"expected DAILY or HALF_HOUR, got {granularity!r}")
+        if granularity == "HALF_HOUR" and self.variants.on("half-hour-refused"):
+            raise invalid("Granularity", "expected DAILY, got 'HALF_HOUR'")
+        start = _int_param(params, "Start")
+        end = _int_param(params, "End")
+        if end <= start:
+            raise invalid("End", "End must be greater than Start")
+        max_range_ms = int(self._options.max_range_s * 1000)
+        if end - start > max_range_ms:
+            raise invalid(
+                "End",
+                f"the time range End - Start must not exceed "
+                f"{format_duration(self._options.max_range_s)} ({max_range_ms} ms)",
+            )
         template = self._live(code)
         template_type = params.get("TemplateType", "")
         language = params.get("Language", "")
-        languages = [lang for lang in self._options.languages if not language or lang == language]
+        variants = self.variants
+        if not language and variants.on("language-required"):
+            raise missing("Language")
+        every = not language or variants.on("other-languages")
+        languages = [lang for lang in self._options.languages if every or lang == language]
         data: list[dict[str, Any]] = []
         if template is not None and template_type.upper() in ("", "WHATSAPP"):
-            size = query.bucket_ms
+            size = DAY_MS if granularity == "DAILY" else HALF_HOUR_MS
+            model = self._utc8_model if variants.on("utc8-flip") else self._model
             for lang in languages:
-                buckets = self.buckets(template, lang, size, start, end)
+                data.extend(self._unit_rows(template, lang, size, start, end, model))
+            if not language and variants.on("language-summed"):
+                data = _summed_languages(data)
+            if variants.on("outside-row"):
+                before = start - 5 * DAY_MS
                 data.extend(
-                    shaped_rows(template, lang, buckets, size, self._options.shape, start, end)
+                    self._unit_rows(template, languages[0], DAY_MS, before, before + 1, model)
                 )
-        return {"RequestId": request_id(), "Code": "OK", "Message": "success", "Data": data}
+            others = self._defs[(template.index + 1) % len(self._defs)]
+            if others is not template and variants.on("other-templates"):
+                data.extend(self._unit_rows(others, languages[0], size, start, end, model))
+        body = {"RequestId": request_id(), "Code": "OK", "Message": "success", "Data": data}
+        return variants.body(body)
 
-    def buckets(
-        self, template: TemplateDef, language: str, size: int, start: int, end: int
+    def _unit_rows(
+        self,
+        template: TemplateDef,
+        language: str,
+        size: int,
+        start: int,
+        end: int,
+        model: DataModel,
+    ) -> list[dict[str, Any]]:
+        buckets = self._buckets(template, language, size, start, end, model)
+        shape = "per-bucket" if model is self._utc8_model else self._options.shape
+        rows = shaped_rows(template, language, buckets, size, shape, start, end)
+        return self.variants.rows(rows, start, end) if self.variants.any() else rows
+
+    def _buckets(
+        self,
+        template: TemplateDef,
+        language: str,
+        size: int,
+        start: int,
+        end: int,
+        model: DataModel,
     ) -> list[tuple[int, Counts]]:
-        """(bucket start, counts) of one unit's buckets of `size` in [start, end) that exist
-        now (live) or at the anchor day (static)."""
-        model = self._model
         anchor_ms = int(self._clock.anchor() * 1000)
         first_day = model.day_of(anchor_ms - int(self._options.history_s * 1000))
         static = self._options.static
@@ -211,3 +286,19 @@ class CamsApi:
         return model.buckets(
             template, language, size, start, end, now_ms=now_ms, first_day=first_day, static=static
         )
+
+
+def _summed_languages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per bucket summing every language, without a Language (language-summed)."""
+    by_bucket: dict[tuple[int, int], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["Start"], row["End"])
+        total = by_bucket.setdefault(
+            key,
+            {k: v for k, v in row.items() if k != "Language"}
+            | {"SentCount": 0, "DeliveredCount": 0, "ReadCount": 0, "Cliented": []},
+        )
+        for name in ("SentCount", "DeliveredCount", "ReadCount"):
+            total[name] += row[name]
+        total["Cliented"] = total["Cliented"] + row["Cliented"]
+    return list(by_bucket.values())

@@ -25,6 +25,7 @@ from exporter.simulator.options import (
     parse_faults,
 )
 from exporter.simulator.server import Simulator
+from exporter.simulator.variants import VARIANTS, parse_variants
 
 _log = logging.getLogger("exporter.simulator")
 _T = TypeVar("_T")
@@ -89,6 +90,11 @@ def _listen(text: str) -> tuple[str, int]:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
     host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
     return host, int(port_text)
+
+
+def _variants_arg(text: str) -> str:
+    parse_variants(text)
+    return text
 
 
 def _faults_arg(text: str) -> str:
@@ -217,6 +223,14 @@ def _build_parser() -> _Parser:
         help="GetWhatsappHealthStatus requests per second (default 5)",
     )
     add(
+        "--variant",
+        type=_arg_type(_variants_arg, lambda v: True, "bad variant spec"),
+        default="",
+        metavar="SPEC",
+        help="answer variants NAME[=SHARE],... (see README, 'The simulator'): "
+        + ", ".join(VARIANTS),
+    )
+    add(
         "--timeout-fault",
         type=_arg_type(_float, lambda v: v >= 0, "must be >= 0"),
         default=15.0,
@@ -250,6 +264,7 @@ def _parse_args(argv: Sequence[str]) -> tuple[SimulatorOptions, str, int]:
             numbers_qps_limit=args.phone_numbers_qps_limit,
             number_metric_qps_limit=args.phone_metric_qps_limit,
             health_qps_limit=args.health_qps_limit,
+            variants=args.variant,
         )
     except ValueError as exc:
         raise _UsageError(str(exc)) from None

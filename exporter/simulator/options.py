@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.simulator.variants import parse_variants
+
 API_VERSION: Final = "2020-06-06"
 METRIC_ACTION: Final = "GetChatappTemplateMetric"
 LIST_ACTION: Final = "ListChatappTemplate"
@@ -126,6 +128,7 @@ class SimulatorOptions:
     numbers_qps_limit: float = 10  # QueryChatappPhoneNumbers requests per second
     number_metric_qps_limit: float = 50  # GetChatappPhoneNumberMetric requests per second
     health_qps_limit: float = 5  # GetWhatsappHealthStatus requests per second
+    variants: str = ""  # answer variants, e.g. "page-cap,utc8-flip=0.5" (simulator.variants)
 
     def __post_init__(self) -> None:
         problems = []
@@ -163,3 +166,4 @@ class SimulatorOptions:
         if problems:
             raise ValueError("; ".join(problems))
         parse_faults(self.faults)
+        parse_variants(self.variants)

@@ -3,8 +3,8 @@ faults and stats together behind one threaded keep-alive HTTP/1.1 server.
 
 Each CAMS request (`POST /`, parameters in the query string) is authenticated, throttled per
 access key and action, maybe faulted, answered, and recorded in the stats. Administration
-endpoints under `/_sim/` (stats, faults, key rotation, clock offset, template deletion, phone
-number and can-send overrides) are neither signed, throttled nor faulted.
+endpoints under `/_sim/` (stats, faults, answer variants, key rotation, clock offset, template
+deletion, phone number and can-send overrides) are neither signed, throttled nor faulted.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from exporter.simulator.auth import Authenticator
 from exporter.simulator.faults import Faults
 from exporter.simulator.options import SimulatorOptions
 from exporter.simulator.traffic import Clock, Stats, Throttle
+from exporter.simulator.variants import encode
 from exporter.simulator.wire import (
     HOST_ID,
     ApiError,
@@ -171,6 +172,10 @@ class Simulator:
         """Replace the fault probabilities (ValueError on a bad spec); restarts the draws."""
         self._faults.set(spec)
 
+    def set_variants(self, spec: str) -> None:
+        """Replace the answer variants in force (ValueError on a bad spec)."""
+        self._api.set_variants(spec)
+
     def set_keys(self, access_key_id: str, access_key_secret: str) -> None:
         """Rotate the only valid key pair; the old one is unknown from now on."""
         self._auth.set_keys(access_key_id, access_key_secret)
@@ -222,6 +227,8 @@ class Simulator:
                 self.reset_stats()
             elif path == "/_sim/faults":
                 self.set_faults(text)
+            elif path == "/_sim/variants":
+                self.set_variants(text)
             elif path == "/_sim/keys":
                 doc = _admin_json(text)
                 self.set_keys(
@@ -252,6 +259,9 @@ class Simulator:
             return Reply(400, json_bytes({"error": str(exc)}))
         return Reply(200, json_bytes({"ok": True}))
 
+    def _encode(self, body: dict[str, Any]) -> bytes:
+        return encode(body) if self._api.variants.any() else json_bytes(body)
+
     def handle_api(self, request: Request, arrival: float) -> Reply:
         """One CAMS request: authenticate, throttle, maybe fault, answer; recorded in stats."""
         action = request.headers.get("x-acs-action", "")
@@ -271,15 +281,21 @@ class Simulator:
                 )
             if not self._throttle.admit((key_id, action), arrival, self._api.limits[action]):
                 raise throttled()
-            reply = self._faults.reply() or Reply(200, json_bytes(answers[action](params)), ok=True)
+            reply = self._faults.reply() or Reply(
+                200, self._encode(answers[action](params)), ok=True
+            )
             outcome = "ok" if reply.ok else "error"
         except ApiError as exc:
-            outcome = "throttled" if exc.code == "System.LimitControl" else "error"
-            reply = Reply(exc.status, error_body(request.headers.get("host", HOST_ID), exc))
+            error = exc
+            if exc.code == "System.LimitControl":
+                outcome = "throttled"
+                error = throttled(self._api.variants.on("throttle-429"))
+            host = request.headers.get("host", HOST_ID)
+            reply = Reply(error.status, error_body(host, error), headers=error.headers)
         except Exception:  # a bug here must still answer like a server, not kill the thread
             _log.exception("simulator failed on %s", action or "a request")
-            error = ApiError(500, "InternalError", "The request processing has failed.")
-            reply = Reply(500, error_body(request.headers.get("host", HOST_ID), error))
+            failure = ApiError(500, "InternalError", "The request processing has failed.")
+            reply = Reply(500, error_body(request.headers.get("host", HOST_ID), failure))
         self._stats.record(action if action in answers else "other", arrival, outcome)
         self.pause(self._options.latency_s)
         return reply
@@ -395,6 +411,7 @@ class _Handler(BaseHTTPRequestHandler):
             f"Date: {self.date_time_string()}",
             f"Content-Type: {reply.content_type}",
             f"Content-Length: {len(reply.body)}",
+            *(f"{name}: {value}" for name, value in reply.headers),
         ]
         if self.close_connection:
             lines.append("Connection: close")

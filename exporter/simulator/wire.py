@@ -46,16 +46,20 @@ class Reply:
     content_type: str = JSON_TYPE
     drop: str = ""
     ok: bool = False  # a successful CAMS answer (for the stats)
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ApiError(Exception):
     """An API error answered with Alibaba's JSON error body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def missing(name: str) -> ApiError:
@@ -71,7 +75,15 @@ def invalid(name: str, detail: str) -> ApiError:
     return ApiError(400, "InvalidParameter", f'The parameter "{name}" is invalid: {detail}')
 
 
-def throttled() -> ApiError:
+def throttled(http_429: bool = False) -> ApiError:
+    """CAMS's documented flow-control answer, or the gateway's HTTP 429 with a retry hint."""
+    if http_429:
+        return ApiError(
+            429,
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+            (("x-acs-retry-after", "200"),),
+        )
     return ApiError(400, "System.LimitControl", "The system is under flow control.")
 
 

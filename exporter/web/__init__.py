@@ -1,0 +1,14 @@
+"""The exporter's HTTP surface, one module per job (import from the modules themselves):
+
+- `server`: `WebServer`, the server as the rest of the exporter sees it;
+- `connections`: the event loop: accepting, connection cap, deadlines, TLS handshakes;
+- `protocol`: HTTP/1.x request heads and response heads on the wire;
+- `listen`: `--web.listen-address` and the listening socket;
+- `routes`: requests to responses (`App`, `Handlers`, `Payload`);
+- `negotiation`: /metrics format (text 0.0.4 or OpenMetrics 1.0.0) and gzip;
+- `pages`: the landing page;
+- `config`: the exporter-toolkit web config file format (`WebConfig`, `load_web_config`);
+- `live`: the web settings in force, reloaded when the web config file changes;
+- `tls`: `tls_server_config` as an `ssl.SSLContext`; `openssl`: what Python's ssl lacks;
+- `auth`: basic auth with cached verdicts; `requestlimit`: the config's `rate_limit`.
+"""

@@ -1,0 +1,91 @@
+"""One call per template when the API proves it, per language otherwise; exact either way."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from exporter.grouping import PER_LANGUAGE, PER_TEMPLATE
+from exporter.simulator import SimulatorOptions
+from tests.kit.sim import running
+from tests.test_variants import ORIGIN_MS, Polled, _compare, _truth
+
+LANGUAGES = ("en", "es", "pt_BR")
+
+
+def _metric_calls(stats: dict[str, object]) -> int:
+    actions = stats["actions"]
+    assert isinstance(actions, dict)
+    return int(actions.get("GetChatappTemplateMetric", {}).get("calls", 0))
+
+
+def _units(series: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+    return {
+        dict(labels)["mode"]: value
+        for (name, labels), value in series.items()
+        if name == "cams_poll_units"
+    }
+
+
+def test_one_call_per_template_once_the_api_proves_it(caplog: pytest.LogCaptureFixture) -> None:
+    options = SimulatorOptions(templates=4, languages=LANGUAGES, static=True, qps_limit=1000)
+    with running(options) as sim:
+        truth = _truth(sim)
+        polled = Polled(sim)
+        try:
+            with caplog.at_level(logging.INFO, logger="cams_exporter"):
+                polled.poll()
+            assert any("per-template" in r.getMessage() for r in caplog.records)
+            series = polled.scrape()
+            assert _units(series) == {PER_TEMPLATE: 12.0}
+            assert series[("cams_poll_reads", (("account", "main"),))] == 4.0
+            sim.reset_stats()
+            polled.poll()  # a steady cycle: one call per template, nothing else
+            assert _metric_calls(sim.stats()) == 4
+            exact, above = _compare(polled.scrape(), truth)
+            assert (exact, above) == (len(truth), 0)
+            assert len(truth) == 12 and ORIGIN_MS > 0
+        finally:
+            polled.close()
+
+
+@pytest.mark.parametrize("variant", ["language-summed", "language-required"])
+def test_per_language_when_the_api_cannot_read_languages_together(variant: str) -> None:
+    options = SimulatorOptions(
+        templates=3, languages=LANGUAGES, static=True, qps_limit=1000, variants=variant
+    )
+    with running(options) as sim:
+        polled = Polled(sim)
+        try:
+            polled.poll()
+            series = polled.scrape()
+            assert _units(series) == {PER_LANGUAGE: 9.0}
+            assert series[("cams_poll_reads", (("account", "main"),))] == 9.0
+            sim.reset_stats()
+            polled.poll()
+            assert _metric_calls(sim.stats()) == 9
+        finally:
+            polled.close()
+
+
+def test_a_failed_recheck_falls_back_to_per_language(caplog: pytest.LogCaptureFixture) -> None:
+    options = SimulatorOptions(templates=3, languages=LANGUAGES, static=True, qps_limit=1000)
+    with running(options) as sim:
+        truth = _truth(sim)
+        polled = Polled(sim)
+        try:
+            polled.poll()
+            assert _units(polled.scrape()) == {PER_TEMPLATE: 9.0}
+            sim.set_variants("language-summed")
+            grouping = polled.exporter.scheduler.accounts[0].grouping
+            grouping.forget()  # as if discovery_interval had passed
+            with caplog.at_level(logging.INFO, logger="cams_exporter"):
+                polled.poll()
+            assert any("did not match" in r.getMessage() for r in caplog.records)
+            series = polled.scrape()
+            assert _units(series) == {PER_LANGUAGE: 9.0}
+            exact, above = _compare(series, truth)
+            assert (exact, above) == (len(truth), 0)
+        finally:
+            polled.close()

@@ -1,0 +1,235 @@
+"""exporter.web.auth: basic auth against bcrypt hashes, with both verdicts cached, a decoy at
+bcrypt's default cost for unknown users, and a bounded queue for password checks."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import bcrypt
+import pytest
+import requests
+
+from exporter.web.auth import MAX_WAITING, BasicAuth, Verdict, parse_basic
+from exporter.web.config import WebConfig
+from exporter.web.connection import Timeouts
+from exporter.web.live import FixedWebConfig
+from exporter.web.server import WebServer
+from tests.kit.web import HASH, PASSWORD, basic, raw_request, serve
+
+__all__ = ["serve"]  # the fixture, imported from tests.kit.web
+
+
+@pytest.fixture
+def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[bytes, bytes]]]:
+    """Every (password, hash) bcrypt.checkpw is called with."""
+    real = bcrypt.checkpw
+    calls: list[tuple[bytes, bytes]] = []
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        calls.append((password, hashed))
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    yield calls
+
+
+def header(user: str, password: str) -> str:
+    return basic(user, password)["Authorization"]
+
+
+FAST = Timeouts(refusal=0.01)  # where the refusal delay is not what is tested
+
+
+def test_basic_auth(serve: Callable[..., WebServer]) -> None:
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}), timeouts=FAST)
+    url = f"http://127.0.0.1:{server.port}"
+    assert requests.get(f"{url}/metrics", auth=("admin", PASSWORD), timeout=10).status_code == 200
+    for auth in (("admin", "wrong"), ("nobody", PASSWORD), None):
+        reply = requests.get(f"{url}/metrics", auth=auth, timeout=10)
+        assert reply.status_code == 401
+        assert reply.headers["WWW-Authenticate"] == 'Basic realm="cams-exporter"'
+    # Every path is protected, health included.
+    assert requests.get(f"{url}/-/healthy", timeout=10).status_code == 401
+    assert requests.get(f"{url}/", timeout=10).status_code == 401
+    healthy = requests.get(f"{url}/-/healthy", auth=("admin", PASSWORD), timeout=10)
+    assert (healthy.status_code, healthy.text) == (200, "Healthy")
+    for bad in ("Basic !!!notbase64", "Bearer abc", "Basic " + base64.b64encode(b"x").decode()):
+        refused = raw_request(server.port, "/metrics", headers={"Authorization": bad})
+        assert refused.status == 401
+
+
+def test_parse_basic() -> None:
+    assert parse_basic(header("a", "b:c")) == (b"a", b"b:c")
+    assert parse_basic("basic " + base64.b64encode(b"u:").decode()) == (b"u", b"")
+    for bad in (None, "", "Basic", "Digest abc", "Basic " + base64.b64encode(b"nocolon").decode()):
+        assert parse_basic(bad) is None
+
+
+def test_successes_and_failures_are_both_cached(
+    serve: Callable[..., WebServer], bcrypt_calls: list[tuple[bytes, bytes]]
+) -> None:
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}), timeouts=FAST)
+    for _ in range(3):
+        assert raw_request(server.port, "/metrics", headers=basic("admin", PASSWORD)).status == 200
+    assert len(bcrypt_calls) == 1
+    for _ in range(3):
+        assert raw_request(server.port, "/", headers=basic("admin", "nope")).status == 401
+    assert len(bcrypt_calls) == 2  # one check for the wrong password, then its cached verdict
+    assert raw_request(server.port, "/", headers=basic("admin", "nope2")).status == 401
+    assert len(bcrypt_calls) == 3
+
+
+def test_unknown_users_are_checked_against_a_decoy_at_the_default_cost(
+    bcrypt_calls: list[tuple[bytes, bytes]],
+) -> None:
+    auth = BasicAuth({"admin": HASH})  # a cost-4 hash
+    assert auth.check(header("nobody", "whatever")) is Verdict.DENIED
+    ((_, decoy),) = bcrypt_calls
+    assert decoy.startswith(b"$2b$12$")
+    assert decoy != HASH.encode()
+    # The decoy's own password is unknown: nothing gets in with it, cached or not.
+    assert auth.check(header("nobody", "whatever")) is Verdict.DENIED
+    assert len(bcrypt_calls) == 1
+
+
+def test_a_flood_of_distinct_wrong_passwords_keeps_the_cached_success(
+    bcrypt_calls: list[tuple[bytes, bytes]],
+) -> None:
+    auth = BasicAuth({"admin": HASH}, failures=16)
+    assert auth.check(header("admin", PASSWORD)) is Verdict.OK
+    for index in range(40):
+        assert auth.check(header("admin", f"wrong-{index}")) is Verdict.DENIED
+    checks = len(bcrypt_calls)
+    assert auth.check(header("admin", PASSWORD)) is Verdict.OK
+    assert len(bcrypt_calls) == checks  # still cached
+
+
+def test_a_changed_hash_is_not_met_by_an_old_verdict() -> None:
+    new_hash = bcrypt.hashpw(b"new-password", bcrypt.gensalt(rounds=4)).decode()
+    old = BasicAuth({"admin": HASH})
+    assert old.check(header("admin", PASSWORD)) is Verdict.OK
+    new = BasicAuth({"admin": new_hash})  # a reloaded web config builds a new BasicAuth
+    assert new.check(header("admin", PASSWORD)) is Verdict.DENIED
+    assert new.check(header("admin", "new-password")) is Verdict.OK
+
+
+def test_checks_beyond_the_queue_are_refused_and_cached_scrapes_go_through(
+    serve: Callable[..., WebServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = FixedWebConfig(WebConfig(basic_auth_users={"admin": HASH}))
+    auth = source.current().auth
+    assert auth is not None
+    server = serve(web_config=source)
+    assert raw_request(server.port, "/metrics", headers=basic("admin", PASSWORD)).status == 200
+    real = bcrypt.checkpw
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    def stalled(password: bytes, hashed: bytes) -> bool:
+        entered.release()
+        release.wait(30)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", stalled)
+    slow: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: slow.append(
+                raw_request(server.port, "/", headers=basic("admin", f"bad-{i}")).status
+            )
+        )
+        for i in range(MAX_WAITING)  # one checking, the others queued: the queue is full
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        assert entered.acquire(timeout=10)  # the first check is running (and stuck)
+        deadline = time.monotonic() + 10
+        while auth.checks_in_progress < MAX_WAITING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert auth.checks_in_progress == MAX_WAITING
+        busy = raw_request(server.port, "/", headers=basic("admin", "one-more"))
+        assert busy.status == 429
+        assert busy.headers["retry-after"] == "1"
+        # The cached legitimate scrape is not held up by the queued checks.
+        cached = raw_request(server.port, "/metrics", headers=basic("admin", PASSWORD))
+        assert cached.status == 200
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    assert sorted(set(slow)) == [401]
+
+
+def test_authorization_never_logged(
+    serve: Callable[..., WebServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    headers = basic("admin", PASSWORD)
+    with caplog.at_level(logging.DEBUG, logger="cams_exporter.web"):
+        assert raw_request(server.port, "/metrics", headers=headers).status == 200
+        assert raw_request(server.port, "/metrics", headers=basic("admin", "bad")).status == 401
+    assert any("/metrics" in r.getMessage() for r in caplog.records)
+    assert PASSWORD not in caplog.text
+    assert headers["Authorization"].split()[1] not in caplog.text
+
+
+def test_pipelined_requests_are_answered_in_order_whoever_answers_them(
+    serve: Callable[..., WebServer],
+) -> None:
+    """401s from the cache are answered by the connection loop, the others by a request
+    thread: on one connection, the answers still come in the order asked."""
+    import socket
+
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}), timeouts=FAST)
+    assert raw_request(server.port, "/", headers=basic("admin", "wrong")).status == 401
+    good = header("admin", PASSWORD)
+    bad = header("admin", "wrong")
+    pipelined = b"".join(
+        f"GET {path} HTTP/1.1\r\nHost: a\r\nAuthorization: {auth}\r\n\r\n".encode()
+        for path, auth in (
+            ("/-/healthy", bad),
+            ("/-/healthy", good),
+            ("/nope", bad),
+            ("/-/ready", good),
+        )
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(pipelined + b"GET /-/healthy HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+    assert statuses == [b"401", b"200", b"401", b"200", b"401"]
+
+
+def test_refusals_without_a_check_come_late_and_hold_no_thread(
+    serve: Callable[..., WebServer],
+) -> None:
+    import socket
+
+    server = serve(web_config=WebConfig(basic_auth_users={"admin": HASH}))
+    assert raw_request(server.port, "/", headers=basic("admin", "wrong")).status == 401  # cached
+    assert raw_request(server.port, "/", headers=basic("admin", PASSWORD)).status == 200
+    request = f"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: {header('admin', 'wrong')}\r\n\r\n"
+    threads_before = threading.active_count()
+    started = time.monotonic()
+    guesses = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(50)]
+    try:
+        for sock in guesses:
+            sock.sendall(request.encode())
+        scrape_started = time.monotonic()
+        assert raw_request(server.port, "/", headers=basic("admin", PASSWORD)).status == 200
+        assert time.monotonic() - scrape_started < 0.3  # not behind the refusals
+        assert threading.active_count() <= threads_before + 1
+        for sock in guesses:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 401 ")
+        assert time.monotonic() - started >= 0.45
+    finally:
+        for sock in guesses:
+            sock.close()
