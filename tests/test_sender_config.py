@@ -182,6 +182,9 @@ def test_calls_per_hour_at_1000_templates_and_10_numbers() -> None:
         PHONE_METRIC_ACTION: 10 * 12,
         HEALTH_ACTION: (1 + 10 + 1000) * 4,  # one round every 15 minutes
     }
+    grouped = calls_per_hour(config.accounts[0], config.poll, units=1000, numbers=10, templates=500)
+    assert grouped[METRIC_ACTION] == 500 * 12  # 500 templates x 2 languages, one call each
+    assert grouped[HEALTH_ACTION] == plan[HEALTH_ACTION]  # health asks per template-language
     slow = parse_config(account_yaml("{health_status: {qps: 1}}"), env={})
     plan = calls_per_hour(slow.accounts[0], slow.poll, units=1000, numbers=10)
     assert plan[HEALTH_ACTION] == pytest.approx(3600 / 1.03)  # the round outlasts 15m at 1/s

@@ -1,8 +1,9 @@
 """How many calls per hour each action costs an account, from its config and its size.
 
 The arithmetic of the schedules, in steady state (discovery cached, the first backfill done):
-- GetChatappTemplateMetric: one call per template-language per cycle (per-bucket shape); a
-  cycle lasts `poll.interval`, or `units * 1.03 / qps` when that is longer;
+- GetChatappTemplateMetric: one call per template-language per cycle (per-bucket shape), or one
+  per template once the exporter has proven that one call answers for every language; a cycle
+  lasts `poll.interval`, or `calls * 1.03 / qps` when that is longer;
 - ListChatappTemplate: ceil(units / 100) pages per discovering space per `discovery_interval`;
 - QueryChatappPhoneNumbers: one call per space per `phone_numbers.interval`;
 - GetChatappPhoneNumberMetric: one call per number per cycle of its own interval
@@ -32,16 +33,23 @@ _PACING = 1.03  # the rate limiter's spacing margin
 
 
 def calls_per_hour(
-    account: Account, poll: PollConfig, *, units: int, numbers: int
+    account: Account,
+    poll: PollConfig,
+    *,
+    units: int,
+    numbers: int,
+    templates: int | None = None,
 ) -> dict[str, float]:
     """Calls per hour per action for an account with `units` template-language units spread
-    over its spaces and `numbers` phone numbers (sender actions only when it opted in)."""
+    over its spaces and `numbers` phone numbers (sender actions only when it opted in); with
+    `templates`, the metric calls are one per template (every language read in one call)."""
     spaces = len(account.spaces)
     discovering = sum(1 for space in account.spaces if space.discover)
-    cycle = max(poll.interval_s, units * _PACING / account.qps)
+    reads = units if templates is None else templates
+    cycle = max(poll.interval_s, reads * _PACING / account.qps)
     pages = math.ceil(units / max(1, spaces) / _PAGE_SIZE) if units else 1
     out = {
-        METRIC_ACTION: units * 3600 / cycle,
+        METRIC_ACTION: reads * 3600 / cycle,
         LIST_ACTION: discovering * pages * 3600 / poll.discovery_interval_s,
     }
     health = account.sender_health
