@@ -42,6 +42,8 @@ class _Account:
     last_poll_success: float | None = None
     last_poll_duration: float | None = None
     units: int = 0
+    reads: int = 0
+    mode: str = "per-language"
     discovered: list[tuple[str, int]] = field(default_factory=list)
     revisions: int = 0
     shape: str = "per-bucket"
@@ -86,6 +88,9 @@ def snapshot_from_exposition(text: str) -> Snapshot:
                 account(labels).last_poll_duration = value
             elif name == "cams_poll_units":
                 account(labels).units = int(value)
+                account(labels).mode = labels["mode"]
+            elif name == "cams_poll_reads":
+                account(labels).reads = int(value)
             elif name == "cams_templates_discovered":
                 account(labels).discovered.append((labels["space"], int(value)))
             elif name == "cams_downward_revisions_held_total":
@@ -111,6 +116,8 @@ def snapshot_from_exposition(text: str) -> Snapshot:
             spaces=tuple(space for space, _ in a.discovered),
             units=a.units,
             units_done=a.units,
+            reads=a.reads,
+            mode=a.mode,
             first_cycle_complete=True,
             up=a.up,
             last_poll_success=a.last_poll_success,

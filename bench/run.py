@@ -18,7 +18,8 @@ What is measured, and how:
   from the start of the cycle to the end of its last unit. poll.interval leaves a gap of several
   seconds between the cycles, in which the simulator's stats are reset, so the calls, throttling
   and busiest 1-second window of the second cycle are counted alone. Lookback 3d: one
-  GetChatappTemplateMetric call per unit per cycle (per-bucket shape). limit = units / qps.
+  GetChatappTemplateMetric call per unit per cycle (per-bucket shape; the simulator refuses an
+  omitted Language, so the exporter reads per language). limit = units / qps.
 - max calls/1s: the simulator's `max_calls_in_1s` for GetChatappTemplateMetric, every arrival
   (throttled ones too), measured on the simulator's side, over the discovery + first cycle and over
   the second cycle (the larger is shown).
@@ -122,6 +123,10 @@ def _sim_flags(
         f"{qps_limit:g}",
         "--list-qps-limit",
         f"{list_qps_limit:g}",
+        # One call per template-language, as these scenarios measure (bench/read_modes.py
+        # measures one call per template).
+        "--variant",
+        "language-required",
     ]
 
 

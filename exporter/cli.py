@@ -299,8 +299,7 @@ def _serve(exporter: Exporter, server: WebServer, simulator: object | None) -> i
 
     started = time.monotonic()
     exporter.start()
-    server.start()
-    log.info("listening on port %d", server.port)
+    server.start()  # logs the one "Listening on" line, with the bound port
     announced = False
     while not stop.wait(0.5):
         if not announced and exporter.snapshot.ready:

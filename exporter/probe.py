@@ -18,15 +18,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.answers import count_value, normal_language, parse_templates
 from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient, RequestEvent
 from exporter.config import Account, PollConfig, Space
 from exporter.discovery import Unit
-from exporter.durations import format_duration
 from exporter.errors import CamsError, is_throttle_code
+from exporter.findings import AccountReport, Finding, recommend
 from exporter.grouping import Grouping
 from exporter.model import DAY_MS, HALF_HOUR_MS, Template, UnitKey
 
@@ -39,31 +38,6 @@ _SECONDS_LIMIT = 100_000_000_000
 
 class BudgetSpent(Exception):
     """The probe made all the calls it allows itself for an account."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One open question: what the API answered, the evidence, what the exporter does."""
-
-    question: str
-    answer: str
-    evidence: str
-    exporter: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountReport:
-    """Everything the probe learned about one account."""
-
-    account: str
-    endpoint: str
-    template: str  # the template probed ("" when none could be)
-    languages: tuple[str, ...]
-    calls: int
-    findings: tuple[Finding, ...]
-    recommended: Mapping[str, str]
-    refused: str | None = None  # why the API refused the probe's calls, if it did
 
 
 def _day(now_ms: int) -> int:
@@ -177,7 +151,7 @@ class Prober:
             languages=tuple(languages),
             calls=self.calls,
             findings=tuple(findings),
-            recommended=self._recommend(findings),
+            recommended=recommend(findings, self.poll),
             refused=refused,
         )
 
@@ -498,19 +472,3 @@ class Prober:
             else "does NOT recognise this code as throttling: report it",
             {"codes": seen},
         )
-
-    def _recommend(self, findings: Sequence[Finding]) -> dict[str, str]:
-        data = {f.question: f.data for f in findings}
-        longest = int(data.get("Longest Start..End accepted", {}).get("days", 0) or 0)
-        half = bool(data.get("HALF_HOUR for templates", {}).get("works"))
-        out = {
-            "max_range": f"{min(longest, 90)}d"
-            if longest
-            else format_duration(self.poll.max_range_s),
-            "granularity": "DAILY" + (" (HALF_HOUR also works)" if half else ""),
-            "lookback": "3d (late reads settle within about two days; a probe cannot see that)",
-        }
-        reach = int(data.get("How far back data goes", {}).get("days", 0) or 0)
-        if reach:
-            out["counters_since"] = f"no earlier than {reach} days ago"
-        return out

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient, CredentialSource, RequestEvent
 from exporter.config import Account, Config, ConfigError, default_credentials_provider, load_config
-from exporter.probe import AccountReport, Prober
+from exporter.findings import AccountReport
+from exporter.probe import Prober
 from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
 

@@ -19,4 +19,6 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "== ruff check"; python3 -m ruff check .
 echo "== ruff format --check"; python3 -m ruff format --check .
 echo "== mypy --strict exporter"; python3 -m mypy --strict exporter
-echo "== pytest"; python3 -m pytest -q "$@"
+# Four workers on two cores: most tests wait on sockets and child processes. A module's tests
+# stay on one worker (--dist loadfile): they share module-scoped simulators and processes.
+echo "== pytest"; python3 -m pytest -q -n 4 --dist loadfile "$@"

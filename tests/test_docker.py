@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,6 +243,9 @@ def dockerfile_wheel_command(dist: Path) -> list[str]:
     return argv
 
 
+PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("image")
@@ -256,11 +260,24 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert build.returncode == 0, build.stdout + build.stderr
     (wheel,) = dist.glob("cams_exporter-*.whl")
     env_dir = tmp / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)],
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=120)
+    # The dependencies come from the environment running the tests (a virtualenv or the system
+    # interpreter alike): its site-packages are appended to the new venv's path, so --no-index
+    # finds them installed. Only its directories, not its .pth files: an editable install of
+    # this project there stays invisible, and the wheel is what gets imported.
+    inner = subprocess.run(
+        [
+            str(env_dir / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        capture_output=True,
+        text=True,
         check=True,
-        timeout=120,
-    )
+        timeout=60,
+    ).stdout.strip()
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(inner, "outer-site-packages.pth").write_text("\n".join(sorted(outer)) + "\n")
     pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--no-index", "-q"]
     # The wheel itself, from the file (even if the package is also installed system-wide), then
     # the `credentials` extra as the image installs it; --no-index: nothing is downloaded.

@@ -252,6 +252,8 @@ def test_variant(variant: str, warnings: _Warnings) -> None:
                 assert counted >= 1, f"no {expect.kind} anomaly counted"
                 assert logged, f"no warn line for {expect.kind}"
                 assert len(logged) == len(set(logged)), "an anomaly was logged twice"
+                page = requests.get(f"{polled.url}/", timeout=10).text
+                assert "Answers not applied" in page and expect.kind in page
                 if expect.action == "GetChatappTemplateMetric":
                     up = [v for (n, _), v in during.items() if n == "cams_up"]
                     assert up == [0.0], "cams_up stayed 1 while answers were not applied"

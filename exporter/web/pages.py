@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from exporter.senders.page import render_sender_section
-from exporter.snapshot import AccountStatus, Snapshot, TemplateSeries
+from exporter.snapshot import AccountStatus, AnomalyRecord, Snapshot, TemplateSeries
 
 _MAX_TEMPLATE_ROWS = 500
 
@@ -72,6 +72,7 @@ def _account_row(account: AccountStatus) -> str:
         duration,
         account.last_error_code or "",
         account.shape,
+        account.mode,
         discovered,
     )
     return "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>"
@@ -107,7 +108,19 @@ _ACCOUNT_COLUMNS = (
     "Poll duration",
     "Last error",
     "Shape",
+    "Read mode",
     "Templates discovered",
+)
+_ANOMALY_COLUMNS = (
+    "Last seen",
+    "Times",
+    "Account",
+    "Action",
+    "Kind",
+    "Space",
+    "Template",
+    "Language",
+    "Expected / got",
 )
 _TEMPLATE_COLUMNS = (
     "Account",
@@ -128,6 +141,21 @@ _STYLE = (
     "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:90%}"
     "th,td{border:1px solid #ccc;padding:.2em .5em;text-align:left}th{background:#eee}"
 )
+
+
+def _anomaly_row(record: AnomalyRecord) -> str:
+    cells = (
+        _iso(record.at),
+        record.count,
+        record.account,
+        record.action,
+        record.kind,
+        _space(record.space) if record.template or record.space else "",
+        record.template,
+        record.language,
+        record.detail,
+    )
+    return "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>"
 
 
 def _table(columns: tuple[str, ...], rows: list[str]) -> str:
@@ -174,6 +202,13 @@ def render_landing_page(
     ]
     if hidden:
         parts.append(f"<p>&hellip; and {hidden} more (see {_e(telemetry_path)}).</p>")
+    if snapshot.anomalies:
+        parts += [
+            f"<h2>Answers not applied ({len(snapshot.anomalies)})</h2>",
+            "<p>The API answered something the exporter could not vouch for; the templates "
+            "keep their last good counts (cams_api_answer_anomalies_total).</p>",
+            _table(_ANOMALY_COLUMNS, [_anomaly_row(a) for a in snapshot.anomalies]),
+        ]
     if section := render_sender_section(snapshot):  # "" when no account has sender health
         parts.append(section)
     parts += ["</body>", "</html>", ""]
