@@ -24,8 +24,17 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter import __version__
 from exporter.anomalies import AnomalyLog
-from exporter.client import CamsClient, CredentialSource, RequestEvent
-from exporter.config import Config, ConfigError, default_credentials_provider, load_config
+from exporter.client import (
+    HEALTH_ACTION,
+    LIST_ACTION,
+    METRIC_ACTION,
+    PHONE_METRIC_ACTION,
+    PHONE_NUMBERS_ACTION,
+    CamsClient,
+    CredentialSource,
+    RequestEvent,
+)
+from exporter.config import Account, Config, ConfigError, default_credentials_provider, load_config
 from exporter.exposition import Exposition
 from exporter.instruments import Instruments
 from exporter.memory import GcPauses, GcPolicy
@@ -66,6 +75,37 @@ class LimiterRegistry:
             return limiter
 
 
+# Connections beyond the template workers' for the sender-health threads (numbers, health
+# rounds of up to 4 workers, and room for the per-number counters).
+_SENDER_CONNECTIONS = 8
+
+
+def build_limiters(
+    account: Account, shard: Shard, registry: LimiterRegistry | None = None
+) -> dict[str, RateLimiter]:
+    """One limiter per action the account calls, at its share of the action's quota (each
+    replica of a sharded exporter takes 1/COUNT), from `registry` so that they outlive a reload.
+    The sender-health actions get theirs only when the account opted in, so the template
+    actions never share a limiter with them."""
+    registry = registry if registry is not None else LimiterRegistry()
+    name, count = account.name, shard.count
+    limiters = {
+        METRIC_ACTION: registry.get(name, METRIC_ACTION, account.qps / count, 0.5),
+        LIST_ACTION: registry.get(name, LIST_ACTION, account.list_qps / count, 0.2),
+    }
+    health = account.sender_health
+    if health is not None:
+        numbers = health.phone_numbers.qps / count
+        limiters[PHONE_NUMBERS_ACTION] = registry.get(name, PHONE_NUMBERS_ACTION, numbers, 0.1)
+        if health.phone_number_metrics.enabled:
+            rate = health.phone_number_metrics.qps / count
+            limiters[PHONE_METRIC_ACTION] = registry.get(name, PHONE_METRIC_ACTION, rate, 0.5)
+        if health.health_status.enabled:
+            rate = health.health_status.qps / count
+            limiters[HEALTH_ACTION] = registry.get(name, HEALTH_ACTION, rate, 0.1)
+    return limiters
+
+
 def build_clients(
     config: Config,
     instruments: Instruments,
@@ -84,13 +124,10 @@ def build_clients(
             credentials = default_credentials_provider(f"accounts[{index}].credentials")
         else:
             credentials = account.credentials
-        metric_limiter = registry.get(
-            account.name, "GetChatappTemplateMetric", account.qps / shard.count, 0.5
-        )
-        list_limiter = registry.get(
-            account.name, "ListChatappTemplate", account.list_qps / shard.count, 0.2
-        )
-        limiters = {"GetChatappTemplateMetric": metric_limiter, "ListChatappTemplate": list_limiter}
+        limiters = build_limiters(account, shard, registry)
+        pool_size = max(4, min(64, int(account.qps)))
+        if account.sender_health is not None:
+            pool_size += _SENDER_CONNECTIONS
 
         def observe(
             event: RequestEvent, name: str = account.name, limits: dict[str, RateLimiter] = limiters
@@ -107,7 +144,7 @@ def build_clients(
             timeout_s=config.poll.timeout_s,
             retry=RetryPolicy(max_retries=config.poll.max_retries),
             observer=observe,
-            pool_size=max(4, min(64, int(account.qps))),
+            pool_size=pool_size,
             stop=stop,
             clock=clock,
         )

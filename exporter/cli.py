@@ -49,7 +49,19 @@ accounts:
     spaces:
       - cust_space_id: cams-demo
         discover: true
+    sender_health:
+      phone_numbers:
+        interval: 30s
+        qps: 2
+      phone_number_metrics:
+        qps: 10
+      health_status:
+        interval: 1m
+        qps: 5
+        templates: true
 """
+# The demo's simulator: numbers and can-send states move on every two minutes.
+DEMO_SENDER_PERIOD_S = 120.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -226,7 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo:
             from exporter.simulator import Simulator, SimulatorOptions
 
-            simulator = Simulator(SimulatorOptions(templates=6, languages=("en", "es")))
+            simulator = Simulator(
+                SimulatorOptions(
+                    templates=6,
+                    languages=("en", "es"),
+                    phone_numbers=3,
+                    sender_period_s=DEMO_SENDER_PERIOD_S,
+                )
+            )
             simulator.start()
             config = parse_config(DEMO_CONFIG.format(endpoint=simulator.url), env={})
             log.info("demo: embedded CAMS simulator at %s", simulator.url)

@@ -1,11 +1,13 @@
 """The CAMS API client: signed calls for one account, typed results.
 
 `CamsClient` speaks the actions the exporter needs (ListChatappTemplate and
-GetChatappTemplateMetric), signing each request with Alibaba's V3 signature. The parts around a
-call wrap it rather than live in it: every attempt first takes a grant from the action's
-`RateLimiter` (so retries count against the quota too), `RetryPolicy` retries what is worth
-retrying, and `Transport` tells the grant when the request is on the wire. Results come back as
-frozen dataclasses (`exporter.model`); failures as `CamsError` (`exporter.errors`), which
+GetChatappTemplateMetric, and for sender health QueryChatappPhoneNumbers,
+GetChatappPhoneNumberMetric and GetWhatsappHealthStatus), signing each request with Alibaba's
+V3 signature. The parts around a call wrap it rather than live in it: every attempt first takes
+a grant from the action's `RateLimiter` (so retries count against the quota too), `RetryPolicy`
+retries what is worth retrying, and `Transport` tells the grant when the request is on the
+wire. Results come back as frozen dataclasses (`exporter.model`, `exporter.senders.model`);
+failures as `CamsError` (`exporter.errors`), which
 never carries a secret.
 """
 
@@ -39,12 +41,21 @@ from exporter.model import MetricRow
 from exporter.paging import Listing, Page, list_all
 from exporter.ratelimit import Grant, RateLimiter
 from exporter.retry import RetryPolicy
+from exporter.senders.answers import (
+    parse_health_status,
+    parse_phone_number_rows,
+    parse_phone_numbers,
+)
+from exporter.senders.model import HealthStatus, PhoneNumber, PhoneNumberRow
 from exporter.signing import percent_encode, sign_rpc_v3, utc_timestamp
 from exporter.transport import Transport
 
 API_VERSION = "2020-06-06"
 LIST_ACTION = "ListChatappTemplate"
 METRIC_ACTION = "GetChatappTemplateMetric"
+PHONE_NUMBERS_ACTION = "QueryChatappPhoneNumbers"
+PHONE_METRIC_ACTION = "GetChatappPhoneNumberMetric"
+HEALTH_ACTION = "GetWhatsappHealthStatus"
 
 log = logging.getLogger("cams_exporter.client")
 
@@ -329,3 +340,87 @@ class CamsClient:
         }
         body = self.call(METRIC_ACTION, {k: v for k, v in params.items() if v is not None})
         return parse_metric_answer(body, code, language)
+
+    # -- sender health -----------------------------------------------------------------------
+
+    def phone_numbers(
+        self,
+        *,
+        cust_space_id: str | None = None,
+        isv_code: str | None = None,
+        status: str | None = None,
+    ) -> tuple[PhoneNumber, ...]:
+        """QueryChatappPhoneNumbers: the phone numbers of a space (optionally of one Status)."""
+        params = {"CustSpaceId": cust_space_id, "IsvCode": isv_code, "Status": status}
+        body = self.call(PHONE_NUMBERS_ACTION, {k: v for k, v in params.items() if v is not None})
+        return parse_phone_numbers(body)
+
+    def phone_number_metric_chunk(
+        self,
+        *,
+        phone_number: str,
+        start_ms: int,
+        end_ms: int,
+        cust_space_id: str | None = None,
+        isv_code: str | None = None,
+        granularity: str = "DAILY",
+    ) -> tuple[PhoneNumberRow, ...]:
+        """One GetChatappPhoneNumberMetric call for [start_ms, end_ms)."""
+        params = {
+            "PhoneNumber": phone_number,
+            "CustSpaceId": cust_space_id,
+            "IsvCode": isv_code,
+            "Granularity": granularity,
+            "Start": str(start_ms),
+            "End": str(end_ms),
+        }
+        body = self.call(PHONE_METRIC_ACTION, {k: v for k, v in params.items() if v is not None})
+        return parse_phone_number_rows(body, phone_number)
+
+    def phone_number_metrics(
+        self,
+        *,
+        phone_number: str,
+        start_ms: int,
+        end_ms: int,
+        max_range_ms: int,
+        cust_space_id: str | None = None,
+        isv_code: str | None = None,
+        granularity: str = "DAILY",
+    ) -> tuple[PhoneNumberRow, ...]:
+        """GetChatappPhoneNumberMetric rows for [start_ms, end_ms), in spans of max_range_ms."""
+        rows: list[PhoneNumberRow] = []
+        for lower, upper in chunk_range(start_ms, end_ms, max_range_ms):
+            rows.extend(
+                self.phone_number_metric_chunk(
+                    phone_number=phone_number,
+                    start_ms=lower,
+                    end_ms=upper,
+                    cust_space_id=cust_space_id,
+                    isv_code=isv_code,
+                    granularity=granularity,
+                )
+            )
+        return tuple(rows)
+
+    def health_status(
+        self,
+        *,
+        node_type: str,
+        cust_space_id: str | None,
+        template_code: str | None = None,
+        language: str | None = None,
+        phone_number: str | None = None,
+        waba_id: str | None = None,
+    ) -> HealthStatus:
+        """GetWhatsappHealthStatus for one node (`waba`, `phone` or `template`)."""
+        params = {
+            "NodeType": node_type,
+            "CustSpaceId": cust_space_id,
+            "TemplateCode": template_code,
+            "Language": language,
+            "PhoneNumber": phone_number,
+            "WabaId": waba_id,
+        }
+        body = self.call(HEALTH_ACTION, {k: v for k, v in params.items() if v is not None})
+        return parse_health_status(body)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from exporter.senders.collector import sender_collectors
 from exporter.snapshot import Snapshot
 
 
@@ -93,7 +94,10 @@ class AccountCollector(Collector):
 
 
 def status_registry(snapshot: Snapshot) -> CollectorRegistry:
-    """A registry holding the status collectors for `snapshot`."""
+    """A registry holding the status collectors for `snapshot` (and the sender-health ones of
+    `exporter.senders.collector` when an account opted in)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AccountCollector(snapshot))
+    for collector in sender_collectors(snapshot):
+        registry.register(collector)
     return registry

@@ -137,14 +137,21 @@ class Exposition:
         self._live = live
         self._lock = threading.Lock()
         self._rendered: Snapshot | None = None
+        self._families: tuple[FamilyChunk, ...] = ()
         self._cache: dict[bool, tuple[tuple[bytes, ...], bytes]] = {}
 
     def prepare(self, snap: Snapshot) -> None:
-        """Render `snap` in both formats now (the poller calls this when it publishes)."""
+        """Render `snap` in both formats now (the poller calls this when it publishes). The
+        template families are rendered again only when the series changed (a snapshot that
+        only brings new sender health keeps the previous one's series)."""
         with self._lock:
             if snap is self._rendered:
                 return
-            families = render_template_chunks(snap)
+            previous = self._rendered
+            if previous is not None and snap.series is previous.series:
+                families = self._families
+            else:
+                families = render_template_chunks(snap)
             accounts = status_registry(snap)
             cache = {}
             for openmetrics in (False, True):
@@ -154,7 +161,7 @@ class Exposition:
                 else:
                     chunks.append(generate_text(accounts))
                 cache[openmetrics] = (tuple(chunks), _gzip_chunks(chunks))
-            self._cache, self._rendered = cache, snap
+            self._cache, self._rendered, self._families = cache, snap, families
 
     def _static(self, openmetrics: bool) -> tuple[tuple[bytes, ...], bytes]:
         if not self._cache:

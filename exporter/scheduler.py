@@ -5,6 +5,11 @@ and after each cycle publishes a new immutable `Snapshot` (state file written fi
 rendered before the swap, so `/-/ready` never leads `/metrics` and a kill -9 never brings a
 counter back lower). A publisher thread shows progress (for `/-/ready` and the status page) at
 most once a second while cycles run. Scrapes only read the snapshot.
+
+Accounts with `sender_health` also get a `SenderPoller` (`exporter.senders.poller`) whose own
+threads list phone numbers and run health-status rounds, never inside the template cycle.
+When they change something, the publisher publishes their part at most every few seconds
+(the template families are not rendered again for it).
 """
 
 from __future__ import annotations
@@ -22,11 +27,41 @@ from exporter.config import Account, Config
 from exporter.instruments import Instruments
 from exporter.memory import GcPolicy
 from exporter.poller import AccountPoller
+from exporter.senders.poller import SenderPoller
 from exporter.sharding import Shard
 from exporter.snapshot import Snapshot, TemplateSeries
 from exporter.state import CounterStore
 
 log = logging.getLogger("cams_exporter.poller")
+# Sender-health changes are published (and rendered) at most this often.
+SENDER_PUBLISH_S = 5.0
+
+
+def _sender_poller(
+    poller: AccountPoller,
+    shard: Shard | None,
+    clock: Callable[[], float],
+    on_change: Callable[[], None],
+    on_crash: Callable[[str], None],
+) -> SenderPoller | None:
+    """The account's SenderPoller, over the templates its AccountPoller discovers (None when the
+    account did not opt in)."""
+    settings = poller.account.sender_health
+    if settings is None:
+        return None
+    discovery = poller.discovery
+    return SenderPoller(
+        poller.account,
+        settings,
+        poller.client,
+        discovery.units,
+        units_ready=lambda: bool(discovery.discovered) or bool(discovery.units()),
+        shard=shard,
+        clock=clock,
+        on_change=on_change,
+        anomalies=poller.anomalies,
+        on_crash=on_crash,
+    )
 
 
 class Scheduler:
@@ -75,6 +110,16 @@ class Scheduler:
             )
             for account in config.accounts
         ]
+        self._senders_dirty = threading.Event()
+        self.senders = [
+            sender
+            for poller in self.accounts
+            if (
+                sender := _sender_poller(
+                    poller, shard, clock, self._senders_dirty.set, self.crashed
+                )
+            )
+        ]
         self._threads: list[threading.Thread] = []
         self._snapshot = Snapshot()
         self.publish()  # before any poll: restored counters and listed templates show at once
@@ -109,13 +154,19 @@ class Scheduler:
                     templates_discovered=tuple(sorted(poller.discovery.discovered.items())),
                 )
             poller.grouping.adopt(before.grouping)
+        old_senders = {s.account.name: s for s in old.senders}
+        for sender in self.senders:
+            if sender.account.name in old_senders:
+                sender.carry_over(old_senders[sender.account.name])
 
     @property
     def snapshot(self) -> Snapshot:
         """The latest published snapshot (a plain reference read)."""
         return self._snapshot
 
-    def publish(self, save: bool = False, progress_only: bool = False) -> Snapshot:
+    def publish(
+        self, save: bool = False, progress_only: bool = False, senders_only: bool = False
+    ) -> Snapshot:
         """Build a snapshot from the store and swap it in.
 
         With `save`, the state file is written after the snapshot is built and before it is
@@ -126,13 +177,19 @@ class Scheduler:
         With `progress_only`, only the accounts' status changes (for /-/ready and the status
         page): the series are the previous snapshot's, nothing is written or rendered, so
         progress during a long cycle costs next to nothing however many templates there are.
+
+        With `senders_only`, the series are the previous snapshot's too, but the snapshot is
+        rendered: sender health changed (the exposition reuses the template families).
         """
+        reuse = progress_only or senders_only
         with self._publish_lock:
             self._dirty.clear()
+            if not progress_only:
+                self._senders_dirty.clear()
             series: list[TemplateSeries] = []
             statuses = []
             for poller in self.accounts:
-                if not progress_only:
+                if not reuse:
                     series.extend(poller.series())
                 with poller.lock:
                     status = poller.status
@@ -144,12 +201,11 @@ class Scheduler:
                 accounts=tuple(statuses),
                 anomalies=self.anomalies.recent(),
                 series=(
-                    self._snapshot.series
-                    if progress_only
-                    else tuple(sorted(series, key=lambda s: s.key))
+                    self._snapshot.series if reuse else tuple(sorted(series, key=lambda s: s.key))
                 ),
+                senders=tuple(sender.view() for sender in self.senders),
             )
-            if save and not progress_only:
+            if save and not reuse:
                 self.save_state()
             if self.on_publish is not None and not progress_only:
                 try:
@@ -219,18 +275,31 @@ class Scheduler:
             self.stop_event.wait(max(0.0, wait))
 
     def _run_publisher(self) -> None:
-        """Publish progress while cycles run, at most once a second. Counters are published
-        (state written, exposition rendered) at the end of each account's cycle."""
+        """Publish progress while cycles run, at most once a second, and sender-health changes
+        at most every SENDER_PUBLISH_S (or 20 times as long as their last render took). Counters
+        are published (state written, exposition rendered) at the end of each account's cycle."""
+        last_senders, sender_wait = float("-inf"), SENDER_PUBLISH_S
         while not self.stop_event.is_set():
-            if self._dirty.wait(1.0) and not self.stop_event.is_set():
-                try:
+            progress = self._dirty.wait(1.0)
+            if self.stop_event.is_set():
+                break
+            try:
+                if self._senders_dirty.is_set() and time.monotonic() - last_senders >= sender_wait:
+                    started = time.monotonic()
+                    self.publish(senders_only=True)
+                    last_senders = time.monotonic()
+                    # a big account's render is not free: at most ~5% of a core for it
+                    sender_wait = max(SENDER_PUBLISH_S, 20 * (last_senders - started))
+                elif progress:
                     self.publish(progress_only=True)
-                except Exception:
-                    self.crashed("publish")
-                self.stop_event.wait(1.0)
+                else:
+                    continue
+            except Exception:
+                self.crashed("publish")
+            self.stop_event.wait(1.0)
 
     def start(self) -> None:
-        """Start one thread per account and the snapshot publisher."""
+        """Start one thread per account, the sender-health threads and the publisher."""
         for poller in self.accounts:
             thread = threading.Thread(
                 target=self._run_account, args=(poller,), name=f"account-{poller.account.name}"
@@ -238,6 +307,8 @@ class Scheduler:
             thread.daemon = True
             thread.start()
             self._threads.append(thread)
+        for sender in self.senders:
+            self._threads.extend(sender.start(self.stop_event))
         publisher = threading.Thread(target=self._run_publisher, name="publisher", daemon=True)
         publisher.start()
         self._threads.append(publisher)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.model import UnitKey
+from exporter.senders.view import SenderStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Snapshot:
     accounts: tuple[AccountStatus, ...] = ()
     series: tuple[TemplateSeries, ...] = field(default_factory=tuple)
     anomalies: tuple[AnomalyRecord, ...] = ()  # recent answers not applied, newest first
+    senders: tuple[SenderStatus, ...] = ()  # accounts with sender_health, in config order
 
     @property
     def ready(self) -> bool:

@@ -29,6 +29,7 @@ DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 PROVISIONING = ROOT / "grafana" / "provisioning"
 RECORDING = ROOT / "prometheus" / "recording.yml"
 ALERTS = ROOT / "prometheus" / "alerts.yml"
+SENDER_ALERTS = ROOT / "prometheus" / "sender_alerts.yml"
 
 REQUIRED_VARIABLES = ("datasource", "account", "space", "template", "language")
 # (dashboard uid, panel title, refId) of the week-ago comparisons, the only targets that may
@@ -79,9 +80,9 @@ def references(text: str) -> set[str]:
 # --------------------------------------------------------------------------- structure
 
 
-def test_there_are_three_dashboards() -> None:
+def test_there_are_four_dashboards() -> None:
     uids = {load(p)["uid"] for p in DASHBOARDS}
-    assert uids == {"cams-campaigns", "cams-template", "cams-exporter-health"}
+    assert uids == {"cams-campaigns", "cams-template", "cams-exporter-health", "cams-sender-health"}
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -269,7 +270,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
         )
         # The rules as shipped, evaluated every second instead of every minute.
         rule_files = []
-        for src in (RECORDING, ALERTS):
+        for src in (RECORDING, ALERTS, SENDER_ALERTS):
             doc = yaml.safe_load(src.read_text())
             for group in doc["groups"]:
                 group["interval"] = "1s"

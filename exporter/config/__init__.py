@@ -4,6 +4,7 @@
 - `env`: `${VAR}` / `${VAR:-default}` expansion;
 - `values`: the generic checker (mappings, lists, scalars, durations, dates);
 - `sections`: the checks of each section, building the `Config`;
+- `senders`: the checks of an account's `sender_health` section;
 - `loader`: YAML reading (dates kept as text, duplicate keys refused), `parse_config`,
   `load_config`;
 - `credentials`: Alibaba's default credential chain.
@@ -16,7 +17,11 @@ from exporter.config.schema import (
     Config,
     ConfigError,
     Filters,
+    HealthStatusConfig,
+    PhoneNumberMetricsConfig,
+    PhoneNumbersConfig,
     PollConfig,
+    SenderHealth,
     Space,
     StateConfig,
     StaticCredentials,
@@ -28,7 +33,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "Filters",
+    "HealthStatusConfig",
+    "PhoneNumberMetricsConfig",
+    "PhoneNumbersConfig",
     "PollConfig",
+    "SenderHealth",
     "Space",
     "StateConfig",
     "StaticCredentials",

@@ -15,6 +15,10 @@ DEFAULT_REGION = "ap-southeast-1"
 DEFAULT_QPS = 40.0
 DEFAULT_LIST_QPS = 4.0
 GRANULARITIES = ("DAILY", "HALF_HOUR")
+# The documented per-account limits of the sender-health actions: the ceilings of their `qps`.
+NUMBERS_QPS_LIMIT = 10.0  # QueryChatappPhoneNumbers
+NUMBER_METRIC_QPS_LIMIT = 50.0  # GetChatappPhoneNumberMetric
+HEALTH_QPS_LIMIT = 5.0  # GetWhatsappHealthStatus
 
 
 class ConfigError(Exception):
@@ -74,6 +78,44 @@ class Space:
 
 
 @dataclass(frozen=True)
+class PhoneNumbersConfig:
+    """QueryChatappPhoneNumbers: how often each space's numbers are listed, and how fast."""
+
+    interval_s: float = 300.0
+    qps: float = 1.0
+
+
+@dataclass(frozen=True)
+class PhoneNumberMetricsConfig:
+    """GetChatappPhoneNumberMetric: the per-number counters (None interval = poll.interval)."""
+
+    enabled: bool = True
+    interval_s: float | None = None
+    qps: float = 10.0
+
+
+@dataclass(frozen=True)
+class HealthStatusConfig:
+    """GetWhatsappHealthStatus: one round over the WABA of each space, each number and (with
+    `templates`) each template-language per interval, calls spread over it, at most `qps`."""
+
+    enabled: bool = True
+    interval_s: float = 900.0
+    qps: float = 2.0
+    templates: bool = True
+    max_error_series: int = 100
+
+
+@dataclass(frozen=True)
+class SenderHealth:
+    """An account's sender-health settings (present only when the account opted in)."""
+
+    phone_numbers: PhoneNumbersConfig = field(default_factory=PhoneNumbersConfig)
+    phone_number_metrics: PhoneNumberMetricsConfig = field(default_factory=PhoneNumberMetricsConfig)
+    health_status: HealthStatusConfig = field(default_factory=HealthStatusConfig)
+
+
+@dataclass(frozen=True)
 class Account:
     """One Alibaba Cloud account (or RAM user) and the spaces polled with it."""
 
@@ -84,6 +126,7 @@ class Account:
     qps: float
     list_qps: float
     spaces: tuple[Space, ...]
+    sender_health: SenderHealth | None = None  # None = templates only
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The config's sections: poll, state, accounts, credentials, spaces, filters, templates.
+"""The config's sections: poll, state, accounts, credentials, spaces, filters, templates (and
+an account's `sender_health`, checked by `exporter.config.senders`).
 
 `ConfigChecker.config(tree)` walks the expanded YAML tree and builds the frozen `Config`, while
 `Checker` (exporter.config.values) records one `key.path: message` line per problem, e.g.
@@ -28,7 +29,8 @@ from exporter.config.schema import (
     StaticCredentials,
     TemplateSpec,
 )
-from exporter.config.values import ABSENT, Checker, duration_text, show
+from exporter.config.senders import SenderHealthChecks
+from exporter.config.values import ABSENT, duration_text, show
 
 _ROOT_KEYS = ("poll", "state", "accounts")
 _POLL_KEYS = (
@@ -42,7 +44,16 @@ _POLL_KEYS = (
     "max_retries",
 )
 _STATE_KEYS = ("path",)
-_ACCOUNT_KEYS = ("name", "region", "endpoint", "credentials", "qps", "list_qps", "spaces")
+_ACCOUNT_KEYS = (
+    "name",
+    "region",
+    "endpoint",
+    "credentials",
+    "qps",
+    "list_qps",
+    "spaces",
+    "sender_health",
+)
 _CREDENTIAL_KEYS = ("access_key_id", "access_key_secret", "security_token")
 _SPACE_KEYS = ("cust_space_id", "isv_code", "discover", "filters", "templates")
 _FILTER_KEYS = ("template_type", "category", "audit_status", "name_regex")
@@ -77,7 +88,7 @@ def _normalize_endpoint(text: str) -> str | None:
     return f"{scheme}://{parts.netloc}"
 
 
-class ConfigChecker(Checker):
+class ConfigChecker(SenderHealthChecks):
     """Walks the expanded tree, collecting problems and building the dataclasses."""
 
     def config(self, root: Any) -> Config:
@@ -206,6 +217,8 @@ class ConfigChecker(Checker):
         qps = self.number(node, "qps", path, 1, 50)
         list_qps = self.number(node, "list_qps", path, 1, 5)
         spaces = self.spaces(node.get("spaces", ABSENT), f"{path}.spaces")
+        sender_health = self.sender_health(node.get("sender_health"), f"{path}.sender_health")
+        self.sender_spaces(sender_health, spaces, path)
         return Account(
             name=name or "",
             region=region,
@@ -214,6 +227,7 @@ class ConfigChecker(Checker):
             qps=DEFAULT_QPS if qps is None else qps,
             list_qps=DEFAULT_LIST_QPS if list_qps is None else list_qps,
             spaces=spaces,
+            sender_health=sender_health,
         )
 
     def endpoint(self, node: Mapping[Any, Any], path: str, region: str) -> str:

@@ -3,7 +3,9 @@
 `CamsApi` validates each action's parameters as the real API does (missing and invalid
 parameters, the JSON `Page` of ListChatappTemplate, the longest Start..End range) and answers
 from the deterministic data of `exporter.simulator.data`. Templates can be deleted and restored
-to play a template that disappears. Nothing here knows about HTTP, signatures or faults.
+to play a template that disappears. The sender-health actions (`exporter.simulator.senders`)
+are registered into the same `answers` and `limits` tables. Nothing here knows about HTTP,
+signatures or faults.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from exporter.simulator.options import (
     METRIC_ACTION,
     SimulatorOptions,
 )
+from exporter.simulator.senders import SenderApi
 from exporter.simulator.traffic import Clock
 from exporter.simulator.variants import Variants, parse_variants
 from exporter.simulator.wire import invalid, missing, request_id
@@ -107,13 +110,22 @@ class CamsApi:
         self.variants = Variants(parse_variants(options.variants), options.seed)
         self._lock = threading.Lock()
         self._deleted: set[str] = set()
+        self.senders = SenderApi(
+            options,
+            clock,
+            self._defs,
+            self._live,
+            lambda t, lang, size, start, end: self._buckets(t, lang, size, start, end, self._model),
+        )
         self.answers: Mapping[str, Answer] = {
             LIST_ACTION: self.list_templates,
             METRIC_ACTION: self.template_metric,
+            **self.senders.answers,
         }
         self.limits: Mapping[str, float] = {
             LIST_ACTION: options.list_qps_limit,
             METRIC_ACTION: options.qps_limit,
+            **self.senders.limits,
         }
 
     # -- control ---------------------------------------------------------------------------

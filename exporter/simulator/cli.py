@@ -105,7 +105,8 @@ def _faults_arg(text: str) -> str:
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="cams-exporter simulate",
-        description="Run the CAMS API simulator (ListChatappTemplate, GetChatappTemplateMetric).",
+        description="Run the CAMS API simulator (ListChatappTemplate, GetChatappTemplateMetric, "
+        "QueryChatappPhoneNumbers, GetChatappPhoneNumberMetric, GetWhatsappHealthStatus).",
     )
     add = parser.add_argument
     add(
@@ -187,6 +188,41 @@ def _build_parser() -> _Parser:
     )
     add("--shape", choices=SHAPES, default="per-bucket", help="answer shape (default per-bucket)")
     add(
+        "--phone-numbers",
+        type=_arg_type(_int, lambda v: 0 <= v <= 10_000, "must be between 0 and 10000"),
+        default=3,
+        metavar="N",
+        help="business phone numbers QueryChatappPhoneNumbers lists (default 3)",
+    )
+    add(
+        "--sender-period",
+        type=_arg_type(parse_duration, lambda v: v > 0, "must be > 0"),
+        default=600.0,
+        metavar="DURATION",
+        help="how often ratings, tiers and can-send states move on (default 10m)",
+    )
+    add(
+        "--phone-numbers-qps-limit",
+        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
+        default=10.0,
+        metavar="QPS",
+        help="QueryChatappPhoneNumbers requests per second (default 10)",
+    )
+    add(
+        "--phone-metric-qps-limit",
+        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
+        default=50.0,
+        metavar="QPS",
+        help="GetChatappPhoneNumberMetric requests per second (default 50)",
+    )
+    add(
+        "--health-qps-limit",
+        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
+        default=5.0,
+        metavar="QPS",
+        help="GetWhatsappHealthStatus requests per second (default 5)",
+    )
+    add(
         "--variant",
         type=_arg_type(_variants_arg, lambda v: True, "bad variant spec"),
         default="",
@@ -223,6 +259,11 @@ def _parse_args(argv: Sequence[str]) -> tuple[SimulatorOptions, str, int]:
             faults=args.faults,
             shape=args.shape,
             timeout_fault_s=args.timeout_fault,
+            phone_numbers=args.phone_numbers,
+            sender_period_s=args.sender_period,
+            numbers_qps_limit=args.phone_numbers_qps_limit,
+            number_metric_qps_limit=args.phone_metric_qps_limit,
+            health_qps_limit=args.health_qps_limit,
             variants=args.variant,
         )
     except ValueError as exc:
@@ -264,12 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     simulator.start()
     _log.info(
-        "CAMS simulator listening on %s (bound to %s; %d templates x %d languages, shape %s, %s,"
-        " key id %s)",
+        "CAMS simulator listening on %s (bound to %s; %d templates x %d languages, %d phone"
+        " numbers, shape %s, %s, key id %s)",
         simulator.url,
         simulator.bound_address,
         options.templates,
         len(options.languages),
+        options.phone_numbers,
         options.shape,
         "static" if options.static else "live",
         options.access_key_id,

@@ -16,7 +16,11 @@ from exporter.simulator.variants import parse_variants
 API_VERSION: Final = "2020-06-06"
 METRIC_ACTION: Final = "GetChatappTemplateMetric"
 LIST_ACTION: Final = "ListChatappTemplate"
-ACTIONS: Final = (METRIC_ACTION, LIST_ACTION)
+PHONE_NUMBERS_ACTION: Final = "QueryChatappPhoneNumbers"
+PHONE_METRIC_ACTION: Final = "GetChatappPhoneNumberMetric"
+HEALTH_ACTION: Final = "GetWhatsappHealthStatus"
+SENDER_ACTIONS: Final = (PHONE_NUMBERS_ACTION, PHONE_METRIC_ACTION, HEALTH_ACTION)
+ACTIONS: Final = (METRIC_ACTION, LIST_ACTION, *SENDER_ACTIONS)
 SHAPES: Final = ("per-bucket", "aggregate", "utc8", "sparse")
 GRANULARITIES: Final = ("DAILY", "HALF_HOUR")
 SIGNATURE_WINDOW_S: Final = 15 * 60
@@ -119,12 +123,19 @@ class SimulatorOptions:
     faults: str = ""
     shape: str = "per-bucket"  # per-bucket | aggregate | utc8 | sparse
     timeout_fault_s: float = 15.0  # how long a 'timeout' fault stays silent before closing
+    phone_numbers: int = 3  # business phone numbers QueryChatappPhoneNumbers lists
+    sender_period_s: float = 600.0  # how often ratings, tiers and can-send states move on
+    numbers_qps_limit: float = 10  # QueryChatappPhoneNumbers requests per second
+    number_metric_qps_limit: float = 50  # GetChatappPhoneNumberMetric requests per second
+    health_qps_limit: float = 5  # GetWhatsappHealthStatus requests per second
     variants: str = ""  # answer variants, e.g. "page-cap,utc8-flip=0.5" (simulator.variants)
 
     def __post_init__(self) -> None:
         problems = []
         if self.templates < 0:
             problems.append(f"templates must be >= 0, got {self.templates}")
+        if not 0 <= self.phone_numbers <= 10_000:
+            problems.append(f"phone_numbers must be between 0 and 10000, got {self.phone_numbers}")
         if not self.languages:
             problems.append("languages must not be empty")
         for language in self.languages:
@@ -134,7 +145,17 @@ class SimulatorOptions:
             problems.append("languages must not repeat")
         if not self.access_key_id or not self.access_key_secret:
             problems.append("access key id and secret must not be empty")
-        for name in ("history_s", "max_range_s", "qps_limit", "list_qps_limit"):
+        positive = (
+            "history_s",
+            "max_range_s",
+            "qps_limit",
+            "list_qps_limit",
+            "sender_period_s",
+            "numbers_qps_limit",
+            "number_metric_qps_limit",
+            "health_qps_limit",
+        )
+        for name in positive:
             if not float(getattr(self, name)) > 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("latency_s", "timeout_fault_s"):

@@ -4,8 +4,7 @@ faults and stats together behind one threaded keep-alive HTTP/1.1 server.
 Each CAMS request (`POST /`, parameters in the query string) is authenticated, throttled per
 access key and action, maybe faulted, answered, and recorded in the stats. Administration
 endpoints under `/_sim/` (stats, faults, answer variants, key rotation, clock offset, template
-deletion) are
-neither signed, throttled nor faulted.
+deletion, phone number and can-send overrides) are neither signed, throttled nor faulted.
 """
 
 from __future__ import annotations
@@ -197,6 +196,10 @@ class Simulator:
         """Bring a deleted template back (KeyError for an unknown code)."""
         self._api.restore_template(code)
 
+    def sender_period(self) -> int:
+        """The sender-health period now (how far the numbers' and templates' cycles are)."""
+        return self._api.senders.period()
+
     def set_clock_offset(self, seconds: float) -> None:
         """Shift the simulator's 'now': the data's anchor and the signature window alike."""
         if not math.isfinite(seconds):
@@ -250,10 +253,16 @@ class Simulator:
                     self.delete_template(code)
                 else:
                     self.restore_template(code)
+            elif path == "/_sim/phone_numbers":
+                self._api.senders.override_number(_admin_json(text))
+            elif path == "/_sim/health":
+                self._api.senders.override_can_send(_admin_json(text))
             else:
                 return Reply(404, json_bytes({"error": f"no such endpoint: {method} {path}"}))
         except KeyError as exc:
-            return Reply(404, json_bytes({"error": f"unknown template code {exc.args[0]!r}"}))
+            sender = path.startswith(("/_sim/phone", "/_sim/health"))
+            what = "phone number" if sender else "template code"
+            return Reply(404, json_bytes({"error": f"unknown {what} {exc.args[0]!r}"}))
         except (ValueError, UnicodeDecodeError) as exc:
             return Reply(400, json_bytes({"error": str(exc)}))
         return Reply(200, json_bytes({"ok": True}))

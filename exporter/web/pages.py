@@ -11,6 +11,7 @@ import html
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from exporter.senders.page import render_sender_section
 from exporter.snapshot import AccountStatus, AnomalyRecord, Snapshot, TemplateSeries
 
 _MAX_TEMPLATE_ROWS = 500
@@ -208,5 +209,7 @@ def render_landing_page(
             "keep their last good counts (cams_api_answer_anomalies_total).</p>",
             _table(_ANOMALY_COLUMNS, [_anomaly_row(a) for a in snapshot.anomalies]),
         ]
+    if section := render_sender_section(snapshot):  # "" when no account has sender health
+        parts.append(section)
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
