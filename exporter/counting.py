@@ -21,14 +21,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from exporter.answers import Query, check_against_buckets, check_rows, normal_language
 from exporter.config import PollConfig
 from exporter.errors import AnomalousAnswer
-from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, UnitKey
+from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, NumberKey, UnitKey
 from exporter.state import CounterStore, Tally, UnitState
 
 log = logging.getLogger("cams_exporter.poller")
@@ -61,21 +62,38 @@ def unit_fields(key: UnitKey) -> dict[str, str]:
     }
 
 
+Key = Hashable  # a UnitKey for template units, a NumberKey for phone numbers
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One unit of a group: its key and what the exporter shows about it."""
+    """One counted thing of a group: its key, what the exporter shows about it, the (code,
+    language) its rows carry (the language compared loosely) and its log fields."""
 
-    key: UnitKey
+    key: Key
     meta: Meta
+    match: tuple[str, str]
+    fields: Mapping[str, str]
+
+    @classmethod
+    def of_unit(cls, key: UnitKey, meta: Meta) -> Member:
+        """A template-language unit."""
+        return cls(key, meta, (key.template_code, normal_language(key.language)), unit_fields(key))
+
+    @classmethod
+    def of_number(cls, key: NumberKey) -> Member:
+        """A phone number (its rows carry the number as their code, no language)."""
+        fields = {"account": key.account, "space": key.space, "template": key.phone_number}
+        return cls(key, ("", "", ""), (key.phone_number, ""), fields)
 
 
 def rows_by_unit(
     members: Sequence[Member], rows: Sequence[MetricRow]
-) -> dict[UnitKey, list[MetricRow]]:
-    """Each member's rows: same template code, language equal up to case and `_`/`-`.
-    Rows of other templates or languages are left out."""
-    index = {(m.key.template_code, normal_language(m.key.language)): m.key for m in members}
-    out: dict[UnitKey, list[MetricRow]] = {m.key: [] for m in members}
+) -> dict[Key, list[MetricRow]]:
+    """Each member's rows: same code, language equal up to case and `_`/`-`. Rows of other
+    templates or languages are left out."""
+    index = {m.match: m.key for m in members}
+    out: dict[Key, list[MetricRow]] = {m.key: [] for m in members}
     for row in rows:
         key = index.get((row.template_code, normal_language(row.language)))
         if key is not None:
@@ -97,15 +115,21 @@ class Counting:
         store: CounterStore,
         *,
         clock: Callable[[], float] = time.time,
+        table: MutableMapping[Any, UnitState] | None = None,
+        shape_key: str | None = None,
+        action: str = "GetChatappTemplateMetric",
     ) -> None:
         self.account = account
         self.poll = poll
         self.store = store
         self.clock = clock
+        self.action = action
         self.bucket_ms = bucket_ms(poll.granularity)
+        self._table: MutableMapping[Any, UnitState] = store.units if table is None else table
+        self._shape_key = shape_key or account  # where the learned shape is stored
         self._lock = threading.Lock()
-        self._shape = store.shapes.get(account, PER_BUCKET)
-        self._polled_per_bucket: set[UnitKey] = set()
+        self._shape = store.shapes.get(self._shape_key, PER_BUCKET)
+        self._polled_per_bucket: set[Key] = set()
 
     @property
     def shape(self) -> str:
@@ -127,23 +151,23 @@ class Counting:
         """The unit's state, created at its origin if new."""
         key = member.key
         with self.store.lock:
-            state = self.store.units.get(key)
+            state = self._table.get(key)
             if state is not None and state.granularity != self.poll.granularity:
                 log.warning(
                     "granularity changed to %s: counters restart",
                     self.poll.granularity,
-                    extra=unit_fields(key),
+                    extra=dict(member.fields),
                 )
                 state = None
             if state is None:
                 origin = self._origin_ms(now_ms)
                 state = UnitState(origin, origin, granularity=self.poll.granularity)
-                self.store.units[key] = state
+                self._table[key] = state
             if member.meta[0]:
                 state.name, state.category, state.audit_status = member.meta
             return state
 
-    def poll_group(self, members: Sequence[Member], fetch: Fetch) -> dict[UnitKey, AnomalousAnswer]:
+    def poll_group(self, members: Sequence[Member], fetch: Fetch) -> dict[Key, AnomalousAnswer]:
         """Read a group once and apply what checks out; the units whose answer did not.
 
         Raises CamsError when the read itself failed (then no unit changed).
@@ -160,7 +184,7 @@ class Counting:
 
     def _poll_per_bucket(
         self, members: Sequence[Member], fetch: Fetch
-    ) -> dict[UnitKey, AnomalousAnswer]:
+    ) -> dict[Key, AnomalousAnswer]:
         now_ms = int(self.clock() * 1000)
         states = {m.key: self.unit_state(m, now_ms) for m in members}
         open_states = [s for s in states.values() if s.settled_until_ms < now_ms]
@@ -175,8 +199,9 @@ class Counting:
         )
         query = Query(start, now_ms, self.bucket_ms)
         grouped = rows_by_unit(members, fetch(start, now_ms))
-        failed: dict[UnitKey, AnomalousAnswer] = {}
-        checked: dict[UnitKey, tuple[MetricRow, ...]] = {}
+        failed: dict[Key, AnomalousAnswer] = {}
+        checked: dict[Key, tuple[MetricRow, ...]] = {}
+        fields = {m.key: m.fields for m in members}
         for key, rows in grouped.items():
             state = states[key]
             try:
@@ -207,22 +232,23 @@ class Counting:
                     state.empty_answer_at = None
                 else:  # nothing at all: settle nothing until a second answer agrees
                     state.empty_answer_at = state.settled_until_ms
-            self._note_revisions(key, revisions)
+            self._note_revisions(key, revisions, fields[key])
         return failed
 
     def _switch_to_aggregate(self, row: MetricRow) -> None:
         """Called with the lock held: the API sums ranges, so read day by day from now on."""
         log.warning(
-            "GetChatappTemplateMetric answered one row for a %.1f-day range: the API "
-            "aggregates ranges, switching to per-day reads to keep counters exact",
+            "%s answered one row for a %.1f-day range: the API aggregates ranges, switching "
+            "to per-day reads to keep counters exact",
+            self.action,
             (row.end_ms - row.start_ms) / DAY_MS,
             extra={"account": self.account},
         )
         self._shape = AGGREGATE
         with self.store.lock:
-            self.store.shapes[self.account] = AGGREGATE
+            self.store.shapes[self._shape_key] = AGGREGATE
             for key in self._polled_per_bucket:
-                self.store.units.pop(key, None)
+                self._table.pop(key, None)
         self._polled_per_bucket.clear()
 
     # -- aggregate -------------------------------------------------------------------------
@@ -257,17 +283,18 @@ class Counting:
 
     def _poll_aggregate(
         self, members: Sequence[Member], fetch: Fetch
-    ) -> dict[UnitKey, AnomalousAnswer]:
+    ) -> dict[Key, AnomalousAnswer]:
         # A day's sum is exact whatever the granularity; reading half hours one by one would
         # cost 48 calls a day for nothing. Each distinct read is made once for the group.
         now_ms = int(self.clock() * 1000)
         states = {m.key: self.unit_state(m, now_ms) for m in members}
         plans = {key: self._aggregate_reads(state, now_ms) for key, state in states.items()}
-        answers: dict[Read, dict[UnitKey, list[MetricRow]]] = {}
+        answers: dict[Read, dict[Key, list[MetricRow]]] = {}
+        fields = {m.key: m.fields for m in members}
         for read in sorted({r for plan in plans.values() for r in plan}):
             answers[read] = rows_by_unit(members, fetch(read[0], read[2]))
         boundary = floor_to(now_ms - self._lookback_ms(), DAY_MS)
-        failed: dict[UnitKey, AnomalousAnswer] = {}
+        failed: dict[Key, AnomalousAnswer] = {}
         for key, plan in plans.items():
             state = states[key]
             try:
@@ -282,7 +309,7 @@ class Counting:
                         revisions += state.put(lower, upper, tally)
                 if all(tally is not None for tally in results):
                     state.fold(boundary)
-            self._note_revisions(key, revisions)
+            self._note_revisions(key, revisions, fields[key])
         return failed
 
     def _aggregate_tally(self, read: Read, rows: list[MetricRow], state: UnitState) -> Tally | None:
@@ -297,12 +324,12 @@ class Counting:
                 state.empty_reads.discard(lower)
         return Tally.of_rows(kept)
 
-    def _note_revisions(self, key: UnitKey, revisions: int) -> None:
+    def _note_revisions(self, key: Key, revisions: int, fields: Mapping[str, str]) -> None:
         if revisions:
-            state = self.store.units.get(key)
+            state = self._table.get(key)
             if state is not None and state.revisions_held == revisions:
                 log.warning(
                     "the API lowered counts it had reported; holding the higher values "
-                    "(logged once per template)",
-                    extra=unit_fields(key),
+                    "(logged once per template or number)",
+                    extra=dict(fields),
                 )

@@ -37,6 +37,15 @@ class UnitKey:
     template_type: str
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class NumberKey:
+    """One phone number of one account and space: the labels its series carry."""
+
+    account: str
+    space: str
+    phone_number: str
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
     """One (template, language) row of ListChatappTemplate."""

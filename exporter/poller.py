@@ -125,8 +125,10 @@ class AccountPoller:
 
         Raises CamsError when the read itself failed (every unit of the group failed).
         """
-        members = [Member(u.key, (u.name, u.category, u.audit_status)) for u in group]
-        failed = self.counting.poll_group(members, self._fetcher(group))
+        members = [Member.of_unit(u.key, (u.name, u.category, u.audit_status)) for u in group]
+        keys = {u.key: u.key for u in group}
+        found = self.counting.poll_group(members, self._fetcher(group))
+        failed = {keys[key]: anomaly for key, anomaly in found.items() if key in keys}
         self._report(failed)
         return dict(failed)
 

@@ -27,6 +27,7 @@ from exporter.config import Account, Config
 from exporter.instruments import Instruments
 from exporter.memory import GcPolicy
 from exporter.poller import AccountPoller
+from exporter.senders.counters import NumberCounters
 from exporter.senders.poller import SenderPoller
 from exporter.sharding import Shard
 from exporter.snapshot import Snapshot, TemplateSeries
@@ -61,6 +62,17 @@ def _sender_poller(
         on_change=on_change,
         anomalies=poller.anomalies,
         on_crash=on_crash,
+        counters=NumberCounters(
+            poller.account,
+            poller.poll,
+            settings.phone_number_metrics,
+            poller.client,
+            poller.store,
+            poller.anomalies,
+            clock=clock,
+        )
+        if settings.phone_number_metrics.enabled
+        else None,
     )
 
 

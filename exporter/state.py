@@ -19,12 +19,12 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.answers import safe_text
-from exporter.model import MetricRow, UnitKey, button_type_label
+from exporter.model import MetricRow, NumberKey, UnitKey, button_type_label
 from exporter.snapshot import Counts
 
 log = logging.getLogger("cams_exporter.state")
@@ -253,6 +253,17 @@ def _key_from_json(text: str) -> UnitKey:
     return UnitKey(*(safe_text(p) for p in parts))
 
 
+def _number_to_json(key: NumberKey) -> str:
+    return json.dumps([key.account, key.space, key.phone_number], ensure_ascii=False)
+
+
+def _number_from_json(text: str) -> NumberKey:
+    parts = json.loads(text)
+    if not isinstance(parts, list) or len(parts) != 3 or not all(isinstance(p, str) for p in parts):
+        raise ValueError("number key must be a list of three strings")
+    return NumberKey(*(safe_text(p) for p in parts))
+
+
 def _temp_prefix(path: str) -> str:
     """Temporary files of `save` are named after the state file: `.state.json.XXXX.tmp`."""
     return f".{os.path.basename(path)}."
@@ -276,11 +287,13 @@ def _remove_leftovers(path: str) -> None:
 
 
 class CounterStore:
-    """All units' counters, plus per-account facts learned from the API (the shape)."""
+    """All units' counters, the phone numbers' counters (sender health), and per-account facts
+    learned from the API (the answer shape, per action)."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.units: dict[UnitKey, UnitState] = {}
+        self.numbers: dict[NumberKey, UnitState] = {}
         self.shapes: dict[str, str] = {}
 
     def __iter__(self) -> Iterator[tuple[UnitKey, UnitState]]:
@@ -293,6 +306,7 @@ class CounterStore:
                 "version": STATE_VERSION,
                 "shapes": dict(self.shapes),
                 "units": {_key_to_json(k): u.to_json() for k, u in self.units.items()},
+                "numbers": {_number_to_json(k): u.to_json() for k, u in self.numbers.items()},
             }
 
     @classmethod
@@ -314,6 +328,11 @@ class CounterStore:
                 log.warning("state file: dropping a second unit with the labels of %s", unit_key)
                 continue
             store.units[unit_key] = UnitState.from_json(unit)
+        numbers = data.get("numbers", {})  # absent in files of versions before sender health
+        if not isinstance(numbers, dict):
+            raise ValueError("numbers must be an object")
+        for key, unit in numbers.items():
+            store.numbers.setdefault(_number_from_json(key), UnitState.from_json(unit))
         return store
 
     def chunks(self, batch: int = _SAVE_BATCH) -> Iterator[bytes]:
@@ -325,28 +344,40 @@ class CounterStore:
         grow, so a unit encoded later than another never holds less than a scrape has seen.
         """
         with self.lock:
-            keys = list(self.units)
             shapes = dict(self.shapes)
         head = {"version": STATE_VERSION, "shapes": shapes}
-        yield (json.dumps(head, separators=(",", ":"))[:-1] + ',"units":{').encode("utf-8")
+        yield json.dumps(head, separators=(",", ":"))[:-1].encode("utf-8")
+        tables: tuple[tuple[str, dict[Any, UnitState], Callable[[Any], str]], ...] = (
+            ("units", self.units, _key_to_json),
+            ("numbers", self.numbers, _number_to_json),
+        )
+        for name, table, key_text in tables:
+            yield f',"{name}":{{'.encode()
+            yield from self._table_chunks(table, key_text, batch)
+            yield b"}"
+        yield b"}"
+
+    def _table_chunks(
+        self, table: dict[Any, UnitState], key_text: Callable[[Any], str], batch: int
+    ) -> Iterator[bytes]:
+        with self.lock:
+            keys = list(table)
         parts: list[str] = []
         first = True
         for key in keys:
             with self.lock:
-                unit = self.units.get(key)
+                unit = table.get(key)
                 data = None if unit is None else unit.to_json()
             if data is None:
                 continue
-            name = json.dumps(_key_to_json(key))
-            parts.append(
-                ("" if first else ",") + name + ":" + json.dumps(data, separators=(",", ":"))
-            )
+            body = json.dumps(data, separators=(",", ":"))
+            parts.append(("" if first else ",") + json.dumps(key_text(key)) + ":" + body)
             first = False
             if len(parts) >= batch:
                 yield "".join(parts).encode("utf-8")
                 parts = []
-        parts.append("}}")
-        yield "".join(parts).encode("utf-8")
+        if parts:
+            yield "".join(parts).encode("utf-8")
 
     def save(self, path: str) -> None:
         """Write atomically: temp file in the same directory, fsync, rename, fsync the dir."""

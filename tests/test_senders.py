@@ -24,8 +24,8 @@ from exporter.client import (
     PHONE_NUMBERS_ACTION,
 )
 from exporter.config import Config, parse_config
+from exporter.model import NumberKey
 from exporter.senders.model import TIER_LIMITS
-from exporter.senders.numbers import NumberKey
 from exporter.senders.plan import calls_per_hour
 from exporter.senders.poller import SenderPoller
 from exporter.sharding import Shard

@@ -224,6 +224,7 @@ def test_slow_clients_cost_no_thread_and_are_cut_at_the_deadline(
 ) -> None:
     timeouts = Timeouts(handshake=0.5, head=0.5, idle=0.5)
     server = serve(timeouts=timeouts, max_connections=400)
+    assert raw_request(server.port, "/-/healthy").status == 200  # the request pool's one worker
     threads_before = threading.active_count()
     slow = idle_connections(server.port, 200)
     try:

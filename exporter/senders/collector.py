@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter.senders.model import (
@@ -92,6 +92,45 @@ class PhoneNumberCollector(Collector):
                 if view.messaging_limit is not None:
                     limit.add_metric(labels, view.messaging_limit)
         yield from (info, rating, limit)
+
+
+class PhoneNumberCountersCollector(Collector):
+    """The per-number counters (GetChatappPhoneNumberMetric), exact like the template ones:
+
+    # HELP cams_phone_number_messages_sent_total Messages sent from the business phone number...
+    # TYPE cams_phone_number_messages_sent_total counter
+    cams_phone_number_messages_sent_total{account="main",phone_number="658001",space="s1"} 812.0
+    (likewise _delivered_total, and _read_total for numbers whose answers carry ReadCount)
+    """
+
+    def __init__(self, senders: Iterable[SenderStatus]) -> None:
+        self._senders = tuple(senders)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        ids = ["account", "space", "phone_number"]
+        what = (
+            ("sent", "Messages sent from the business phone number, since the origin."),
+            ("delivered", "Messages from the number delivered to the recipient, since the origin."),
+            ("read", "Messages from the number read by the recipient, since the origin."),
+        )
+        families = {
+            name: CounterMetricFamily(f"cams_phone_number_messages_{name}", text, labels=ids)
+            for name, text in what
+        }
+        for status in self._senders:
+            for view in status.numbers:
+                counts = view.counts
+                if counts is None:
+                    continue
+                labels = [status.account, view.space, view.number.phone_number]
+                families["sent"].add_metric(labels, counts.sent)
+                families["delivered"].add_metric(labels, counts.delivered)
+                if counts.read is not None:
+                    families["read"].add_metric(labels, counts.read)
+        yield from families.values()
 
 
 class CanSendCollector(Collector):
@@ -278,6 +317,7 @@ def sender_collectors(snapshot: Snapshot) -> list[Collector]:
         return []
     return [
         PhoneNumberCollector(snapshot.senders),
+        PhoneNumberCountersCollector(snapshot.senders),
         CanSendCollector(snapshot.senders),
         SenderStatusCollector(snapshot.senders),
     ]

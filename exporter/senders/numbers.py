@@ -20,20 +20,11 @@ from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import Account, Space
 from exporter.errors import AnomalousAnswer, CamsError
-from exporter.model import UnitKey
+from exporter.model import NumberKey, UnitKey
 from exporter.senders.model import PhoneNumber
 from exporter.sharding import Shard
 
 log = logging.getLogger("cams_exporter.senders")
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class NumberKey:
-    """One phone number of one account and space: the labels its series carry."""
-
-    account: str
-    space: str
-    phone_number: str
 
 
 @dataclass(frozen=True, slots=True)

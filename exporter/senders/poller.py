@@ -21,6 +21,8 @@ from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import Account, SenderHealth
 from exporter.discovery import Unit
+from exporter.model import NumberKey
+from exporter.senders.counters import NumberCounters
 from exporter.senders.health import HealthRounds, Target, plan_round
 from exporter.senders.model import (
     CAN_SEND_STATES,
@@ -29,7 +31,7 @@ from exporter.senders.model import (
     known,
     messaging_limit,
 )
-from exporter.senders.numbers import DiscoveredNumber, NumberKey, PhoneNumberDiscovery, owned
+from exporter.senders.numbers import DiscoveredNumber, PhoneNumberDiscovery, owned
 from exporter.senders.view import EntityHealth, NumberView, SenderStatus
 from exporter.sharding import Shard
 
@@ -72,8 +74,10 @@ class SenderPoller:
         on_change: Callable[[], None] = lambda: None,
         anomalies: AnomalyLog | None = None,
         on_crash: Callable[[str], None] | None = None,
+        counters: NumberCounters | None = None,
     ) -> None:
         self.account = account
+        self.counters = counters  # the per-number counters, when phone_number_metrics is on
         self.settings = settings
         self.units = units
         self.units_ready = units_ready
@@ -118,8 +122,14 @@ class SenderPoller:
 
     def _build(self) -> SenderStatus:
         """With the lock held: the view from the numbers and the health answers now."""
+        counters = self.counters
         numbers = tuple(
-            NumberView(n.key.space, n.number, messaging_limit(n.number.messaging_limit_tier))
+            NumberView(
+                n.key.space,
+                n.number,
+                messaging_limit(n.number.messaging_limit_tier),
+                counters.counts(n.key) if counters is not None else None,
+            )
             for n in self.numbers.numbers()
         )
         health = tuple(self.health.results()) if self.health is not None else ()
@@ -198,6 +208,19 @@ class SenderPoller:
                 self._listed_once.set()
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
+    def _metrics_loop(self, stop: threading.Event) -> None:
+        assert self.counters is not None
+        self._listed_once.wait(_FIRST_ROUND_WAIT_S)
+        interval = self.counters.interval_s
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.counters.poll(self.numbers.numbers(), stop)
+                self._changed()
+            except Exception:  # a bug must not end the thread
+                self._crashed("phone-number metrics")
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
     def _wait_for_listings(self, stop: threading.Event) -> None:
         deadline = time.monotonic() + _FIRST_ROUND_WAIT_S
         self._listed_once.wait(_FIRST_ROUND_WAIT_S)
@@ -227,6 +250,8 @@ class SenderPoller:
         ]
         if self.health is not None:
             loops.append(("health", self._health_loop))
+        if self.counters is not None:
+            loops.append(("number-metrics", self._metrics_loop))
         threads = []
         for name, loop in loops:
             thread = threading.Thread(

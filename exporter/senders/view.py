@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.senders.counts import NumberCounts
 from exporter.senders.model import HealthError, PhoneNumber
 
 
@@ -15,6 +16,7 @@ class NumberView:
     space: str
     number: PhoneNumber
     messaging_limit: float | None  # conversations per 24 h (inf: unlimited; None: unknown tier)
+    counts: NumberCounts | None = None  # GetChatappPhoneNumberMetric counters (when polled)
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,7 @@ class CamsApi:
             self._defs,
             self._live,
             lambda t, lang, size, start, end: self._buckets(t, lang, size, start, end, self._model),
+            lambda: self.variants,
         )
         self.answers: Mapping[str, Answer] = {
             LIST_ACTION: self.list_templates,

@@ -38,6 +38,7 @@ from exporter.simulator.options import (
 )
 from exporter.simulator.params import metric_range
 from exporter.simulator.traffic import Clock
+from exporter.simulator.variants import Variants
 from exporter.simulator.wire import invalid, missing, request_id
 
 Answer = Callable[[Mapping[str, str]], dict[str, Any]]
@@ -186,8 +187,10 @@ class SenderApi:
         templates: tuple[TemplateDef, ...],
         live: LiveTemplate,
         buckets: Buckets,
+        variants: Callable[[], Variants],
     ) -> None:
         self._options = options
+        self._variants = variants  # the answer variants in force (they may be replaced)
         self._clock = clock
         self._live = live
         self._buckets = buckets
@@ -329,23 +332,28 @@ class SenderApi:
         query = metric_range(params, self._options.max_range_s)
         number = self._by_number.get(phone)
         data: list[dict[str, Any]] = []
+        variants = self._variants()
         if number is not None:
             start, end, size = query.start_ms, query.end_ms, query.bucket_ms
             buckets = self._buckets(number.series, "", size, start, end)
-            shape = self._options.shape
-            for row in shaped_rows(number.series, "", buckets, size, shape, start, end):
-                data.append(
-                    {
-                        "PhoneNumber": phone,
-                        "SentCount": row["SentCount"],
-                        "DeliveredCount": row["DeliveredCount"],
-                        "ReadCount": row["ReadCount"],
-                        "Start": row["Start"],
-                        "End": row["End"],
-                        "Granularity": query.granularity,
-                    }
-                )
-        return {"RequestId": request_id(), "Code": "OK", "Message": "success", "Data": data}
+            rows = shaped_rows(number.series, "", buckets, size, self._options.shape, start, end)
+            if variants.any():  # the row variants, as template rows get them
+                rows = variants.rows([dict(r, Cliented=[]) for r in rows], start, end)
+            reads = not variants.on("number-no-read-count")
+            for row in rows:
+                item = {
+                    "PhoneNumber": phone,
+                    "SentCount": row["SentCount"],
+                    "DeliveredCount": row["DeliveredCount"],
+                    "Start": row["Start"],
+                    "End": row["End"],
+                    "Granularity": query.granularity,
+                }
+                if reads:
+                    item["ReadCount"] = row["ReadCount"]
+                data.append(item)
+        body = {"RequestId": request_id(), "Code": "OK", "Message": "success", "Data": data}
+        return variants.body(body)
 
     @staticmethod
     def _entity(entity_type: str, why: str, can_send: str, **ids: str) -> dict[str, Any]:

@@ -52,6 +52,8 @@ VARIANTS: Final[Mapping[str, tuple[str, float]]] = {
     "total-codes": ("Total counts templates, not template-language rows", 1.0),
     "list-success-false": ("ListChatappTemplate answers Success false", 1.0),
     "list-empty": ("ListChatappTemplate answers an empty list", 1.0),
+    # GetChatappPhoneNumberMetric (the row and body variants above apply to its answers too)
+    "number-no-read-count": ("GetChatappPhoneNumberMetric rows carry no ReadCount", 1.0),
     # flow control
     "throttle-429": ("throttling is HTTP 429 Throttling.User with x-acs-retry-after", 1.0),
 }
