@@ -24,6 +24,7 @@ from typing import NoReturn, TextIO
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import ConfigError, load_config, parse_config
+from exporter.config.loader import load_or_report
 from exporter.logs import LEVELS, setup_logging
 from exporter.sharding import Shard
 from exporter.web.config import WebConfigError
@@ -159,11 +160,8 @@ def check_config_main(
     path: str, out: TextIO, err: TextIO, env: Mapping[str, str] | None = None
 ) -> int:
     """`cams-exporter check-config PATH`: 0 and a summary, or 2 and one line per problem."""
-    try:
-        config = load_config(path, env)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=err)
+    config = load_or_report(path, err, env)
+    if config is None:
         return 2
     spaces = sum(len(account.spaces) for account in config.accounts)
     print(f"config OK: {len(config.accounts)} accounts, {spaces} spaces", file=out)

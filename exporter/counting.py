@@ -119,10 +119,7 @@ class Counting:
         shape_key: str | None = None,
         action: str = "GetChatappTemplateMetric",
     ) -> None:
-        self.account = account
-        self.poll = poll
-        self.store = store
-        self.clock = clock
+        self.account, self.poll, self.store, self.clock = account, poll, store, clock
         self.action = action
         self.bucket_ms = bucket_ms(poll.granularity)
         self._table: MutableMapping[Any, UnitState] = store.units if table is None else table

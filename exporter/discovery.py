@@ -55,10 +55,7 @@ class Discovery:
         shard: Shard,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.account = account
-        self.client = client
-        self.shard = shard
-        self.anomalies = anomalies
+        self.account, self.client, self.shard, self.anomalies = account, client, shard, anomalies
         self.lock = threading.Lock()
         self._units: dict[UnitKey, Unit] = {}
         self._missing: dict[UnitKey, int] = {}

@@ -50,13 +50,8 @@ class CamsError(Exception):
         attempts: int = 1,
         retry_after_s: float | None = None,
     ) -> None:
-        self.action = action
-        self.code = code
-        self.message = message
-        self.status = status
-        self.request_id = request_id
-        self.attempts = attempts
-        self.retry_after_s = retry_after_s
+        self.action, self.code, self.message, self.status = action, code, message, status
+        self.request_id, self.attempts, self.retry_after_s = request_id, attempts, retry_after_s
         detail = f"{action} failed: {code}"
         if status is not None:
             detail += f" (HTTP {status})"

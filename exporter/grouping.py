@@ -80,10 +80,7 @@ class Grouping:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.account = account
-        self.client = client
-        self.poll = poll
-        self.clock = clock
+        self.account, self.client, self.poll, self.clock = account, client, poll, clock
         self.mode = PER_LANGUAGE
         self._checked_at: float | None = None
         self._lock = threading.Lock()

@@ -57,9 +57,7 @@ class _Pass:
     """One pass over the pages."""
 
     def __init__(self, fetch: Fetch, size: int, lower_case: bool) -> None:
-        self.fetch = fetch
-        self.size = size
-        self.lower_case = lower_case
+        self.fetch, self.size, self.lower_case = fetch, size, lower_case
         self.seen: dict[tuple[str, str], Template] = {}
         self.first_total: int | None = None
         self.total: int | None = None

@@ -72,13 +72,8 @@ class AccountPoller:
         on_progress: Callable[[], None] = lambda: None,
         anomalies: AnomalyLog | None = None,
     ) -> None:
-        self.account = account
-        self.poll = poll
-        self.client = client
-        self.store = store
-        self.instruments = instruments
-        self.clock = clock
-        self.on_progress = on_progress
+        self.account, self.poll, self.client, self.store = account, poll, client, store
+        self.instruments, self.clock, self.on_progress = instruments, clock, on_progress
         self.lock = threading.Lock()
         self.anomalies = anomalies or AnomalyLog(instruments, clock)
         self.discovery = Discovery(

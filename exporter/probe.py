@@ -79,10 +79,7 @@ class Prober:
         template: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.account = account
-        self.poll = poll
-        self.template = template
-        self.clock = clock
+        self.account, self.poll, self.template, self.clock = account, poll, template, clock
         self.calls = 0
         self.throttles: list[tuple[str, int | None]] = []
         self.seen_codes: set[str] = set()  # template codes and names met (for --redact)

@@ -18,7 +18,8 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient, CredentialSource, RequestEvent
-from exporter.config import Account, Config, ConfigError, default_credentials_provider, load_config
+from exporter.config import Account, Config, ConfigError, default_credentials_provider
+from exporter.config.loader import load_or_report
 from exporter.findings import AccountReport
 from exporter.probe import Prober
 from exporter.ratelimit import RateLimiter
@@ -123,11 +124,8 @@ def run_probe(
     env: Mapping[str, str] | None = None,
 ) -> int:
     """`cams-exporter probe ...`: 0, 1 (the API refused, one line why) or 2 (bad config)."""
-    try:
-        config = load_config(path, env)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=err)
+    config = load_or_report(path, err, env)
+    if config is None:
         return 2
     accounts = [(i, a) for i, a in enumerate(config.accounts) if account_name in (None, a.name)]
     if not accounts:

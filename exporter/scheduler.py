@@ -97,11 +97,8 @@ class Scheduler:
         self.anomalies = anomalies or AnomalyLog(instruments, clock)
         self.gc = gc_policy or GcPolicy()
         self._crashes: set[tuple[str, str]] = set()  # (where, error) already logged
-        self.on_publish = on_publish
-        self.store = store
-        self.instruments = instruments
-        self.state_path = state_path
-        self.clock = clock
+        self.on_publish, self.store, self.instruments = on_publish, store, instruments
+        self.state_path, self.clock = state_path, clock
         self.stop_event = threading.Event()
         self._dirty = threading.Event()
         self._save_lock = threading.Lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
+from typing import TextIO
 
 import yaml
 from yaml.reader import ReaderError
@@ -84,3 +85,14 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
     return parse_config(text, env, source=path)
+
+
+def load_or_report(path: str, err: TextIO, env: Mapping[str, str] | None = None) -> Config | None:
+    """`load_config`, or None after printing one line per problem to `err` (for commands that
+    then exit 2)."""
+    try:
+        return load_config(path, env)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
+        return None

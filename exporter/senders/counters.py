@@ -48,10 +48,7 @@ class NumberCounters:
     ) -> None:
         self.account = account
         self.poll_config = poll
-        self.client = client
-        self.store = store
-        self.anomalies = anomalies
-        self.clock = clock
+        self.client, self.store, self.anomalies, self.clock = client, store, anomalies, clock
         self.interval_s = settings.interval_s or poll.interval_s
         self.workers = max(1, min(8, int(settings.qps)))
         self.counting = Counting(

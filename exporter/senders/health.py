@@ -131,12 +131,8 @@ class HealthRounds:
         on_change: Callable[[], None] = lambda: None,
         anomalies: AnomalyLog | None = None,
     ) -> None:
-        self.account = account
-        self.settings = settings
-        self.client = client
-        self.clock = clock
-        self.on_change = on_change
-        self.anomalies = anomalies
+        self.account, self.settings, self.client, self.clock = account, settings, client, clock
+        self.on_change, self.anomalies = on_change, anomalies
         self._lock = threading.Lock()
         self._results: dict[HealthKey, EntityHealth] = {}
         self.last_round: RoundResult | None = None

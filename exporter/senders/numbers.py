@@ -53,10 +53,7 @@ class PhoneNumberDiscovery:
         clock: Callable[[], float] = time.time,
         anomalies: AnomalyLog | None = None,
     ) -> None:
-        self.account = account
-        self.client = client
-        self.shard = shard
-        self.clock = clock
+        self.account, self.client, self.shard, self.clock = account, client, shard, clock
         self.anomalies = anomalies
         self._lock = threading.Lock()
         self._numbers: dict[NumberKey, DiscoveredNumber] = {}

@@ -9,13 +9,12 @@ know. Everything is escaped; nothing here calls the API.
 
 from __future__ import annotations
 
-import html
 import math
-from datetime import UTC, datetime
 
 from exporter.senders.model import NODE_PHONE, NODE_TEMPLATE, NODE_WABA
 from exporter.senders.view import EntityHealth, SenderStatus
 from exporter.snapshot import Snapshot
+from exporter.web.markup import escape, iso, row, table
 
 _MAX_ROWS = 200
 _NUMBER_COLUMNS = (
@@ -41,31 +40,10 @@ _ERROR_COLUMNS = (
 )
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _iso(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _limit(value: float | None) -> str:
     if value is None:
         return "unknown"
     return "unlimited" if math.isinf(value) else f"{value:,.0f}"
-
-
-def _row(cells: tuple[object, ...]) -> str:
-    return "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>"
-
-
-def _table(columns: tuple[str, ...], rows: list[str]) -> str:
-    head = "".join(f"<th>{_e(column)}</th>" for column in columns)
-    body = "\n".join(rows[:_MAX_ROWS])
-    more = f"\n<p>&hellip; and {len(rows) - _MAX_ROWS} more.</p>" if len(rows) > _MAX_ROWS else ""
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>{more}"
 
 
 def _entity_name(entity: EntityHealth) -> str:
@@ -78,7 +56,7 @@ def _entity_name(entity: EntityHealth) -> str:
 
 def _summary(status: SenderStatus) -> str:
     listed = ", ".join(
-        f"{space or '(none)'} at {_iso(when)}" for space, when in status.numbers_listed
+        f"{space or '(none)'} at {iso(when)}" for space, when in status.numbers_listed
     )
     parts = [f"Phone numbers listed: {listed or 'not yet'}"]
     if status.numbers_error:
@@ -88,7 +66,7 @@ def _summary(status: SenderStatus) -> str:
             parts.append("health status: first round running")
         else:
             parts.append(
-                f"health status: last round ended {_iso(status.health_round_finished)}, "
+                f"health status: last round ended {iso(status.health_round_finished)}, "
                 f"{status.health_targets} nodes, {status.health_failed} failed, "
                 f"every {status.health_interval_s:.0f}s"
             )
@@ -96,7 +74,7 @@ def _summary(status: SenderStatus) -> str:
         parts.append("health status: off")
     for field, value, count in status.unknown_values:
         parts.append(f"unknown {field} {value!r} ({count})")
-    return f"<p>{_e(status.account)}: " + "; ".join(_e(p) for p in parts) + ".</p>"
+    return f"<p>{escape(status.account)}: " + "; ".join(escape(p) for p in parts) + ".</p>"
 
 
 def render_sender_section(snapshot: Snapshot) -> str:
@@ -111,7 +89,7 @@ def render_sender_section(snapshot: Snapshot) -> str:
             n = view.number
             health = phones.get(n.phone_number)
             number_rows.append(
-                _row(
+                row(
                     (
                         status.account,
                         view.space or "(none)",
@@ -133,13 +111,13 @@ def render_sender_section(snapshot: Snapshot) -> str:
             for code, description, solution in problems:
                 where = (status.account, entity.space or "(none)", entity.node_type)
                 what = (_entity_name(entity), entity.can_send, code, description, solution)
-                error_rows.append(_row(where + what))
+                error_rows.append(row(where + what))
     parts = [
         "<h2>Sender health</h2>",
         *(_summary(status) for status in snapshot.senders),
         f"<h3>Phone numbers ({len(number_rows)})</h3>",
-        _table(_NUMBER_COLUMNS, number_rows),
+        table(_NUMBER_COLUMNS, number_rows, _MAX_ROWS),
         f"<h3>Health status errors ({len(error_rows)})</h3>",
-        _table(_ERROR_COLUMNS, error_rows),
+        table(_ERROR_COLUMNS, error_rows, _MAX_ROWS),
     ]
     return "\n".join(parts)

@@ -78,9 +78,7 @@ class SenderPoller:
     ) -> None:
         self.account = account
         self.counters = counters  # the per-number counters, when phone_number_metrics is on
-        self.settings = settings
-        self.units = units
-        self.units_ready = units_ready
+        self.settings, self.units, self.units_ready = settings, units, units_ready
         self.shard = shard or Shard(0, 1)
         self.on_change = on_change
         self.on_crash = on_crash

@@ -32,22 +32,13 @@ from exporter.simulator.options import (
     METRIC_ACTION,
     SimulatorOptions,
 )
+from exporter.simulator.params import int_param
 from exporter.simulator.senders import SenderApi
 from exporter.simulator.traffic import Clock
 from exporter.simulator.variants import Variants, parse_variants
 from exporter.simulator.wire import invalid, missing, request_id
 
 Answer = Callable[[Mapping[str, str]], dict[str, Any]]
-
-
-def _int_param(params: Mapping[str, str], name: str) -> int:
-    value = params.get(name, "")
-    if value == "":
-        raise missing(name)
-    try:
-        return int(value)
-    except ValueError:
-        raise invalid(name, f"expected milliseconds since the epoch, got {value!r}") from None
 
 
 def _page_number(page: Mapping[str, Any], key: str, default: int) -> int:
@@ -214,8 +205,8 @@ class CamsApi:
             raise invalid("Granularity", f"expected DAILY or HALF_HOUR, got {granularity!r}")
         if granularity == "HALF_HOUR" and self.variants.on("half-hour-refused"):
             raise invalid("Granularity", "expected DAILY, got 'HALF_HOUR'")
-        start = _int_param(params, "Start")
-        end = _int_param(params, "End")
+        start = int_param(params, "Start")
+        end = int_param(params, "End")
         if end <= start:
             raise invalid("End", "End must be greater than Start")
         max_range_ms = int(self._options.max_range_s * 1000)

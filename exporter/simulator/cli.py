@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from exporter.durations import parse_duration
 from exporter.simulator.options import (
@@ -102,141 +102,61 @@ def _faults_arg(text: str) -> str:
     return text
 
 
+_POSITIVE = (lambda v: v > 0, "must be > 0")
+_NOT_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
+# (flag, parse, (check, expected), default, metavar, help): the valued flags, in --help order.
+_Flag = tuple[str, Callable[[str], Any], tuple[Callable[[Any], bool], str], Any, str, str]
+_VALUED: tuple[_Flag, ...] = (
+    ("--listen", _listen, (bool, "expected HOST:PORT"), DEFAULT_LISTEN, "HOST:PORT",
+     f"address to serve on (default {DEFAULT_LISTEN})"),
+    ("--templates", _int, _NOT_NEGATIVE, 20, "N", "number of templates (default 20)"),
+    ("--languages", _languages, (bool, "expected en,es,..."), ("en", "es"), "LANGS",
+     "comma-separated languages, every template in each (default en,es)"),
+    ("--seed", _int, (lambda v: True, "expected an integer"), 1, "N",
+     "seed of the data (default 1)"),
+    ("--history", parse_duration, _POSITIVE, 90 * 86400.0, "DURATION",
+     "days with data before now (default 90d)"),
+    ("--qps-limit", _float, _POSITIVE, 50.0, "QPS",
+     "GetChatappTemplateMetric requests per second (default 50)"),
+    ("--list-qps-limit", _float, _POSITIVE, 5.0, "QPS",
+     "ListChatappTemplate requests per second (default 5)"),
+    ("--latency", _float, _NOT_NEGATIVE, 0.0, "SECONDS", "delay before each answer (default 0)"),
+    ("--max-range", parse_duration, _POSITIVE, 30 * 86400.0, "DURATION",
+     "longest End - Start (default 30d)"),
+    ("--faults", _faults_arg, (lambda v: True, "bad fault spec"), "", "SPEC",
+     "e.g. throttle=0.05,5xx=0.02,timeout=0.01,reset=0.01,seed=7"),
+    ("--phone-numbers", _int, (lambda v: 0 <= v <= 10_000, "must be between 0 and 10000"), 3,
+     "N", "business phone numbers QueryChatappPhoneNumbers lists (default 3)"),
+    ("--sender-period", parse_duration, _POSITIVE, 600.0, "DURATION",
+     "how often ratings, tiers and can-send states move on (default 10m)"),
+    ("--phone-numbers-qps-limit", _float, _POSITIVE, 10.0, "QPS",
+     "QueryChatappPhoneNumbers requests per second (default 10)"),
+    ("--phone-metric-qps-limit", _float, _POSITIVE, 50.0, "QPS",
+     "GetChatappPhoneNumberMetric requests per second (default 50)"),
+    ("--health-qps-limit", _float, _POSITIVE, 5.0, "QPS",
+     "GetWhatsappHealthStatus requests per second (default 5)"),
+    ("--variant", _variants_arg, (lambda v: True, "bad variant spec"), "", "SPEC",
+     "answer variants NAME[=SHARE],... (see README, 'The simulator'): " + ", ".join(VARIANTS)),
+    ("--timeout-fault", _float, _NOT_NEGATIVE, 15.0, "SECONDS",
+     "how long a timeout fault stays silent (default 15)"),
+)  # fmt: skip
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="cams-exporter simulate",
         description="Run the CAMS API simulator (ListChatappTemplate, GetChatappTemplateMetric, "
         "QueryChatappPhoneNumbers, GetChatappPhoneNumberMetric, GetWhatsappHealthStatus).",
     )
-    add = parser.add_argument
-    add(
-        "--listen",
-        type=_arg_type(_listen, bool, "expected HOST:PORT"),
-        default=DEFAULT_LISTEN,
-        metavar="HOST:PORT",
-        help=f"address to serve on (default {DEFAULT_LISTEN})",
+    for flag, parse, (check, expected), default, metavar, text in _VALUED:
+        kind = _arg_type(parse, check, expected)
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+    parser.add_argument("--static", action="store_true", help="freeze the data: same answers")
+    parser.add_argument("--access-key-id", default="demo", metavar="ID", help="key id (demo)")
+    parser.add_argument(
+        "--access-key-secret", default="demo-secret", metavar="SECRET", help="its secret"
     )
-    add(
-        "--templates",
-        type=_arg_type(_int, lambda v: v >= 0, "must be >= 0"),
-        default=20,
-        metavar="N",
-        help="number of templates (default 20)",
-    )
-    add(
-        "--languages",
-        type=_arg_type(_languages, bool, "expected en,es,..."),
-        default=("en", "es"),
-        metavar="LANGS",
-        help="comma-separated languages, every template in each (default en,es)",
-    )
-    add(
-        "--seed",
-        type=_arg_type(_int, lambda v: True, "expected an integer"),
-        default=1,
-        help="seed of the data (default 1)",
-    )
-    add("--static", action="store_true", help="freeze the data: same query, same answer")
-    add(
-        "--history",
-        type=_arg_type(parse_duration, lambda v: v > 0, "must be > 0"),
-        default=90 * 86400.0,
-        metavar="DURATION",
-        help="days with data before now (default 90d)",
-    )
-    add("--access-key-id", default="demo", metavar="ID", help="accepted key id (default demo)")
-    add(
-        "--access-key-secret",
-        default="demo-secret",
-        metavar="SECRET",
-        help="its secret (default demo-secret)",
-    )
-    add(
-        "--qps-limit",
-        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
-        default=50.0,
-        metavar="QPS",
-        help="GetChatappTemplateMetric requests per second (default 50)",
-    )
-    add(
-        "--list-qps-limit",
-        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
-        default=5.0,
-        metavar="QPS",
-        help="ListChatappTemplate requests per second (default 5)",
-    )
-    add(
-        "--latency",
-        type=_arg_type(_float, lambda v: v >= 0, "must be >= 0"),
-        default=0.0,
-        metavar="SECONDS",
-        help="delay before each answer (default 0)",
-    )
-    add(
-        "--max-range",
-        type=_arg_type(parse_duration, lambda v: v > 0, "must be > 0"),
-        default=30 * 86400.0,
-        metavar="DURATION",
-        help="longest End - Start (default 30d)",
-    )
-    add(
-        "--faults",
-        type=_arg_type(_faults_arg, lambda v: True, "bad fault spec"),
-        default="",
-        metavar="SPEC",
-        help="e.g. throttle=0.05,5xx=0.02,timeout=0.01,reset=0.01,seed=7",
-    )
-    add("--shape", choices=SHAPES, default="per-bucket", help="answer shape (default per-bucket)")
-    add(
-        "--phone-numbers",
-        type=_arg_type(_int, lambda v: 0 <= v <= 10_000, "must be between 0 and 10000"),
-        default=3,
-        metavar="N",
-        help="business phone numbers QueryChatappPhoneNumbers lists (default 3)",
-    )
-    add(
-        "--sender-period",
-        type=_arg_type(parse_duration, lambda v: v > 0, "must be > 0"),
-        default=600.0,
-        metavar="DURATION",
-        help="how often ratings, tiers and can-send states move on (default 10m)",
-    )
-    add(
-        "--phone-numbers-qps-limit",
-        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
-        default=10.0,
-        metavar="QPS",
-        help="QueryChatappPhoneNumbers requests per second (default 10)",
-    )
-    add(
-        "--phone-metric-qps-limit",
-        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
-        default=50.0,
-        metavar="QPS",
-        help="GetChatappPhoneNumberMetric requests per second (default 50)",
-    )
-    add(
-        "--health-qps-limit",
-        type=_arg_type(_float, lambda v: v > 0, "must be > 0"),
-        default=5.0,
-        metavar="QPS",
-        help="GetWhatsappHealthStatus requests per second (default 5)",
-    )
-    add(
-        "--variant",
-        type=_arg_type(_variants_arg, lambda v: True, "bad variant spec"),
-        default="",
-        metavar="SPEC",
-        help="answer variants NAME[=SHARE],... (see README, 'The simulator'): "
-        + ", ".join(VARIANTS),
-    )
-    add(
-        "--timeout-fault",
-        type=_arg_type(_float, lambda v: v >= 0, "must be >= 0"),
-        default=15.0,
-        metavar="SECONDS",
-        help="how long a timeout fault stays silent (default 15)",
-    )
+    parser.add_argument("--shape", choices=SHAPES, default="per-bucket", help="answer shape")
     return parser
 
 

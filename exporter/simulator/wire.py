@@ -56,10 +56,7 @@ class ApiError(Exception):
         self, status: int, code: str, message: str, headers: tuple[tuple[str, str], ...] = ()
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
 def missing(name: str) -> ApiError:

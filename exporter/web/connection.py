@@ -104,9 +104,7 @@ class Connection:
     def __init__(self, sock: socket.socket, peer: str, state: State, deadline: float) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.peer = peer
-        self.state = state
-        self.deadline = deadline
+        self.peer, self.state, self.deadline = peer, state, deadline
         self.waiting_since = time.monotonic()  # since when it waits for a (next) request
         self.started = False  # a byte of the current request arrived
         self.buffer = bytearray()

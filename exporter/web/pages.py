@@ -7,12 +7,11 @@ query, which may hold secrets).
 
 from __future__ import annotations
 
-import html
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from exporter.senders.page import render_sender_section
 from exporter.snapshot import AccountStatus, AnomalyRecord, Snapshot, TemplateSeries
+from exporter.web.markup import escape, iso, row, table
 
 _MAX_TEMPLATE_ROWS = 500
 
@@ -24,16 +23,6 @@ def readiness(snapshot: Snapshot) -> tuple[bool, str]:
     done, total = snapshot.progress
     percent = done * 100 // total if total else 0
     return False, f"Not ready: {done}/{total} units polled ({percent}%)"
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _iso(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _endpoint_host(endpoint: str) -> str:
@@ -68,14 +57,14 @@ def _account_row(account: AccountStatus) -> str:
         ", ".join(_space(s) for s in account.spaces),
         units,
         "yes" if account.up else "no",
-        _iso(account.last_poll_success),
+        iso(account.last_poll_success),
         duration,
         account.last_error_code or "",
         account.shape,
         account.mode,
         discovered,
     )
-    return "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>"
+    return row(cells)
 
 
 def _template_row(series: TemplateSeries) -> str:
@@ -92,10 +81,10 @@ def _template_row(series: TemplateSeries) -> str:
         counts.sent,
         counts.delivered,
         counts.read,
-        _iso(series.last_success),
+        iso(series.last_success),
         series.last_error or "",
     )
-    return "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>"
+    return row(cells)
 
 
 _ACCOUNT_COLUMNS = (
@@ -145,7 +134,7 @@ _STYLE = (
 
 def _anomaly_row(record: AnomalyRecord) -> str:
     cells = (
-        _iso(record.at),
+        iso(record.at),
         record.count,
         record.account,
         record.action,
@@ -155,16 +144,7 @@ def _anomaly_row(record: AnomalyRecord) -> str:
         record.language,
         record.detail,
     )
-    return "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>"
-
-
-def _table(columns: tuple[str, ...], rows: list[str]) -> str:
-    head = "".join(f"<th>{_e(column)}</th>" for column in columns)
-    return (
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-        + "\n".join(rows)
-        + "\n</tbody>\n</table>"
-    )
+    return row(cells)
 
 
 def render_landing_page(
@@ -175,7 +155,7 @@ def render_landing_page(
     shown = snapshot.series[:_MAX_TEMPLATE_ROWS]
     hidden = len(snapshot.series) - len(shown)
     links = [
-        f'<li><a href="{_e(telemetry_path)}">{_e(telemetry_path)}</a> (metrics)</li>',
+        f'<li><a href="{escape(telemetry_path)}">{escape(telemetry_path)}</a> (metrics)</li>',
         '<li><a href="/-/healthy">/-/healthy</a></li>',
         '<li><a href="/-/ready">/-/ready</a></li>',
     ]
@@ -189,25 +169,27 @@ def render_landing_page(
         "<body>",
         "<h1>CAMS Exporter</h1>",
         "<p>Prometheus exporter for Alibaba Cloud ChatApp Message Service template metrics.</p>",
-        f"<p>Version: {_e(version or 'unknown')}</p>",
+        f"<p>Version: {escape(version or 'unknown')}</p>",
         "<ul>",
         *links,
         "</ul>",
-        f'<p>Status: <strong class="{"ready" if ready else "not-ready"}">{_e(status)}</strong></p>',
-        f"<p>Snapshot {_e(snapshot.generation)} built {_e(_iso(snapshot.created or None))}.</p>",
+        f'<p>Status: <strong class="{"ready" if ready else "not-ready"}">'
+        f"{escape(status)}</strong></p>",
+        f"<p>Snapshot {escape(snapshot.generation)} built "
+        f"{escape(iso(snapshot.created or None))}.</p>",
         f"<h2>Accounts ({len(snapshot.accounts)})</h2>",
-        _table(_ACCOUNT_COLUMNS, [_account_row(a) for a in snapshot.accounts]),
+        table(_ACCOUNT_COLUMNS, [_account_row(a) for a in snapshot.accounts]),
         f"<h2>Templates ({len(snapshot.series)} template-language units)</h2>",
-        _table(_TEMPLATE_COLUMNS, [_template_row(s) for s in shown]),
+        table(_TEMPLATE_COLUMNS, [_template_row(s) for s in shown]),
     ]
     if hidden:
-        parts.append(f"<p>&hellip; and {hidden} more (see {_e(telemetry_path)}).</p>")
+        parts.append(f"<p>&hellip; and {hidden} more (see {escape(telemetry_path)}).</p>")
     if snapshot.anomalies:
         parts += [
             f"<h2>Answers not applied ({len(snapshot.anomalies)})</h2>",
             "<p>The API answered something the exporter could not vouch for; the templates "
             "keep their last good counts (cams_api_answer_anomalies_total).</p>",
-            _table(_ANOMALY_COLUMNS, [_anomaly_row(a) for a in snapshot.anomalies]),
+            table(_ANOMALY_COLUMNS, [_anomaly_row(a) for a in snapshot.anomalies]),
         ]
     if section := render_sender_section(snapshot):  # "" when no account has sender health
         parts.append(section)
