@@ -16,6 +16,60 @@ from prometheus_client.registry import Collector
 from exporter.senders.collector import sender_collectors
 from exporter.snapshot import Snapshot
 
+_Kind = type[GaugeMetricFamily] | type[CounterMetricFamily]
+# key -> (family class, name, help, labels), in exposition order.
+_ACCOUNT_FAMILIES: dict[str, tuple[_Kind, str, str, list[str]]] = {
+    "up": (
+        GaugeMetricFamily,
+        "cams_up",
+        "Whether the last poll cycle of the account read every template (1) or not (0).",
+        ["account"],
+    ),
+    "last": (
+        GaugeMetricFamily,
+        "cams_poll_last_success_timestamp_seconds",
+        "When the account's last fully successful poll cycle ended (unix seconds).",
+        ["account"],
+    ),
+    "duration": (
+        GaugeMetricFamily,
+        "cams_poll_duration_seconds",
+        "How long the account's last poll cycle took.",
+        ["account"],
+    ),
+    "units": (
+        GaugeMetricFamily,
+        "cams_poll_units",
+        "Template-language units the account polls each cycle, by read mode "
+        "(per-language: one call per unit; per-template: one call per template).",
+        ["account", "mode"],
+    ),
+    "reads": (
+        GaugeMetricFamily,
+        "cams_poll_reads",
+        "GetChatappTemplateMetric reads per poll cycle (before splitting long ranges).",
+        ["account"],
+    ),
+    "discovered": (
+        GaugeMetricFamily,
+        "cams_templates_discovered",
+        "Template-language rows the last ListChatappTemplate discovery returned.",
+        ["account", "space"],
+    ),
+    "revisions": (
+        CounterMetricFamily,
+        "cams_downward_revisions_held",
+        "Times the API reported lower counts than before; the higher values were kept.",
+        ["account"],
+    ),
+    "shape": (
+        GaugeMetricFamily,
+        "cams_metric_shape_info",
+        "How GetChatappTemplateMetric answers (per-bucket rows or one aggregate row).",
+        ["account", "shape"],
+    ),
+}
+
 
 class AccountCollector(Collector):
     """Per-account polling status, from one snapshot.
@@ -36,61 +90,24 @@ class AccountCollector(Collector):
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "cams_up",
-            "Whether the last poll cycle of the account read every template (1) or not (0).",
-            labels=["account"],
-        )
-        last = GaugeMetricFamily(
-            "cams_poll_last_success_timestamp_seconds",
-            "When the account's last fully successful poll cycle ended (unix seconds).",
-            labels=["account"],
-        )
-        duration = GaugeMetricFamily(
-            "cams_poll_duration_seconds",
-            "How long the account's last poll cycle took.",
-            labels=["account"],
-        )
-        units = GaugeMetricFamily(
-            "cams_poll_units",
-            "Template-language units the account polls each cycle, by read mode "
-            "(per-language: one call per unit; per-template: one call per template).",
-            labels=["account", "mode"],
-        )
-        reads = GaugeMetricFamily(
-            "cams_poll_reads",
-            "GetChatappTemplateMetric reads per poll cycle (before splitting long ranges).",
-            labels=["account"],
-        )
-        discovered = GaugeMetricFamily(
-            "cams_templates_discovered",
-            "Template-language rows the last ListChatappTemplate discovery returned.",
-            labels=["account", "space"],
-        )
-        revisions = CounterMetricFamily(
-            "cams_downward_revisions_held",
-            "Times the API reported lower counts than before; the higher values were kept.",
-            labels=["account"],
-        )
-        shape = GaugeMetricFamily(
-            "cams_metric_shape_info",
-            "How GetChatappTemplateMetric answers (per-bucket rows or one aggregate row).",
-            labels=["account", "shape"],
-        )
+        f = {
+            key: kind(name, text, labels=labels)
+            for key, (kind, name, text, labels) in _ACCOUNT_FAMILIES.items()
+        }
         for account in self._snapshot.accounts:
             name = [account.name]
-            up.add_metric(name, 1 if account.up else 0)
+            f["up"].add_metric(name, 1 if account.up else 0)
             if account.last_poll_success is not None:
-                last.add_metric(name, account.last_poll_success)
+                f["last"].add_metric(name, account.last_poll_success)
             if account.last_poll_duration is not None:
-                duration.add_metric(name, account.last_poll_duration)
-            units.add_metric([account.name, account.mode], account.units)
-            reads.add_metric(name, account.reads)
+                f["duration"].add_metric(name, account.last_poll_duration)
+            f["units"].add_metric([account.name, account.mode], account.units)
+            f["reads"].add_metric(name, account.reads)
             for space, count in account.templates_discovered:
-                discovered.add_metric([account.name, space], count)
-            revisions.add_metric(name, account.revisions_held)
-            shape.add_metric([account.name, account.shape], 1)
-        yield from (up, last, duration, units, reads, discovered, revisions, shape)
+                f["discovered"].add_metric([account.name, space], count)
+            f["revisions"].add_metric(name, account.revisions_held)
+            f["shape"].add_metric([account.name, account.shape], 1)
+        yield from f.values()
 
 
 def status_registry(snapshot: Snapshot) -> CollectorRegistry:

@@ -246,11 +246,19 @@ def _key_to_json(key: UnitKey) -> str:
     )
 
 
-def _key_from_json(text: str) -> UnitKey:
+def _strings_from_json(text: str, count: int, what: str) -> list[str]:
     parts = json.loads(text)
-    if not isinstance(parts, list) or len(parts) != 5 or not all(isinstance(p, str) for p in parts):
-        raise ValueError("unit key must be a list of five strings")
-    return UnitKey(*(safe_text(p) for p in parts))
+    if (
+        not isinstance(parts, list)
+        or len(parts) != count
+        or not all(isinstance(p, str) for p in parts)
+    ):
+        raise ValueError(f"{what} key must be a list of {count} strings")
+    return [safe_text(p) for p in parts]
+
+
+def _key_from_json(text: str) -> UnitKey:
+    return UnitKey(*_strings_from_json(text, 5, "unit"))
 
 
 def _number_to_json(key: NumberKey) -> str:
@@ -258,10 +266,7 @@ def _number_to_json(key: NumberKey) -> str:
 
 
 def _number_from_json(text: str) -> NumberKey:
-    parts = json.loads(text)
-    if not isinstance(parts, list) or len(parts) != 3 or not all(isinstance(p, str) for p in parts):
-        raise ValueError("number key must be a list of three strings")
-    return NumberKey(*(safe_text(p) for p in parts))
+    return NumberKey(*_strings_from_json(text, 3, "number"))
 
 
 def _temp_prefix(path: str) -> str:
