@@ -35,7 +35,17 @@ def _state_set(
         family.add_metric([*labels, state], 1 if state == current else 0)
 
 
-class PhoneNumberCollector(Collector):
+class _SendersCollector(Collector):
+    """A collector over the sender-health part of one snapshot."""
+
+    def __init__(self, senders: Iterable[SenderStatus]) -> None:
+        self._senders = tuple(senders)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class PhoneNumberCollector(_SendersCollector):
     """The listed phone numbers (QueryChatappPhoneNumbers); e.g. with space "s1":
 
     # HELP cams_phone_number_info What QueryChatappPhoneNumbers says about a business ...
@@ -48,12 +58,6 @@ class PhoneNumberCollector(Collector):
     # TYPE cams_phone_number_messaging_limit gauge
     cams_phone_number_messaging_limit{account="main",phone_number="658001",space="s1"} 100000.0
     """
-
-    def __init__(self, senders: Iterable[SenderStatus]) -> None:
-        self._senders = tuple(senders)
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
 
     def collect(self) -> Iterator[Metric]:
         ids = ["account", "space", "phone_number"]
@@ -94,7 +98,7 @@ class PhoneNumberCollector(Collector):
         yield from (info, rating, limit)
 
 
-class PhoneNumberCountersCollector(Collector):
+class PhoneNumberCountersCollector(_SendersCollector):
     """The per-number counters (GetChatappPhoneNumberMetric), exact like the template ones:
 
     # HELP cams_phone_number_messages_sent_total Messages sent from the business phone number...
@@ -102,12 +106,6 @@ class PhoneNumberCountersCollector(Collector):
     cams_phone_number_messages_sent_total{account="main",phone_number="658001",space="s1"} 812.0
     (likewise _delivered_total, and _read_total for numbers whose answers carry ReadCount)
     """
-
-    def __init__(self, senders: Iterable[SenderStatus]) -> None:
-        self._senders = tuple(senders)
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
 
     def collect(self) -> Iterator[Metric]:
         ids = ["account", "space", "phone_number"]
@@ -133,7 +131,7 @@ class PhoneNumberCountersCollector(Collector):
         yield from families.values()
 
 
-class CanSendCollector(Collector):
+class CanSendCollector(_SendersCollector):
     """Can-send status and its errors (GetWhatsappHealthStatus); e.g. with space "s1":
 
     # HELP cams_template_can_send Whether a template-language can send (GetWhatsappHealthStatus...
@@ -152,12 +150,6 @@ class CanSendCollector(Collector):
     # TYPE cams_health_status_errors gauge
     cams_health_status_errors{account="main",error_code="141005",node_type="template",...} 1.0
     """
-
-    def __init__(self, senders: Iterable[SenderStatus]) -> None:
-        self._senders = tuple(senders)
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
 
     def collect(self) -> Iterator[Metric]:
         help_tail = "(GetWhatsappHealthStatus; state set: 1 for the current status)."
@@ -219,7 +211,7 @@ class CanSendCollector(Collector):
         yield from (waba, phone, template, info, counts)
 
 
-class SenderStatusCollector(Collector):
+class SenderStatusCollector(_SendersCollector):
     """How fresh the sender-health data is, and the values the exporter does not know:
 
     # HELP cams_phone_numbers_discovered Phone numbers the last QueryChatappPhoneNumbers ...
@@ -240,12 +232,6 @@ class SenderStatusCollector(Collector):
     # TYPE cams_sender_unknown_values gauge
     cams_sender_unknown_values{account="main",field="QualityRating",value="PURPLE"} 1.0
     """
-
-    def __init__(self, senders: Iterable[SenderStatus]) -> None:
-        self._senders = tuple(senders)
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
 
     def collect(self) -> Iterator[Metric]:
         account = ["account"]
