@@ -171,6 +171,7 @@ class Exporter:
         self.instruments = Instruments()
         self.anomalies = AnomalyLog(self.instruments, clock)
         self.gc = GcPolicy()  # one per process: it outlives reloads
+        self.gc.tune()
         self.limiters = LimiterRegistry()
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
