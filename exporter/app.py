@@ -16,7 +16,8 @@ import gzip
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
@@ -113,9 +114,11 @@ def build_clients(
     stop: threading.Event,
     clock: Callable[[], float] = time.time,
     registry: LimiterRegistry | None = None,
+    stops: Mapping[str, threading.Event] | None = None,
 ) -> dict[str, CamsClient]:
     """One client per account, with rate limiters at the account's share of the quota (from
-    `registry`, so that they outlive a reload; a fresh one when not given)."""
+    `registry`, so that they outlive a reload; a fresh one when not given). A client stops
+    retrying when its account's event in `stops` is set (else `stop`)."""
     registry = registry if registry is not None else LimiterRegistry()
     clients = {}
     for index, account in enumerate(config.accounts):
@@ -145,7 +148,7 @@ def build_clients(
             retry=RetryPolicy(max_retries=config.poll.max_retries),
             observer=observe,
             pool_size=pool_size,
-            stop=stop,
+            stop=(stops or {}).get(account.name, stop),
             clock=clock,
         )
         for action, limiter in limiters.items():
@@ -193,12 +196,26 @@ class Exporter:
         self.scheduler = self._build_scheduler(config)
         self.exposition = Exposition(lambda: self.scheduler.snapshot, self.instruments.render)
 
-    def _build_scheduler(self, config: Config) -> Scheduler:
-        stop = threading.Event()
+    def _clients(
+        self, config: Config, accounts: Sequence[Account]
+    ) -> tuple[dict[str, CamsClient], dict[str, threading.Event]]:
+        """Clients for some accounts of `config`, each with a stop event of its own."""
+        stops = {account.name: threading.Event() for account in accounts}
+        subset = replace(config, accounts=tuple(accounts))
         clients = build_clients(
-            config, self.instruments, self.shard, stop, self.clock, self.limiters
+            subset,
+            self.instruments,
+            self.shard,
+            threading.Event(),
+            self.clock,
+            self.limiters,
+            stops,
         )
-        poller = Scheduler(
+        return clients, stops
+
+    def _build_scheduler(self, config: Config) -> Scheduler:
+        clients, stops = self._clients(config, config.accounts)
+        scheduler = Scheduler(
             config,
             clients,
             self.store,
@@ -208,11 +225,11 @@ class Exporter:
             clock=self.clock,
             anomalies=self.anomalies,
             gc_policy=self.gc,
+            stops=stops,
         )
-        poller.stop_event = stop
         # Render /metrics once per published snapshot, off the scrape path.
-        poller.on_publish = lambda snap: self.exposition.prepare(snap)
-        return poller
+        scheduler.on_publish = lambda snap: self.exposition.prepare(snap)
+        return scheduler
 
     @property
     def snapshot(self) -> Snapshot:
@@ -260,21 +277,22 @@ class Exporter:
             if config == self.config:
                 log.info("config reloaded from %s: unchanged, polling goes on", self.config_path)
                 return True, "config unchanged"
-            new = self._build_scheduler(config)
+            same_poll = config.poll == self.config.poll
+            changed = [a for a in config.accounts if not same_poll or a not in self.config.accounts]
+            clients, stops = self._clients(config, changed)
         except ConfigError as error:
             message = "; ".join(error.problems)
             log.error("reload refused, keeping the running config: %s", message)
             return False, message
-        old = self.scheduler
-        old.stop()
-        for account in old.accounts:
-            account.client.close()
-        new.carry_over(old)
-        new.publish()  # the reloaded config's templates, with the counters kept
+        restarted = self.scheduler.reconfigure(config, clients, stops)
         self.config = config
-        self.scheduler = new
-        new.start()
-        log.info("config reloaded from %s", self.config_path)
+        kept = len(config.accounts) - len(restarted)
+        log.info(
+            "config reloaded from %s: %d accounts restarted, %d polling on",
+            self.config_path,
+            len(restarted),
+            kept,
+        )
         return True, "config reloaded"
 
     def _process_metrics(self, openmetrics: bool) -> bytes:

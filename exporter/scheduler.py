@@ -18,7 +18,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from exporter.anomalies import AnomalyLog
@@ -76,6 +76,30 @@ def _sender_poller(
     )
 
 
+def _carry_account(poller: AccountPoller, before: AccountPoller) -> None:
+    """Keep what a replaced account poller knew (first poll done, up, last success, discovery
+    counts, read mode), so that /-/ready, cams_up and the status page do not flap."""
+    with before.lock:
+        status = before.status
+    discovered = dict(before.discovery.discovered)
+    with poller.lock:
+        poller.discovery.discovered = {
+            space: count for space, count in discovered.items() if space in poller.status.spaces
+        }
+        poller.status = replace(
+            poller.status,
+            units=status.units,
+            units_done=status.units_done,
+            first_cycle_complete=status.first_cycle_complete,
+            up=status.up,
+            last_poll_success=status.last_poll_success,
+            last_poll_duration=status.last_poll_duration,
+            last_error_code=status.last_error_code,
+            templates_discovered=tuple(sorted(poller.discovery.discovered.items())),
+        )
+    poller.grouping.adopt(before.grouping)
+
+
 class Scheduler:
     """Runs every account's cycles in the background and publishes snapshots."""
 
@@ -92,8 +116,15 @@ class Scheduler:
         on_publish: Callable[[Snapshot], None] | None = None,
         anomalies: AnomalyLog | None = None,
         gc_policy: GcPolicy | None = None,
+        stops: Mapping[str, threading.Event] | None = None,
     ) -> None:
         self.config = config
+        self.shard = shard
+        # One stop event per account (its client's too): a reload can stop one account alone.
+        self._stops = dict(stops or {})
+        self._account_threads: dict[str, list[threading.Thread]] = {}
+        self._started = False
+        self._reconfigure_lock = threading.Lock()
         self.anomalies = anomalies or AnomalyLog(instruments, clock)
         self.gc = gc_policy or GcPolicy()
         self._crashes: set[tuple[str, str]] = set()  # (where, error) already logged
@@ -106,32 +137,29 @@ class Scheduler:
         self._generation = 0
         self._publish_lock = threading.Lock()
         self.accounts = [
-            AccountPoller(
-                account,
-                config.poll,
-                clients[account.name],
-                store,
-                instruments,
-                shard=shard,
-                clock=clock,
-                on_progress=self._dirty.set,
-                anomalies=self.anomalies,
-            )
-            for account in config.accounts
+            self._account_poller(account, clients[account.name]) for account in config.accounts
         ]
         self._senders_dirty = threading.Event()
-        self.senders = [
-            sender
-            for poller in self.accounts
-            if (
-                sender := _sender_poller(
-                    poller, shard, clock, self._senders_dirty.set, self.crashed
-                )
-            )
-        ]
+        self.senders = [s for p in self.accounts if (s := self._sender_for(p)) is not None]
         self._threads: list[threading.Thread] = []
         self._snapshot = Snapshot()
         self.publish()  # before any poll: restored counters and listed templates show at once
+
+    def _account_poller(self, account: Account, client: CamsClient) -> AccountPoller:
+        return AccountPoller(
+            account,
+            self.config.poll,
+            client,
+            self.store,
+            self.instruments,
+            shard=self.shard,
+            clock=self.clock,
+            on_progress=self._dirty.set,
+            anomalies=self.anomalies,
+        )
+
+    def _sender_for(self, poller: AccountPoller) -> SenderPoller | None:
+        return _sender_poller(poller, self.shard, self.clock, self._senders_dirty.set, self.crashed)
 
     def carry_over(self, old: Scheduler) -> None:
         """After a reload: keep what the replaced poller knew about each account still
@@ -140,29 +168,8 @@ class Scheduler:
         previous = {p.account.name: p for p in old.accounts}
         for poller in self.accounts:
             before = previous.get(poller.account.name)
-            if before is None:
-                continue
-            with before.lock:
-                status = before.status
-            discovered = dict(before.discovery.discovered)
-            with poller.lock:
-                poller.discovery.discovered = {
-                    space: count
-                    for space, count in discovered.items()
-                    if space in poller.status.spaces
-                }
-                poller.status = replace(
-                    poller.status,
-                    units=status.units,
-                    units_done=status.units_done,
-                    first_cycle_complete=status.first_cycle_complete,
-                    up=status.up,
-                    last_poll_success=status.last_poll_success,
-                    last_poll_duration=status.last_poll_duration,
-                    last_error_code=status.last_error_code,
-                    templates_discovered=tuple(sorted(poller.discovery.discovered.items())),
-                )
-            poller.grouping.adopt(before.grouping)
+            if before is not None:
+                _carry_account(poller, before)
         old_senders = {s.account.name: s for s in old.senders}
         for sender in self.senders:
             if sender.account.name in old_senders:
@@ -263,25 +270,25 @@ class Scheduler:
         """Enough threads to keep `qps` calls in flight at a few hundred ms latency."""
         return max(4, min(64, int(account.qps)))
 
-    def _run_account(self, poller: AccountPoller) -> None:
-        interval = self.config.poll.interval_s
-        while not self.stop_event.is_set():
+    def _run_account(self, poller: AccountPoller, stop: threading.Event) -> None:
+        while not stop.is_set():
             started = time.monotonic()
             try:
-                poller.run_cycle(self.stop_event, self.workers_for(poller.account))
+                poller.run_cycle(stop, self.workers_for(poller.account))
             except Exception:  # a bug must not kill the polling thread
                 self.crashed("poll")
-            if self.stop_event.is_set():
+            if stop.is_set():
                 break
             try:
                 self.publish(save=True)
             except Exception:
                 self.crashed("publish")
+            interval = self.config.poll.interval_s
             if not poller.status.first_cycle_complete:
                 wait = min(interval, 30.0)
             else:
                 wait = interval - (time.monotonic() - started)
-            self.stop_event.wait(max(0.0, wait))
+            stop.wait(max(0.0, wait))
 
     def _run_publisher(self) -> None:
         """Publish progress while cycles run, at most once a second, and sender-health changes
@@ -307,25 +314,94 @@ class Scheduler:
                 self.crashed("publish")
             self.stop_event.wait(1.0)
 
+    def _stop_for(self, name: str) -> threading.Event:
+        return self._stops.setdefault(name, threading.Event())
+
+    def _start_account(self, poller: AccountPoller, sender: SenderPoller | None) -> None:
+        name = poller.account.name
+        stop = self._stop_for(name)
+        thread = threading.Thread(
+            target=self._run_account, args=(poller, stop), name=f"account-{name}", daemon=True
+        )
+        thread.start()
+        threads = [thread]
+        if sender is not None:
+            threads.extend(sender.start(stop))
+        self._account_threads[name] = threads
+
+    def _stop_account(self, name: str, timeout: float) -> None:
+        self._stop_for(name).set()
+        deadline = time.monotonic() + timeout
+        for thread in self._account_threads.pop(name, []):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
     def start(self) -> None:
-        """Start one thread per account, the sender-health threads and the publisher."""
+        """Start one thread per account (and its sender-health threads) and the publisher."""
+        self._started = True
+        senders = {s.account.name: s for s in self.senders}
         for poller in self.accounts:
-            thread = threading.Thread(
-                target=self._run_account, args=(poller,), name=f"account-{poller.account.name}"
-            )
-            thread.daemon = True
-            thread.start()
-            self._threads.append(thread)
-        for sender in self.senders:
-            self._threads.extend(sender.start(self.stop_event))
+            self._start_account(poller, senders.get(poller.account.name))
         publisher = threading.Thread(target=self._run_publisher, name="publisher", daemon=True)
         publisher.start()
         self._threads.append(publisher)
 
+    def reconfigure(
+        self,
+        config: Config,
+        clients: Mapping[str, CamsClient],
+        stops: Mapping[str, threading.Event],
+        timeout: float = 10.0,
+    ) -> list[str]:
+        """Apply a reloaded config in place: an account whose settings (and the poll settings)
+        did not change keeps polling, its cycle and discovery untouched; the others stop, and
+        start again on `clients` (with their `stops`), keeping what they knew; removed accounts
+        stop. The counters stay in the store either way. Returns the accounts restarted."""
+        with self._reconfigure_lock:
+            same_poll = config.poll == self.config.poll
+            kept = {a.name for a in self.config.accounts if same_poll and a in config.accounts}
+            old = {p.account.name: p for p in self.accounts}
+            old_senders = {s.account.name: s for s in self.senders}
+            for name in old:
+                if name not in kept:
+                    self._stop_account(name, timeout)
+                    old[name].client.close()
+            self.config = config
+            self._stops.update({n: e for n, e in stops.items() if n not in kept})
+            accounts, senders, restarted = [], [], []
+            for account in config.accounts:
+                if account.name in kept:
+                    accounts.append(old[account.name])
+                    if account.name in old_senders:
+                        senders.append(old_senders[account.name])
+                    continue
+                poller = self._account_poller(account, clients[account.name])
+                if account.name in old:
+                    _carry_account(poller, old[account.name])
+                sender = self._sender_for(poller)
+                if sender is not None:
+                    if account.name in old_senders:
+                        sender.carry_over(old_senders[account.name])
+                    senders.append(sender)
+                accounts.append(poller)
+                restarted.append(account.name)
+            self.accounts, self.senders = accounts, senders
+            self.publish()  # the reloaded config's templates, with the counters kept
+            if not self._started:  # a reload starts polling, as a start does
+                self.start()
+                return restarted
+            by_name = {s.account.name: s for s in senders}
+            for poller in accounts:
+                if poller.account.name in restarted:
+                    self._start_account(poller, by_name.get(poller.account.name))
+            return restarted
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop polling, wait for the threads, publish and write state one last time."""
         self.stop_event.set()
+        for stop in list(self._stops.values()):
+            stop.set()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        threads = [t for group in self._account_threads.values() for t in group]
+        for thread in [*threads, *self._threads]:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.publish(save=True)

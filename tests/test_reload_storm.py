@@ -167,3 +167,57 @@ def test_concurrent_reloads_are_coalesced(tmp_path: Path, caplog: pytest.LogCapt
             assert exporter.config.poll.timeout_s == 3.0
         finally:
             exporter.stop()
+
+
+def two_accounts(path: Path, sim: Simulator, other_qps: int) -> Path:
+    """Two accounts on the same simulator (one discovers, one lists), `other` at `other_qps`."""
+    account = (
+        "  - name: {name}\n"
+        f"    endpoint: {sim.url}\n"
+        "    credentials: {{access_key_id: demo, access_key_secret: demo-secret}}\n"
+        "    qps: {qps}\n"
+        "    list_qps: 2\n"
+        "    spaces:\n"
+        "      - cust_space_id: cams-demo\n"
+    )
+    path.write_text(
+        "poll:\n  interval: 10s\n  lookback: 2d\n  timeout: 2s\n  max_retries: 1\n"
+        "accounts:\n"
+        + account.format(name="main", qps=QPS)
+        + account.format(name="other", qps=other_qps)
+    )
+    return path
+
+
+def test_a_reload_restarts_only_the_accounts_it_changes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running(options()) as sim:
+        path = two_accounts(tmp_path / "cams.yml", sim, other_qps=5)
+        exporter = Exporter(load_config(str(path)), config_path=str(path))
+        exporter.start()
+        try:
+            scheduler = exporter.scheduler
+            main, other = scheduler.accounts
+            two_accounts(path, sim, other_qps=7)
+            with caplog.at_level(logging.INFO, logger="cams_exporter"):
+                assert exporter.reload() == (True, "config reloaded")
+            assert exporter.scheduler is scheduler
+            kept, restarted = scheduler.accounts
+            assert kept is main, "the unchanged account's poller was replaced"
+            assert restarted is not other and restarted.account.qps == 7
+            assert not scheduler._stops["main"].is_set(), "the unchanged account was stopped"
+            messages = [r.getMessage() for r in caplog.records]
+            assert any("1 accounts restarted, 1 polling on" in m for m in messages), messages
+            # Both go on: the kept one's cycle was never interrupted, the other starts afresh.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                status = {p.account.name: p.status for p in scheduler.accounts}
+                if all(s.first_cycle_complete for s in status.values()):
+                    break
+                time.sleep(0.05)
+            assert all(p.status.first_cycle_complete for p in scheduler.accounts)
+            threads = {t.name for t in threading.enumerate()}
+            assert {"account-main", "account-other"} <= threads
+        finally:
+            exporter.stop()

@@ -86,7 +86,9 @@ def test_a_crashing_poll_cycle_leaves_the_thread_running(
             poll = dataclasses.replace(scheduler.config.poll, interval_s=0.05)
             scheduler.config = dataclasses.replace(scheduler.config, poll=poll)
             with caplog.at_level(logging.ERROR, logger="cams_exporter"):
-                thread = threading.Thread(target=scheduler._run_account, args=(account,))
+                thread = threading.Thread(
+                    target=scheduler._run_account, args=(account, threading.Event())
+                )
                 thread.start()
                 thread.join(30)
             assert not thread.is_alive() and len(cycles) == 2
