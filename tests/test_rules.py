@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -59,16 +60,25 @@ def test_promtool_check_rules(path: Path) -> None:
 
 
 def test_promtool_unit_tests_pass() -> None:
+    """Every file of prometheus/tests/, two promtool processes at a time (one per core)."""
     assert UNIT_TESTS, "no promtool unit tests in prometheus/tests/"
-    proc = subprocess.run(
-        [promtool(), "test", "rules", *map(str, UNIT_TESTS)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FAILED" not in proc.stdout
+
+    def run(path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+        proc = subprocess.run(
+            [promtool(), "test", "rules", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
+        return path, proc
+
+    # the biggest files first, so that the two workers finish together
+    ordered = sorted(UNIT_TESTS, key=lambda p: -p.stat().st_size)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for path, proc in pool.map(run, ordered):
+            assert proc.returncode == 0, f"{path.name}:\n{proc.stdout}{proc.stderr}"
+            assert "SUCCESS" in proc.stdout and "FAILED" not in proc.stdout, path.name
 
 
 def test_unit_tests_load_the_real_rule_files() -> None:
@@ -126,12 +136,61 @@ def test_recording_rules_follow_the_naming_convention() -> None:
     groups = yaml.safe_load(RECORDING.read_text())["groups"]
     records = [rule["record"] for group in groups for rule in group["rules"]]
     assert "cams:template_read_rate:ratio_24h" in records
+    assert len(records) == len(set(records)), "a series recorded twice"
     for name in records:
         assert re.fullmatch(r"cams:[a-z0-9_]+:[a-z0-9_]+", name), name
-    # Rules only use recording rules defined before them in the same group (evaluated in order).
+    # Rules only use recording rules defined before them (in their group, evaluated in order,
+    # or in an earlier group), or their own previous value.
+    seen: set[str] = set()
     for group in groups:
-        seen: set[str] = set()
         for rule in group["rules"]:
             for used in re.findall(r"cams:[a-z0-9_]+:[a-z0-9_]+", rule["expr"]):
-                assert used in seen, f"{rule['record']} uses {used} before it is recorded"
+                assert used in seen | {rule["record"]}, f"{rule['record']} uses {used} first"
             seen.add(rule["record"])
+
+
+def test_alerts_only_use_recorded_series_that_exist() -> None:
+    records = {
+        rule["record"]
+        for group in yaml.safe_load(RECORDING.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    for rule in alert_rules():
+        for used in re.findall(r"cams:[a-z0-9_]+:[a-z0-9_]+", rule["expr"]):
+            assert used in records, f"{rule['alert']} uses {used}, which no rule records"
+
+
+def test_template_rules_are_in_their_own_groups() -> None:
+    """Template rules live in cams-template-* (recording) and cams-templates (alerts), so other
+    groups (sender health, for example) can be added beside them."""
+    recording = [g["name"] for g in yaml.safe_load(RECORDING.read_text())["groups"]]
+    assert recording == ["cams-template-counts", "cams-template-activity"]
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            if rule["alert"].startswith("CamsTemplate"):
+                assert group["name"] == "cams-templates", rule["alert"]
+
+
+def _expected_reads_terms() -> list[tuple[float, str]]:
+    rules = {
+        rule["record"]: rule["expr"]
+        for group in yaml.safe_load(RECORDING.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    expr = rules["cams:template_reads_expected:sum"]
+    term = r"([0-9.]+) \* \(sum by \([^)]*\) \(cams_template_messages_delivered_total offset (\w+)"
+    return [(float(w), lag) for w, lag in re.findall(term, expr)]
+
+
+def test_the_read_delay_shape_sums_to_one_and_matches_its_table() -> None:
+    terms = _expected_reads_terms()
+    assert len(terms) >= 4
+    assert sum(w for w, _ in terms) == pytest.approx(1.0, abs=1e-9)
+    lags = [lag for _, lag in terms]
+    assert lags == sorted(lags, key=lambda s: int(s[:-1])) and all(s.endswith("h") for s in lags)
+    header = RECORDING.read_text()
+    lag_row = re.search(r"^#\s+lag\s+(.*)$", header, re.M)
+    weight_row = re.search(r"^#\s+weight\s+(.*)$", header, re.M)
+    assert lag_row and weight_row
+    assert lag_row.group(1).split() == lags
+    assert [float(w) for w in weight_row.group(1).split()] == [w for w, _ in terms]
