@@ -49,12 +49,18 @@ WEEK_AGO = {
 }
 # Recorded series that need a day or more of history even on the compressed clock (a day is 8
 # minutes there): the settled own and peer read rates (the week before yesterday), the delivery
-# baseline, and who is an always-on sender (7 and 21 days of sends).
+# baseline and what reads it, the daily rollup (its group runs every 8 minutes there) and who is
+# an always-on sender (7 and 21 days of sends).
 NEEDS_HISTORY = {
+    "cams:template_messages_read:increase7d_offset1d",
+    "cams:template_reads_expected:increase7d_offset1d",
+    "cams:category_read:increase7d_offset1d",
     "cams:template_read_rate:own",
     "cams:template_read_rate:peers",
     "cams:template_delivery_rate:own",
+    "cams:template_delivery_rate:threshold",
     "cams:template_delivery_rate:zscore_24h",
+    "cams:template_messages_sent:nonzero24h_min1d",
     "cams:template_always_on:flag",
 }
 # The exporter's default poll interval; per-hour panels use windows of at least twice it.
@@ -314,16 +320,20 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             ),
             "the demo to log its simulator's address",
         ).group(1)
-        # The rules as shipped, evaluated every second; the recording rules on a clock 3600
-        # times faster (see the module docstring).
+        # The alerts as shipped, evaluated every second; the recording rules on a clock COMPRESS
+        # times faster, intervals included (at least a second; see the module docstring).
         rule_files = []
         for src in (RECORDING, ALERTS):
             doc = yaml.safe_load(src.read_text())
             for group in doc["groups"]:
-                group["interval"] = "1s"
                 if src == RECORDING:
+                    group["interval"] = max(
+                        "1s", compress(f"[{group['interval']}]", COMPRESS)[1:-1], key=_ms
+                    )
                     for rule in group["rules"]:
                         rule["expr"] = compress(rule["expr"], COMPRESS)
+                else:
+                    group["interval"] = "1s"
             dst = tmp / src.name
             dst.write_text(yaml.safe_dump(doc, sort_keys=False))
             rule_files.append(str(dst))
@@ -394,6 +404,11 @@ def compress(expr: str, factor: int) -> str:
         lambda m: f"[{shorter(m.group(1))}" + (f":{shorter(m.group(2))}]" if m.group(2) else "]"),
         expr,
     )
+
+
+def _ms(duration: str) -> int:
+    """Milliseconds of a duration written by compress() ("480000ms") or in seconds ("1s")."""
+    return int(duration[:-2]) if duration.endswith("ms") else int(duration[:-1]) * 1000
 
 
 def test_compress_divides_every_duration() -> None:
@@ -498,7 +513,9 @@ def test_rules_evaluate_without_errors(prom: Prom) -> None:
     rules = [rule for group in resp["data"]["groups"] for rule in group["rules"]]
     assert len(rules) >= 30
     for rule in rules:
-        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+        # the daily group may not have run yet on the compressed clock (every 8 minutes)
+        allowed = {"ok", "unknown"} if rule["name"] in NEEDS_HISTORY else {"ok"}
+        assert rule["health"] in allowed, (rule["name"], rule.get("lastError"))
     recorded = {rule["name"] for rule in rules if rule["type"] == "recording"}
     assert recorded >= NEEDS_HISTORY
     for name in recorded - NEEDS_HISTORY:
