@@ -1,21 +1,22 @@
 """Synthetic history for the rule benchmark (bench/rules.py): the samples the rules read, as
 TSDB blocks that a fresh Prometheus loads at start.
 
-The rules of prometheus/recording.yml read the past at a few offsets only, so a Prometheus that
-started minutes ago evaluates them on nothing and looks cheaper than one that has run for weeks.
-This module writes, for every template-language the exporter exposes, what those offsets read:
+The rules of prometheus/recording.yml read the past (lookups at a few offsets, means over hours,
+checks over weeks), so a Prometheus that started minutes ago evaluates them on nothing and looks
+cheaper than one that has run for weeks. This module writes, for every template-language the
+exporter exposes, what those reads find in production:
 
-- the raw `cams_template_messages_delivered_total` every 5 minutes (one poll) over the last
-  34 hours: the expected reads look it up 1 to 32 hours back;
-- the recorded per-unit sums (sent, delivered, read, clicks) and expected reads every minute
-  around 6 hours, 1 day and 8 days before the run: the windows and baselines look them up there;
-- `cams:template_messages_sent:nonzero24h` every hour over 21 days (the always-on checks read
-  all of it), and `cams:template_always_on:flag` every hour over a day for the UTILITY units.
+- the recorded per-unit sums (sent, delivered, read) and expected reads every 2 minutes (the
+  rules' interval) around 6 hours, 1 day and 8 days before the run, where the windows and
+  baselines look them up, and the delivered sum over the last hour (its mean over 1 hour);
+- the hourly delivered sum over 33 hours (the means over 8 and 32 hours), the hourly
+  `cams:template_messages_sent:nonzero24h` over a day, its daily minimum over 22 days (the
+  always-on checks) and, for the UTILITY units, `cams:template_always_on:flag` over a day.
 
 Values continue the exporter's current counters backwards at each unit's own daily rate, so the
-live scrapes carry the same series on without a reset. Samples are written as OpenMetrics, one
-file per 2-hour block, and turned into blocks by `promtool tsdb create-blocks-from openmetrics`
-(which reads its whole input once per 2-hour block: one file per block keeps that linear).
+rules' live results carry the same series on. Samples are written as OpenMetrics, one file per
+2-hour block, and turned into blocks by `promtool tsdb create-blocks-from openmetrics` (which reads
+its whole input once per 2-hour block: one file per block keeps that linear).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import IO
 BLOCK_S = 2 * 3600
 DAY_S = 86400
 HOUR_S = 3600
-MEAN_LAG_S = 6.12 * 3600  # the mean of the read-delay shape in recording.yml
+MEAN_LAG_S = (0.45 * 0.5 + 0.30 * 4 + 0.25 * 16) * 3600  # mean delay of the shape in recording.yml
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ class UnitNow:
     sent: float
     delivered: float
     read: float
-    clicks: float | None  # None: the template has no buttons (no click series)
     per_day: float  # its delivered messages per day
 
 
@@ -116,8 +116,6 @@ def _every(start: float, end: float, step: float) -> Iterator[float]:
 def write_history(
     units: list[UnitNow],
     now: float,
-    instance: str,
-    job: str,
     run_s: float,
     work_dir: Path,
     data_dir: Path,
@@ -133,39 +131,40 @@ def write_history(
     files = _Files(work_dir)
     end = now - 60  # the live scrapes take over from here
 
-    files.begin("cams_template_messages_delivered_total")
-    for u in units:
-        labels = f'{_unit_labels(u)},template_type="WHATSAPP",instance="{instance}",job="{job}"'
-        for ts in _every(now - 34 * HOUR_S, end, 300):
-            files.add(labels, _back(u.delivered, u.per_day, now - ts), ts)
-
     windows = [
         (now - offset - 300, now - offset + run_s) for offset in (6 * HOUR_S, DAY_S, 8 * DAY_S)
     ]
-    sums: dict[str, Callable[[UnitNow], tuple[float | None, float]]] = {
-        "cams:template_messages_sent:sum": lambda u: (u.sent, u.per_day / 0.95),
-        "cams:template_messages_delivered:sum": lambda u: (u.delivered, u.per_day),
-        "cams:template_messages_read:sum": lambda u: (u.read, u.per_day * 0.6),
-        "cams:template_button_clicks:sum": lambda u: (u.clicks, u.per_day * 0.1),
+    recent = [(now - HOUR_S - 300, end)]
+    sums: dict[str, tuple[Callable[[UnitNow], tuple[float, float]], list[tuple[float, float]]]] = {
+        "cams:template_messages_sent:sum": (lambda u: (u.sent, u.per_day / 0.95), windows),
+        "cams:template_messages_delivered:sum": (
+            lambda u: (u.delivered, u.per_day),
+            windows + recent,
+        ),
+        "cams:template_messages_read:sum": (lambda u: (u.read, u.per_day * 0.6), windows),
+        "cams:template_reads_expected:sum": (
+            lambda u: (u.delivered - u.per_day * MEAN_LAG_S / DAY_S, u.per_day),
+            windows,
+        ),
     }
-    for family, value_of in sums.items():
+    for family, (value_of, spans) in sums.items():
         files.begin(family)
         for u in units:
             value, rate = value_of(u)
-            if value is None:
-                continue
-            for lo, hi in windows:
-                for ts in _every(lo, min(hi, end), 60):
+            for lo, hi in spans:
+                for ts in _every(lo, min(hi, end), 120):
                     files.add(_unit_labels(u), _back(value, rate, now - ts), ts)
-    files.begin("cams:template_reads_expected:sum")
+    files.begin("cams:template_messages_delivered:sum_1h")
     for u in units:
-        for lo, hi in windows:
-            for ts in _every(lo, min(hi, end), 60):
-                files.add(_unit_labels(u), _back(u.delivered, u.per_day, now - ts + MEAN_LAG_S), ts)
-
+        for ts in _every(now - 33 * HOUR_S, end, HOUR_S):
+            files.add(_unit_labels(u), _back(u.delivered, u.per_day, now - ts), ts)
     files.begin("cams:template_messages_sent:nonzero24h")
     for u in units:
-        for ts in _every(now - 21 * DAY_S - HOUR_S, end, HOUR_S):
+        for ts in _every(now - DAY_S - HOUR_S, end, HOUR_S):
+            files.add(_unit_labels(u), 1, ts)
+    files.begin("cams:template_messages_sent:nonzero24h_min1d")
+    for u in units:
+        for ts in _every(now - 22 * DAY_S, end, DAY_S):
             files.add(_unit_labels(u), 0 if rng.random() < 0.03 else 1, ts)
     files.begin("cams:template_always_on:flag")
     for u in units:

@@ -181,19 +181,19 @@ def _expected_reads_terms() -> list[tuple[float, float]]:
     }
     expr = rules["cams:template_reads_expected:sum"]
     terms = []
-    pattern = r"([0-9.]+) \* (avg|sum)_over_time\(\S+\[(\w+)\]\)(?: / (\d+))?"
-    for weight, fn, window, divisor in re.findall(pattern, expr):
-        m = re.fullmatch(r"(\d+)h(?:(\d+)m)?", window)
-        assert m, window
-        hours = int(m.group(1)) + int(m.group(2) or 0) / 60
-        if fn == "sum":
-            # a sum over an hourly series divided by its number of samples: a mean over whole
-            # hours, the window a minute short of them so that it holds exactly that many
-            assert divisor and round(hours) == int(divisor) and hours < int(divisor), window
-            hours = int(divisor)
+    pattern = r"([0-9.]+) \* (last|sum)_over_time\(\S+\[(\w+)\](?: offset (\w+))?\)(?: / (\d+))?"
+    for weight, fn, window, offset, divisor in re.findall(pattern, expr):
+        if fn == "last":
+            # the hourly value an hour ago: the deliveries of the hour before count in full
+            assert window == offset == "1h" and not divisor, expr
+            hours = 1
         else:
-            assert not divisor
-        terms.append((float(weight), hours))
+            # the hourly values of a window one minute short of whole hours: exactly that many,
+            # added and divided by their number (a mean over those hours)
+            m = re.fullmatch(r"(\d+)h59m", window)
+            assert m and not offset and int(divisor) == int(m.group(1)) + 1, window
+            hours = int(divisor)
+        terms.append((float(weight), float(hours)))
     return terms
 
 
@@ -202,6 +202,6 @@ def test_the_read_delay_shape_sums_to_one_and_matches_the_header() -> None:
     assert len(terms) >= 3
     assert sum(w for w, _ in terms) == pytest.approx(1.0, abs=1e-9)
     assert [h for _, h in terms] == sorted(h for _, h in terms)
-    row = r"^#\s+(\d+)%(?: of them)?\s+over its first\s+(\d+) hours?"
+    row = r"^#\s+(\d+)%(?: of them)?\s+(?:over|within) its first\s+(\d+) hours?"
     header = [(int(p) / 100, float(h)) for p, h in re.findall(row, RECORDING.read_text(), re.M)]
     assert header == terms
