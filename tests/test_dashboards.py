@@ -5,11 +5,22 @@ scrapes it every second and evaluates prometheus/recording.yml and alerts.yml, t
 panel target, with its variables filled in from the exporter's own labels, through
 /api/v1/query and expects data. Only the targets listed in WEEK_AGO (comparisons with
 `offset 1w`) may come back empty: the test's Prometheus holds seconds of data, not a week.
+
+The demo's counters move slowly (its simulator spreads a day's messages over the day), so once
+Prometheus scrapes, the test moves the demo simulator's clock 10 minutes ahead (POST
+/_sim/clock, within the 15-minute signature window): the next poll brings ten minutes' worth of
+sends, deliveries and reads at once, and the variables pick a template and language that moved.
+The recording rules run on a compressed clock: every duration in recording.yml is divided by
+COMPRESS (1h becomes 20s, a day 8 minutes), so that within the test's minutes the expected reads,
+the late-read adjusted rates and the baselines exist as they do after hours in production.
+Every rate panel (unit percentunit) is also queried over the whole run, at every second: no NaN,
+no infinity, nothing above 100%.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import socket
@@ -35,15 +46,51 @@ REQUIRED_VARIABLES = ("datasource", "account", "space", "template", "language")
 # (dashboard uid, panel title, refId) of the week-ago comparisons, the only targets that may
 # return nothing in a Prometheus that is seconds old.
 WEEK_AGO = {
-    ("cams-template", "Read rate (rolling 24h) against last week", "B"),
+    ("cams-template", "Read rate (late-read adjusted) against its baseline", "E"),
 }
+# Recorded series that need a day or more of history even on the compressed clock (a day is 8
+# minutes there): the settled own and peer read rates (the week before yesterday), the delivery
+# baseline and what reads it, the daily rollup (its group runs every 8 minutes there) and who is
+# an always-on sender (7 and 21 days of sends).
+NEEDS_HISTORY = {
+    "cams:template_messages_read:increase7d_offset1d",
+    "cams:template_reads_expected:increase7d_offset1d",
+    "cams:category_read:increase7d_offset1d",
+    "cams:template_read_rate:own",
+    "cams:template_read_rate:peers",
+    "cams:template_delivery_rate:threshold",
+    "cams:template_delivery_rate:zscore_24h",
+    "cams:template_messages_sent:nonzero24h_min1d",
+    "cams:template_always_on:qualified",
+    "cams:template_always_on:flag",
+}
+# The exporter's default poll interval; per-hour panels use windows of at least twice it.
+POLL_S = 300
 # What the built-in Grafana variables become in the live queries.
 BUILTINS = {"__range": "5m", "__rate_interval": "30s", "__interval": "5s"}
 # Variable values are picked from these series when present, so that the drill-down shows a
 # template that has buttons (and click panels have data).
+# Variable values are picked, when possible, among these queries' results (by value, highest
+# first): a template with buttons (so that click panels have data) and the most sends during the
+# test, and its language with the most sends.
+SENT_5M = "sum by ({by}) (increase(cams_template_messages_sent_total{{{sel}}}[5m]))"
 PREFERRED = {
-    "template": ('cams_template_button_clicks_total{account=~"$account"}', "template_code")
+    "template": (
+        "sort_desc("
+        + SENT_5M.format(by="template_code", sel='account=~"$account"')
+        + " and on (template_code) sum by (template_code)"
+        ' (cams_template_button_clicks_total{account=~"$account"}))',
+        "template_code",
+    ),
+    "language": (
+        "sort_desc("
+        + SENT_5M.format(by="language", sel='account=~"$account",template_code=~"$template"')
+        + " > 0)",
+        "language",
+    ),
 }
+COMPRESS = 180
+CLOCK_BUMP_S = 600
 
 VAR_REF = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 DEADLINE_S = 60
@@ -159,7 +206,9 @@ def test_range_and_rate_conventions(path: Path) -> None:
         for target in panel["targets"]:
             expr = target["expr"]
             for window in re.findall(r"\[([^\]:]+)\]", expr):
-                assert window in {"$__range", "$__rate_interval", "1d"}, (panel["title"], window)
+                # 70m: the hourly recorded series, read over a little more than their interval
+                allowed = {"$__range", "$__rate_interval", "1d", "70m"}
+                assert window in allowed, (panel["title"], window)
             if "rate(" in expr.replace("irate(", ""):
                 assert "$__rate_interval" in expr or "[1d]" in expr, panel["title"]
             if target.get("instant"):
@@ -268,12 +317,26 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             lambda: requests.get(f"{exporter}/-/ready", timeout=2).status_code == 200,
             "the demo exporter to be ready",
         )
-        # The rules as shipped, evaluated every second instead of every minute.
+        simulator = wait_for(
+            lambda: re.search(
+                r"simulator at (http://127\.0\.0\.1:\d+)", (tmp / "exporter.log").read_text()
+            ),
+            "the demo to log its simulator's address",
+        ).group(1)
+        # The alerts as shipped, evaluated every second; the recording rules on a clock COMPRESS
+        # times faster, intervals included (at least a second; see the module docstring).
         rule_files = []
         for src in (RECORDING, ALERTS, SENDER_ALERTS):
             doc = yaml.safe_load(src.read_text())
             for group in doc["groups"]:
-                group["interval"] = "1s"
+                if src == RECORDING:
+                    group["interval"] = max(
+                        "1s", compress(f"[{group['interval']}]", COMPRESS)[1:-1], key=_ms
+                    )
+                    for rule in group["rules"]:
+                        rule["expr"] = compress(rule["expr"], COMPRESS)
+                else:
+                    group["interval"] = "1s"
             dst = tmp / src.name
             dst.write_text(yaml.safe_dump(doc, sort_keys=False))
             rule_files.append(str(dst))
@@ -303,14 +366,63 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
         def scraped_enough() -> bool:
             data = client.query("count_over_time(cams_up[1m])")
             samples = [float(r["value"][1]) for r in data["result"]]
-            recorded = client.query("cams:template_read_rate:ratio_24h")["result"]
-            return bool(samples) and min(samples) >= 12 and bool(recorded)
+            return bool(samples) and min(samples) >= 5
 
-        wait_for(scraped_enough, "Prometheus to scrape the exporter a dozen times")
+        wait_for(scraped_enough, "Prometheus to scrape the exporter five times")
+        bump = requests.post(
+            f"{simulator}/_sim/clock", json={"offset_seconds": CLOCK_BUMP_S}, timeout=5
+        )
+        assert bump.status_code == 200, bump.text
+
+        def moved() -> bool:
+            increases = client.query(
+                "increase(cams_template_messages_delivered_total[5m]) > 0"
+                " and on (template_code) cams_template_button_clicks_total"
+            )["result"]
+            adjusted = client.query("cams:template_read_rate:adjusted_6h")["result"]
+            return bool(increases) and bool(adjusted)
+
+        wait_for(moved, "ten minutes of messages to reach Prometheus", timeout=90)
+        time.sleep(3)  # a few evaluations of the rules with the new counts
         yield client
     finally:
         for proc in reversed(procs):
             stop(proc)
+
+
+UNIT_S = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+DUR = r"(?:\d+[wdhms])+"
+
+
+def compress(expr: str, factor: int) -> str:
+    """`expr` with every duration (offsets, ranges, subquery steps) divided by `factor`."""
+
+    def shorter(text: str) -> str:
+        seconds = sum(int(n) * UNIT_S[u] for n, u in re.findall(r"(\d+)([wdhms])", text))
+        return f"{max(1, seconds * 1000 // factor)}ms"
+
+    expr = re.sub(rf"offset\s+({DUR})", lambda m: "offset " + shorter(m.group(1)), expr)
+    return re.sub(
+        rf"\[({DUR})(?::({DUR}))?\]",
+        lambda m: f"[{shorter(m.group(1))}" + (f":{shorter(m.group(2))}]" if m.group(2) else "]"),
+        expr,
+    )
+
+
+def _ms(duration: str) -> int:
+    """Milliseconds of a duration written by compress() ("480000ms") or in seconds ("1s")."""
+    return int(duration[:-2]) if duration.endswith("ms") else int(duration[:-1]) * 1000
+
+
+def test_compress_divides_every_duration() -> None:
+    assert compress("x offset 1h + y offset 8d4h", 3600) == "x offset 1000ms + y offset 196000ms"
+    assert compress("last_over_time(a[2h]) and b[1d] offset 20d", 3600) == (
+        "last_over_time(a[2000ms]) and b[24000ms] offset 480000ms"
+    )
+    assert compress("max_over_time((a > 0)[7d:1d])", 180) == (
+        "max_over_time((a > 0)[3360000ms:480000ms])"
+    )
+    assert compress("0.7 * a + 1e3 > bool 0", 180) == "0.7 * a + 1e3 > bool 0"
 
 
 def substitute(text: str, values: dict[str, str]) -> str:
@@ -353,9 +465,9 @@ def resolve(prom: Prom, dash: dict[str, Any]) -> dict[str, str]:
         options = candidates(prom, var, values)
         assert options, f"{dash['uid']}: variable {var['name']} has no value"
         if var["name"] in PREFERRED:
-            selector, label = PREFERRED[var["name"]]
-            preferred = {s[label] for s in prom.series(substitute(selector, values))}
-            options = [o for o in options if o in preferred] or options
+            query, label = PREFERRED[var["name"]]
+            ranked = [r["metric"][label] for r in prom.query(substitute(query, values))["result"]]
+            options = [o for o in ranked if o in options] or options
         values[var["name"]] = options[0]
     return values
 
@@ -402,10 +514,86 @@ def test_rules_evaluate_without_errors(prom: Prom) -> None:
     resp = requests.get(f"{prom.base}/api/v1/rules", timeout=10).json()
     assert resp["status"] == "success"
     rules = [rule for group in resp["data"]["groups"] for rule in group["rules"]]
-    assert len(rules) >= 18
+    assert len(rules) >= 30
     for rule in rules:
-        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+        # the daily group may not have run yet on the compressed clock (every 8 minutes)
+        allowed = {"ok", "unknown"} if rule["name"] in NEEDS_HISTORY else {"ok"}
+        assert rule["health"] in allowed, (rule["name"], rule.get("lastError"))
     recorded = {rule["name"] for rule in rules if rule["type"] == "recording"}
-    for name in recorded:
-        if not name.endswith("offset1w"):
-            assert prom.query(name)["result"], f"recording rule {name} has no data"
+    assert recorded >= NEEDS_HISTORY
+    for name in recorded - NEEDS_HISTORY:
+        assert prom.query(name)["result"], f"recording rule {name} has no data"
+
+
+def rate_targets() -> list[Any]:
+    params = []
+    for path in DASHBOARDS:
+        dash = load(path)
+        for panel in panels(dash):
+            if panel["fieldConfig"]["defaults"].get("unit") != "percentunit":
+                continue
+            for target in panel["targets"]:
+                key = (dash["uid"], panel["title"], target["refId"])
+                params.append(pytest.param(path, *key, id="/".join(key)))
+    return params
+
+
+@pytest.mark.parametrize(("path", "uid", "title", "ref_id"), rate_targets())
+def test_rate_panels_stay_within_0_and_100_percent(
+    prom: Prom, path: Path, uid: str, title: str, ref_id: str
+) -> None:
+    """Over the whole run, at every second: finite, between 0 and 1 (NaN and Inf are
+    values Grafana would draw; a rate above 100% is a bug)."""
+    dash = load(path)
+    values = resolve(prom, dash)
+    (panel,) = [p for p in panels(dash) if p["title"] == title]
+    (target,) = [t for t in panel["targets"] if t["refId"] == ref_id]
+    expr = substitute(target["expr"], values)
+    end = time.time()
+    resp = requests.get(
+        f"{prom.base}/api/v1/query_range",
+        params={"query": expr, "start": end - 180, "end": end, "step": 1},
+        timeout=20,
+    ).json()
+    assert resp["status"] == "success", resp
+    points = [float(v) for series in resp["data"]["result"] for _, v in series["values"]]
+    if (uid, title, ref_id) not in WEEK_AGO:
+        assert points, f"no data for {expr}"
+    for value in points:
+        assert math.isfinite(value) and 0 <= value <= 1, (title, ref_id, value)
+
+
+def test_rate_panels_guard_their_denominators() -> None:
+    """A rate divides by a filtered denominator (`> 0`) and is clamped to 1, or reads a
+    recorded rate that is (recording.yml)."""
+    recorded = re.compile(
+        r"cams:template_(read_rate:(adjusted_6h|adjusted_24h|baseline)|delivery_rate:ratio_24h)\b"
+    )
+    for path in DASHBOARDS:
+        for panel in panels(load(path)):
+            if panel["fieldConfig"]["defaults"].get("unit") != "percentunit":
+                continue
+            for target in panel["targets"]:
+                expr = target["expr"]
+                guarded = "clamp_max(" in expr and "> 0)" in expr
+                assert guarded or (recorded.search(expr) and " / " not in expr), (
+                    panel["title"],
+                    target["refId"],
+                )
+
+
+def test_per_hour_panels_span_two_polls() -> None:
+    """Panels with a rate of the template counters over $__rate_interval set a minimum interval
+    of at least twice the poll interval, so the window always holds a poll's increment."""
+    checked = 0
+    for path in DASHBOARDS:
+        for panel in panels(load(path)):
+            exprs = " ".join(t["expr"] for t in panel["targets"])
+            if "cams_template_" in exprs and "[$__rate_interval]" in exprs:
+                interval = panel.get("interval", "")
+                m = re.fullmatch(r"(\d+)([smh])", interval)
+                assert m, f"{panel['title']}: no minimum interval"
+                seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+                assert seconds >= 2 * POLL_S, panel["title"]
+                checked += 1
+    assert checked >= 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -59,16 +60,25 @@ def test_promtool_check_rules(path: Path) -> None:
 
 
 def test_promtool_unit_tests_pass() -> None:
+    """Every file of prometheus/tests/, two promtool processes at a time (one per core)."""
     assert UNIT_TESTS, "no promtool unit tests in prometheus/tests/"
-    proc = subprocess.run(
-        [promtool(), "test", "rules", *map(str, UNIT_TESTS)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FAILED" not in proc.stdout
+
+    def run(path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+        proc = subprocess.run(
+            [promtool(), "test", "rules", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
+        return path, proc
+
+    # the biggest files first, so that the two workers finish together
+    ordered = sorted(UNIT_TESTS, key=lambda p: -p.stat().st_size)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for path, proc in pool.map(run, ordered):
+            assert proc.returncode == 0, f"{path.name}:\n{proc.stdout}{proc.stderr}"
+            assert "SUCCESS" in proc.stdout and "FAILED" not in proc.stdout, path.name
 
 
 def test_unit_tests_load_the_real_rule_files() -> None:
@@ -125,13 +135,73 @@ def test_template_alerts_keep_the_unit_labels() -> None:
 def test_recording_rules_follow_the_naming_convention() -> None:
     groups = yaml.safe_load(RECORDING.read_text())["groups"]
     records = [rule["record"] for group in groups for rule in group["rules"]]
-    assert "cams:template_read_rate:ratio_24h" in records
+    assert "cams:template_read_rate:adjusted_24h" in records
+    assert len(records) == len(set(records)), "a series recorded twice"
     for name in records:
         assert re.fullmatch(r"cams:[a-z0-9_]+:[a-z0-9_]+", name), name
-    # Rules only use recording rules defined before them in the same group (evaluated in order).
+    # Within a group (evaluated in order), a rule reads only rules before it, or its own previous
+    # value; it may read any rule of another group (its latest value).
     for group in groups:
-        seen: set[str] = set()
-        for rule in group["rules"]:
+        mine = [rule["record"] for rule in group["rules"]]
+        for i, rule in enumerate(group["rules"]):
             for used in re.findall(r"cams:[a-z0-9_]+:[a-z0-9_]+", rule["expr"]):
-                assert used in seen, f"{rule['record']} uses {used} before it is recorded"
-            seen.add(rule["record"])
+                assert used in records, f"{rule['record']} uses {used}, which no rule records"
+                if used in mine:
+                    assert mine.index(used) <= i, f"{rule['record']} uses {used} before it"
+
+
+def test_alerts_only_use_recorded_series_that_exist() -> None:
+    records = {
+        rule["record"]
+        for group in yaml.safe_load(RECORDING.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    for rule in alert_rules():
+        for used in re.findall(r"cams:[a-z0-9_]+:[a-z0-9_]+", rule["expr"]):
+            assert used in records, f"{rule['alert']} uses {used}, which no rule records"
+
+
+def test_template_rules_are_in_their_own_groups() -> None:
+    """Template rules live in cams-template-* (recording) and cams-templates (alerts), so other
+    groups (sender health, for example) can be added beside them."""
+    recording = [g["name"] for g in yaml.safe_load(RECORDING.read_text())["groups"]]
+    assert recording and all(name.startswith("cams-template-") for name in recording)
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            if rule["alert"].startswith("CamsTemplate"):
+                assert group["name"] == "cams-templates", rule["alert"]
+
+
+def _expected_reads_terms() -> list[tuple[float, float]]:
+    """(weight, hours over which that share of the reads arrives) of the expected reads."""
+    rules = {
+        rule["record"]: rule["expr"]
+        for group in yaml.safe_load(RECORDING.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    expr = rules["cams:template_reads_expected:sum"]
+    terms = []
+    pattern = r"([0-9.]+) \* (last|sum)_over_time\(\S+\[(\w+)\](?: offset (\w+))?\)(?: / (\d+))?"
+    for weight, fn, window, offset, divisor in re.findall(pattern, expr):
+        if fn == "last":
+            # the hourly value an hour ago: the deliveries of the hour before count in full
+            assert window == offset == "1h" and not divisor, expr
+            hours = 1
+        else:
+            # the hourly values of a window one minute short of whole hours: exactly that many,
+            # added and divided by their number (a mean over those hours)
+            m = re.fullmatch(r"(\d+)h59m", window)
+            assert m and not offset and int(divisor) == int(m.group(1)) + 1, window
+            hours = int(divisor)
+        terms.append((float(weight), float(hours)))
+    return terms
+
+
+def test_the_read_delay_shape_sums_to_one_and_matches_the_header() -> None:
+    terms = _expected_reads_terms()
+    assert len(terms) >= 3
+    assert sum(w for w, _ in terms) == pytest.approx(1.0, abs=1e-9)
+    assert [h for _, h in terms] == sorted(h for _, h in terms)
+    row = r"^#\s+(\d+)%(?: of them)?\s+(?:over|within) its first\s+(\d+) hours?"
+    header = [(int(p) / 100, float(h)) for p, h in re.findall(row, RECORDING.read_text(), re.M)]
+    assert header == terms

@@ -1,0 +1,432 @@
+"""Rule evaluation cost at 10,000 template-languages (issue 11, point 5).
+
+    python bench/rules.py                 # 4 accounts x 1,250 templates x 2 languages, ~15 min
+    python bench/rules.py --accounts 1    # one account of 10,000 units (first poll ~210 s)
+    python bench/rules.py --no-history    # a Prometheus without history (what backfill changes)
+
+The simulator (`python -m exporter simulate`) and the exporter (`python -m exporter
+--config.file ...`) run as in bench/run.py, on 127.0.0.1. Several accounts on one simulator
+(each at the exporter's maximum of 50 calls a second, the simulator allowing their sum) make the
+first poll of 10,000 units take about a minute instead of ~210 s; the series are the same
+(account is one of the unit's labels). The exporter polls once (interval 1h), so that what is
+measured is Prometheus, not the exporter's polling on the same two cores.
+
+Once the exporter is ready, its counters are read and continued backwards into a history
+(bench/history.py): every sample the rules read at their offsets and over their ranges, up to 22
+days back, written as TSDB blocks, which an idle Prometheus first compacts. Then a real
+Prometheus (Debian's 2.42) starts on that data with prometheus/recording.yml and alerts.yml,
+scrapes the exporter every 30 s, and the bench reads `prometheus_rule_group_last_duration_seconds`
+after each evaluation of each group, until every group has been evaluated `--evaluations` times
+with every unit's series present. Every group runs every 2 minutes here (the interval of the
+most frequent ones; the hourly, 10-minute and daily groups cost the same per evaluation).
+
+It prints one row per rule group (median and slowest evaluation, series written, target < 1 s),
+the slowest rules, and writes everything to bench/results/rules-<timestamp>.json, with the
+machine's load average over the measurement (the groups' times are wall-clock times, which other
+work on the machine lengthens). Everything stops by itself; each wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+if __package__ in (None, ""):  # `python bench/rules.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.harness import (
+    HOST,
+    ROOT,
+    Child,
+    Children,
+    ExporterProcess,
+    exporter_config,
+    free_port,
+    http_get,
+    machine_info,
+    start_exporter,
+    start_simulator,
+    wait_for,
+)
+from bench.history import UnitNow, write_history
+
+LANGUAGES = ("en", "es")
+GROUPS = [
+    group["name"]
+    for name in ("recording.yml", "alerts.yml")
+    for group in yaml.safe_load((ROOT / "prometheus" / name).read_text())["groups"]
+]
+TARGET_S = 1.0
+EVAL_INTERVAL = "2m"
+JOB = "cams-exporter"
+SCRAPE_S = 30
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def units_now(exporter: ExporterProcess) -> list[UnitNow]:
+    """Every template-language the exporter exposes, with its counters and category."""
+    values: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    category: dict[tuple[str, str, str, str], str] = {}
+    names = {
+        "cams_template_messages_sent": "sent",
+        "cams_template_messages_delivered": "delivered",
+        "cams_template_messages_read": "read",
+    }
+    for family in text_string_to_metric_families(exporter.metrics_text()):
+        for sample in family.samples:
+            labels = sample.labels
+            if "template_code" not in labels:
+                continue
+            key = (labels["account"], labels["space"], labels["template_code"], labels["language"])
+            if family.name == "cams_template_info":
+                category[key] = labels["category"]
+            elif family.name in names and sample.name.endswith("_total"):
+                slot = values.setdefault(key, {})
+                slot[names[family.name]] = slot.get(names[family.name], 0.0) + sample.value
+    out = []
+    for key, v in values.items():
+        out.append(
+            UnitNow(
+                *key,
+                category=category.get(key, "MARKETING"),
+                sent=v.get("sent", 0.0),
+                delivered=v.get("delivered", 0.0),
+                read=v.get("read", 0.0),
+                per_day=v.get("delivered", 0.0) / 3.5,  # the counters start ~3.5 days back
+            )
+        )
+    return out
+
+
+def rule_files(work: Path) -> list[Path]:
+    """The shipped rule files, every group evaluated every 2 minutes (the most frequent groups'
+    own interval), so that the hourly and daily ones are measured within minutes too."""
+    out = []
+    for name in ("recording.yml", "alerts.yml"):
+        doc = yaml.safe_load((ROOT / "prometheus" / name).read_text())
+        for group in doc["groups"]:
+            group["interval"] = EVAL_INTERVAL
+        path = work / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        out.append(path)
+    return out
+
+
+@dataclass(frozen=True)
+class PrometheusProcess:
+    child: Child
+    port: int
+
+    def stop(self, children: Children) -> None:
+        self.child.stop(timeout=60)
+        children.started.remove(self.child)
+
+
+def start_prometheus(
+    children: Children, work: Path, target: str | None, data: Path
+) -> PrometheusProcess:
+    """Prometheus on `data`; with a target, scraping it and evaluating the rules; without one,
+    idle (to let it compact the backfilled blocks first)."""
+    port = free_port()
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": f"{SCRAPE_S}s", "evaluation_interval": EVAL_INTERVAL}
+    }
+    if target:
+        config["rule_files"] = [str(p) for p in rule_files(work)]
+        config["scrape_configs"] = [{"job_name": JOB, "static_configs": [{"targets": [target]}]}]
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log_path = work / "prometheus.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={data}",
+                "--storage.tsdb.retention.time=40d",
+                f"--web.listen-address={HOST}:{port}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    child = Child("prometheus", process, log_path)
+    children.started.append(child)
+
+    def ready() -> bool:
+        if not child.alive():
+            raise RuntimeError(f"prometheus exited: {child.log_tail()}")
+        return http_get(port, "/-/ready", timeout=5)[0] == 200
+
+    wait_for("prometheus ready", ready, timeout=300, every=1)
+    return PrometheusProcess(child, port)
+
+
+def query(port: int, expr: str) -> list[dict[str, Any]]:
+    from urllib.parse import quote
+
+    status, _, body = http_get(port, f"/api/v1/query?query={quote(expr)}", timeout=60)
+    if status != 200:
+        raise ValueError(f"query {expr!r} answered {status}")
+    result: list[dict[str, Any]] = json.loads(body)["data"]["result"]
+    return result
+
+
+def scalar(port: int, expr: str) -> float | None:
+    result = query(port, expr)
+    return float(result[0]["value"][1]) if result else None
+
+
+def group_metrics(port: int) -> dict[str, dict[str, float]]:
+    """Per rule group: last duration, last evaluation time, samples, rules."""
+    _, _, body = http_get(port, "/metrics", timeout=120)
+    out: dict[str, dict[str, float]] = {}
+    wanted = {
+        "prometheus_rule_group_last_duration_seconds": "duration",
+        "prometheus_rule_group_last_evaluation_timestamp_seconds": "at",
+        "prometheus_rule_group_last_evaluation_samples": "samples",
+        "prometheus_rule_group_rules": "rules",
+    }
+    for line in body.decode().splitlines():
+        m = re.match(r'^(\w+)\{rule_group="[^"]*;([^"]+)"\} (\S+)$', line)
+        if m and m.group(1) in wanted:
+            out.setdefault(m.group(2), {})[wanted[m.group(1)]] = float(m.group(3))
+    return out
+
+
+def own_metric(port: int, name: str) -> float:
+    """A sample of Prometheus' own /metrics (it does not scrape itself here)."""
+    _, _, body = http_get(port, "/metrics", timeout=120)
+    m = re.search(rf"^{re.escape(name)} (\S+)$", body.decode(), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def settle_blocks(port: int, timeout: float = 600) -> float:
+    """Wait until the number of loaded blocks stops changing for 150 s (compaction of the
+    backfilled 2-hour blocks); return it."""
+    deadline = time.monotonic() + timeout
+    last, since = -1.0, time.monotonic()
+    while time.monotonic() < deadline:
+        blocks = own_metric(port, "prometheus_tsdb_blocks_loaded")
+        if blocks != last:
+            compactions = own_metric(port, "prometheus_tsdb_compactions_total")
+            _log(f"  {blocks:.0f} blocks loaded, {compactions:.0f} compactions")
+            last, since = blocks, time.monotonic()
+        elif time.monotonic() - since >= 150:
+            return blocks
+        time.sleep(5)
+    return last
+
+
+def measure(
+    port: int, units: int, evaluations: int, timeout: float
+) -> dict[str, list[dict[str, float]]]:
+    """Evaluations of each group once Prometheus holds every unit's series."""
+
+    def scraped() -> bool:
+        n = scalar(port, "count(cams_template_messages_delivered_total)") or 0
+        return n >= units
+
+    wait_for("the first full scrape", scraped, timeout=timeout, every=2)
+    start = time.time()
+    seen: dict[str, list[dict[str, float]]] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for group, m in group_metrics(port).items():
+            if m.get("at", 0) <= start:
+                continue
+            evals = seen.setdefault(group, [])
+            if not evals or evals[-1]["at"] != m["at"]:
+                evals.append(m)
+                _log(f"  {group}: {m['duration']:.3f} s, {m.get('samples', 0):.0f} series")
+        if len(seen) >= len(GROUPS) and all(len(e) >= evaluations for e in seen.values()):
+            return seen
+        time.sleep(5)
+    raise TimeoutError(f"fewer than {evaluations} evaluations of every group in {timeout:.0f}s")
+
+
+def slowest_rules(port: int, count: int = 8) -> list[tuple[str, str, float]]:
+    """(group, rule, seconds) of the rules with the longest last evaluation (/api/v1/rules)."""
+    _, _, body = http_get(port, "/api/v1/rules", timeout=30)
+    rules = [
+        (group["name"], rule["name"], float(rule.get("evaluationTime", 0)))
+        for group in json.loads(body)["data"]["groups"]
+        for rule in group["rules"]
+    ]
+    return sorted(rules, key=lambda r: -r[2])[:count]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    headers = [
+        "rule group",
+        "rules",
+        "evaluations",
+        "median s",
+        "slowest s",
+        "series written",
+        "< 1 s",
+    ]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        met = "met" if r["max_s"] < TARGET_S else "MISSED"
+        lines.append(
+            f"| {r['group']} | {r['rules']:.0f} | {r['evaluations']} | {r['median_s']:.3f} | "
+            f"{r['max_s']:.3f} | {r['series']:,.0f} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=4, help="accounts sharing the units")
+    parser.add_argument("--units", type=int, default=10_000, help="template-languages in all")
+    parser.add_argument("--evaluations", type=int, default=5, help="evaluations per group")
+    parser.add_argument("--no-history", action="store_true", help="skip the backfilled history")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--keep-data", action="store_true", help="keep Prometheus' data dir")
+    args = parser.parse_args(argv)
+    for binary in ("prometheus", "promtool"):
+        if not shutil.which(binary):
+            print(f"{binary} is not installed (Debian package `prometheus`)", file=sys.stderr)
+            return 2
+    per_account = args.units // args.accounts
+    templates = per_account // len(LANGUAGES)
+    if templates < 1 or templates * len(LANGUAGES) * args.accounts != args.units:
+        print("--units must be a multiple of 2 x --accounts", file=sys.stderr)
+        return 2
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    work = args.results_dir / f"rules-{stamp}"
+    work.mkdir(parents=True, exist_ok=True)
+    children = Children(work / "logs")
+    started = time.monotonic()
+    try:
+        sim = start_simulator(
+            children,
+            "simulator",
+            [
+                "--templates", str(templates),
+                "--languages", ",".join(LANGUAGES),
+                "--qps-limit", str(50 * args.accounts),
+                "--list-qps-limit", str(5 * args.accounts),
+            ],
+        )  # fmt: skip
+        config = exporter_config(
+            endpoint=sim.url,
+            accounts=[f"acct{i}" for i in range(args.accounts)],
+            qps=50,
+            list_qps=5,
+            interval_s=3600,  # one poll: the rules are measured, not the exporter
+        )
+        config_path = work / "exporter.yaml"
+        config_path.write_text(config)
+        exporter = start_exporter(children, "exporter", config_path)
+        _log(f"exporter polling {args.units} units ({args.accounts} accounts at 50/s)")
+        wait_for("exporter ready", exporter.ready, timeout=per_account / 50 * 1.3 + 180, every=2)
+        units = units_now(exporter)
+        _log(f"exporter ready after {time.monotonic() - started:.0f} s: {len(units)} units")
+        data = work / "data"
+        history: dict[str, Any] = {"written": False}
+        if not args.no_history:
+            w = write_history(
+                units,
+                now=time.time(),
+                run_s=1800,
+                work_dir=work / "openmetrics",
+                data_dir=data,
+                log=_log,
+            )
+            history = {
+                "written": True,
+                "samples": w.samples,
+                "files": w.files,
+                "blocks_s": w.blocks_s,
+            }
+            _log(f"history: blocks made in {w.blocks_s:.0f} s")
+        blocks = 0.0
+        if not args.no_history:
+            idle = start_prometheus(children, work, None, data)
+            blocks = settle_blocks(idle.port)
+            idle.stop(children)
+        prom = start_prometheus(children, work, f"{HOST}:{exporter.port}", data).port
+        _log(f"prometheus up, {blocks:.0f} blocks loaded; measuring")
+        load_before = os.getloadavg()
+        seen = measure(prom, len(units), args.evaluations, timeout=1800)
+        load_after = os.getloadavg()
+        rows: list[dict[str, Any]] = []
+        for group, evals in sorted(seen.items()):
+            durations = [e["duration"] for e in evals]
+            rows.append(
+                {
+                    "group": group,
+                    "rules": evals[-1].get("rules", 0),
+                    "evaluations": len(evals),
+                    "median_s": statistics.median(durations),
+                    "max_s": max(durations),
+                    "series": evals[-1].get("samples", 0),
+                    "durations_s": durations,
+                }
+            )
+        slowest = slowest_rules(prom)
+        checks = {
+            name: scalar(prom, f"count({name})")
+            for name in (
+                "cams:template_reads_expected:sum",
+                "cams:template_read_rate:adjusted_24h",
+                "cams:template_read_rate:baseline",
+                "cams:template_read_rate:own",
+                "cams:template_messages_sent:nonzero24h",
+            )
+        }
+        result = {
+            "command": "python bench/rules.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
+            "started": stamp,
+            "machine": machine_info(),
+            "units": len(units),
+            "accounts": args.accounts,
+            "history": history,
+            "blocks_loaded": blocks,
+            "load_average_1_5_15": {"before": load_before, "after": load_after},
+            "groups": rows,
+            "series_counts": checks,
+            "slowest_rules": slowest,
+            "seconds": time.monotonic() - started,
+        }
+        (args.results_dir / f"rules-{stamp}.json").write_text(json.dumps(result, indent=2))
+        print(table(rows))
+        print()
+        print("slowest rules (last evaluation): ")
+        for group, rule, seconds in slowest:
+            print(f"  {seconds:.3f} s  {group}  {rule}")
+        print("series present: " + ", ".join(f"{k} {v:.0f}" for k, v in checks.items() if v))
+        print(f"history: {history}; blocks loaded {blocks:.0f}; {result['seconds']:.0f} s in all")
+        print(f"load average (1, 5, 15 min) before {load_before}, after {load_after}")
+        total = sum(r["median_s"] for r in rows)
+        print(f"all groups, one evaluation each (median): {total:.2f} s")
+        return 0 if all(r["max_s"] < TARGET_S for r in rows) else 1
+    finally:
+        children.stop_all()
+        if not args.keep_data:
+            shutil.rmtree(work / "data", ignore_errors=True)
+        shutil.rmtree(work / "openmetrics", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
