@@ -112,8 +112,15 @@ def parsed(
     return parse_config(config_text(*accounts, poll=poll, state=state), env={})
 
 
-def origin(days: int) -> tuple[dt.date, int]:
+def days_back(days: int) -> tuple[dt.date, int]:
     """A counters origin `days` UTC days back: the date, and its midnight in ms."""
     since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
     midnight = dt.datetime(since.year, since.month, since.day, tzinfo=dt.UTC)
     return since, int(midnight.timestamp() * 1000)
+
+
+def polled_config(endpoint: str, since: dt.date) -> Config:
+    """One account with the demo key on `endpoint`, counters from `since`: lookback 3d,
+    max_range 30d, timeout 5s (the variant, grouping and resilience tests' exporter)."""
+    poll = {"interval": "10s", "lookback": "3d", "max_range": "30d", "timeout": "5s"}
+    return parsed(Account(endpoint), poll={**poll, "counters_since": since})

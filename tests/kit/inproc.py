@@ -12,6 +12,7 @@ the write's outcome. With `secret`, every answer is checked not to carry it.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from exporter.config import Config, load_config
 from exporter.scheduler import Scheduler
 from exporter.sharding import Shard
 from exporter.web.server import WebServer
+from tests.kit.configs import polled_config
 from tests.kit.series import Series, parse
 from tests.kit.waits import wait_until
 
@@ -128,3 +130,8 @@ class PolledExporter:
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def polled_exporter(endpoint: str, since: dt.date) -> PolledExporter:
+    """A `PolledExporter` on `polled_config(endpoint, since)`."""
+    return PolledExporter(polled_config(endpoint, since))
