@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import requests
 
@@ -27,13 +28,8 @@ from exporter.sharding import Shard
 from exporter.web.server import WebServer
 from tests.kit.configs import polled_config
 from tests.kit.series import Series, parse
+from tests.kit.sim import assert_no_secret
 from tests.kit.waits import wait_until
-
-
-def assert_no_secret(text: str, where: str, secret: str) -> None:
-    """Fail without echoing `text` (pytest would print the haystack, secret included)."""
-    if secret in text:
-        raise AssertionError(f"the secret is in {where}")
 
 
 class PolledExporter:
@@ -120,7 +116,7 @@ class PolledExporter:
         self.server.shutdown()
         self.exporter.stop()
 
-    def __enter__(self) -> PolledExporter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

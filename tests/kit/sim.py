@@ -1,5 +1,6 @@
 """Simulators for tests: in the test's process (`running`) or as a child (`simulator_process`),
-both on an ephemeral loopback port."""
+both on an ephemeral loopback port; `secret_options` for one that knows only a recognisable
+secret, which `assert_no_secret` looks for wherever the exporter writes."""
 
 from __future__ import annotations
 
@@ -7,10 +8,33 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
 from tests.kit.procs import Service, start_simulator
+
+SECRET = "S3CR3T-cams-test-7f3a"
+
+
+def secret_options(**overrides: Any) -> SimulatorOptions:
+    """A small static simulator that knows only the recognisable `SECRET`."""
+    values: dict[str, Any] = {
+        "templates": 2,
+        "static": True,
+        "access_key_secret": SECRET,
+        "qps_limit": 1000,
+        "list_qps_limit": 50,
+        "timeout_fault_s": 1.5,
+    }
+    values.update(overrides)
+    return SimulatorOptions(**values)
+
+
+def assert_no_secret(text: str, where: str, secret: str = SECRET) -> None:
+    """Fail without echoing `text` (pytest would print the haystack, secret included)."""
+    if secret in text:
+        raise AssertionError(f"the secret is in {where}")
 
 
 @contextlib.contextmanager
