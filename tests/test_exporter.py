@@ -19,8 +19,9 @@ from exporter.config import Config
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
 from tests.kit.configs import Account, days_back, parsed
+from tests.kit.exact import assert_exact
 from tests.kit.inproc import PolledExporter
-from tests.kit.series import Series, assert_exact
+from tests.kit.series import Series
 from tests.kit.sim import day_floor, running
 
 Start = Callable[..., PolledExporter]

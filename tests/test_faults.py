@@ -33,6 +33,7 @@ import pytest
 
 from exporter.simulator import Simulator
 from exporter.state import CounterStore
+from tests.kit.exact import exact_problems
 from tests.kit.logs import LogLines, captured_logs
 from tests.kit.matrix import (
     CHUNK_MS,
@@ -49,7 +50,7 @@ from tests.kit.matrix import (
     origin,
     render_matrix,
 )
-from tests.kit.series import exact_problems, template_counters, value
+from tests.kit.series import template_counters, value
 from tests.kit.sim import SECRET, assert_no_secret, running
 from tests.kit.sim import secret_options as sim_options
 

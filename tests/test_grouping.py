@@ -9,8 +9,8 @@ import pytest
 from exporter.grouping import PER_LANGUAGE, PER_TEMPLATE
 from exporter.simulator import SimulatorOptions
 from tests.kit.configs import days_back
+from tests.kit.exact import compare, truths
 from tests.kit.inproc import polled_exporter
-from tests.kit.series import compare, truths
 from tests.kit.sim import running
 
 LANGUAGES = ("en", "es", "pt_BR")

@@ -23,9 +23,10 @@ import requests
 from exporter.simulator import SimulatorOptions
 from exporter.simulator.variants import VARIANTS
 from tests.kit.configs import days_back
+from tests.kit.exact import compare, truths
 from tests.kit.inproc import polled_exporter
 from tests.kit.logs import LogLines, captured_logs
-from tests.kit.series import Series, compare, truths
+from tests.kit.series import Series
 from tests.kit.sim import running
 
 LANGUAGES = ("en", "pt_BR")

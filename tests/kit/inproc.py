@@ -78,7 +78,8 @@ class PolledExporter:
             assert self.cycle(rediscover=False), "a poll cycle failed"
 
     def get(self, path: str, **kwargs: object) -> requests.Response:
-        response = requests.get(f"{self.url}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("timeout", 10)
+        response = requests.get(f"{self.url}{path}", **kwargs)  # type: ignore[arg-type]
         if self.secret is not None:
             assert_no_secret(response.text, path, self.secret)
         return response

@@ -21,8 +21,9 @@ from typing import Any
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator
 from tests.kit.configs import Account, config_text, days_back
+from tests.kit.exact import exact_problems
 from tests.kit.inproc import PolledExporter
-from tests.kit.series import Series, decreases, exact_problems, template_counters, value
+from tests.kit.series import Series, decreases, template_counters, value
 from tests.kit.sim import SECRET
 
 SPACE = "cams-demo"

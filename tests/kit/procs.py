@@ -25,8 +25,11 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, TypeVar, Unpack
 
+import requests
+
+from tests.kit.series import Series, parse
 from tests.kit.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,7 +224,82 @@ class Service:
         return self.child.stop(sig, timeout)
 
 
+class ExporterProcess(Service):
+    """`python -m exporter` as a child: HTTP helpers, every answer checked for `secret`."""
+
+    secret: str | None = None
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        response = requests.get(f"{self.url}{path}", **kwargs)  # type: ignore[arg-type]
+        self._check(response.text, path)
+        return response
+
+    def post(self, path: str, **kwargs: object) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        response = requests.post(f"{self.url}{path}", **kwargs)  # type: ignore[arg-type]
+        self._check(response.text, f"the answer to POST {path}")
+        return response
+
+    def _check(self, text: str, where: str) -> None:
+        if self.secret is not None and self.secret in text:
+            raise AssertionError(f"the secret is in {where}")  # not echoing the text
+
+    def metrics_text(self) -> str:
+        """The whole /metrics body (asked gzipped, to keep the exporter's cost of it small)."""
+        response = self.get("/metrics", headers={"Accept-Encoding": "gzip"}, timeout=60)
+        if response.status_code != 200:
+            raise ValueError(f"/metrics answered {response.status_code}")
+        return response.text
+
+    def scrape(self) -> Series:
+        """GET /metrics, parsed."""
+        return parse(self.metrics_text())
+
+    def ready(self) -> bool:
+        """/-/ready answers 200 (the first poll is complete); fails at once if the child died."""
+        if not self.child.alive():
+            raise ChildExited(f"{self.child.name} exited: {self.child.log_tail()}")
+        return self.get("/-/ready").status_code == 200
+
+
+class SimulatorProcess(Service):
+    """`python -m exporter simulate` as a child, with its runtime controls."""
+
+    @property
+    def endpoint(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def stats(self) -> dict[str, Any]:
+        """/_sim/stats: {"actions": {action: {calls, ok, throttled, errors, max_*_in_1s}}}."""
+        response = requests.get(f"{self.url}/_sim/stats", timeout=30)
+        if response.status_code != 200:
+            raise ValueError(f"/_sim/stats answered {response.status_code}")
+        data: dict[str, Any] = response.json()
+        return data
+
+    def action(self, name: str) -> dict[str, int]:
+        """The stats of one action (zeros before its first call)."""
+        zero = {"calls": 0, "ok": 0, "throttled": 0, "errors": 0}
+        zero |= {"max_calls_in_1s": 0, "max_ok_in_1s": 0}
+        found: dict[str, int] = self.stats()["actions"].get(name, zero)
+        return found
+
+    def control(self, path: str, body: str = "") -> None:
+        """POST /_sim/PATH (faults, keys, templates/delete, stats/reset ...)."""
+        response = requests.post(f"{self.url}/_sim/{path}", data=body.encode(), timeout=30)
+        if response.status_code != 200:
+            raise RuntimeError(f"/_sim/{path} answered {response.status_code}")
+
+    def reset(self) -> None:
+        self.control("stats/reset")
+
+
+S = TypeVar("S", bound=Service)
+
+
 def serve(
+    kind: type[S],
     name: str,
     argv: Sequence[str],
     log_path: Path,
@@ -230,7 +308,7 @@ def serve(
     timeout: float = 30.0,
     scheme: str = "http",
     **options: Unpack[Options],
-) -> Service:
+) -> S:
     """`spawn` a server told to listen on port 0, and read its port from its log."""
     child = spawn(name, argv, log_path, **options)
     try:
@@ -238,7 +316,7 @@ def serve(
     except BaseException:
         child.stop(timeout=5)
         raise
-    return Service(child, port, scheme)
+    return kind(child, port, scheme)
 
 
 def exporter_argv(*flags: str) -> list[str]:
@@ -252,11 +330,13 @@ def start_exporter(
     *flags: str,
     timeout: float = 30.0,
     scheme: str = "http",
+    secret: str | None = None,
     **options: Unpack[Options],
-) -> Service:
+) -> ExporterProcess:
     """`python -m exporter FLAGS --web.listen-address 127.0.0.1:0`, once it logged its port
-    (`scheme` "https" when FLAGS give a web config with TLS)."""
-    return serve(
+    (`scheme` "https" when FLAGS give a web config with TLS; answers checked for `secret`)."""
+    exporter = serve(
+        ExporterProcess,
         "exporter",
         exporter_argv(*flags),
         log_path,
@@ -265,14 +345,24 @@ def start_exporter(
         scheme=scheme,
         **options,
     )
+    exporter.secret = secret
+    return exporter
 
 
 def start_simulator(
     log_path: Path, *flags: str, timeout: float = 30.0, **options: Unpack[Options]
-) -> Service:
+) -> SimulatorProcess:
     """`python -m exporter simulate --listen 127.0.0.1:0 FLAGS`, once it logged its URL."""
     argv = [sys.executable, "-m", "exporter", "simulate", "--listen", LOOPBACK_0, *flags]
-    return serve("simulator", argv, log_path, SIMULATOR_LISTENING, timeout=timeout, **options)
+    return serve(
+        SimulatorProcess,
+        "simulator",
+        argv,
+        log_path,
+        SIMULATOR_LISTENING,
+        timeout=timeout,
+        **options,
+    )
 
 
 def start_prometheus(
@@ -285,7 +375,9 @@ def start_prometheus(
         f"--storage.tsdb.path={data}",
         f"--web.listen-address={LOOPBACK_0}",
     ]
-    return serve("prometheus", argv, log_path, PROMETHEUS_LISTENING, timeout=timeout, **options)
+    return serve(
+        Service, "prometheus", argv, log_path, PROMETHEUS_LISTENING, timeout=timeout, **options
+    )
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.kit.procs import Service, start_simulator
+from tests.kit.procs import SimulatorProcess, start_simulator
 
 SECRET = "S3CR3T-cams-test-7f3a"
 
@@ -49,7 +49,7 @@ def running(options: SimulatorOptions) -> Iterator[Simulator]:
 
 
 @contextlib.contextmanager
-def simulator_process(*flags: str, log_dir: Path | None = None) -> Iterator[Service]:
+def simulator_process(*flags: str, log_dir: Path | None = None) -> Iterator[SimulatorProcess]:
     """`cams-exporter simulate` in its own process (no GIL shared with the test), on port 0."""
     with contextlib.ExitStack() as stack:
         where = log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
