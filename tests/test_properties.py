@@ -41,9 +41,8 @@ from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.state import CounterStore, Tally, UnitState
-from tests.kit.sim import running
+from tests.kit.sim import SECRET, running
 
-SECRET = "S3CR3T-cams-test-7f3a"
 HOUR_MS = 3_600_000
 BUTTONS = (
     ("url_button", "Shop now"),
