@@ -12,10 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
+
+from tests.kit.procs import Children, start_exporter, start_prometheus
+from tests.kit.waits import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -191,36 +190,6 @@ def test_provisioning_files() -> None:
 # --------------------------------------------------------------------------- live
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Any, what: str, timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (requests.RequestException, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 class Prom:
     def __init__(self, base: str) -> None:
         self.base = base
@@ -243,30 +212,10 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus is not installed (Debian package `prometheus`)"
     tmp = tmp_path_factory.mktemp("prom")
-    exporter_port, prom_port = free_port(), free_port()
-    procs: list[subprocess.Popen[bytes]] = []
+    children = Children(tmp)
     try:
-        exporter_log = (tmp / "exporter.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "exporter",
-                    "--demo",
-                    "--web.listen-address",
-                    f"127.0.0.1:{exporter_port}",
-                ],
-                cwd=ROOT,
-                stdout=exporter_log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        exporter = f"http://127.0.0.1:{exporter_port}"
-        wait_for(
-            lambda: requests.get(f"{exporter}/-/ready", timeout=2).status_code == 200,
-            "the demo exporter to be ready",
-        )
+        demo = children.add(start_exporter(tmp / "exporter.log", "--demo"))
+        wait_until(lambda: demo.ready(), DEADLINE_S, "the demo exporter to be ready", every=0.5)
         # The rules as shipped, evaluated every second instead of every minute.
         rule_files = []
         for src in (RECORDING, ALERTS):
@@ -280,24 +229,12 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": rule_files,
             "scrape_configs": [
-                {"job_name": "cams-exporter", "static_configs": [{"targets": [exporter[7:]]}]}
+                {"job_name": "cams-exporter", "static_configs": [{"targets": [demo.url[7:]]}]}
             ],
         }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        prom_log = (tmp / "prometheus.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [
-                    prometheus,
-                    f"--config.file={tmp / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={tmp / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                ],
-                stdout=prom_log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        client = Prom(f"http://127.0.0.1:{prom_port}")
+        server = start_prometheus(tmp / "prometheus.log", tmp / "prometheus.yml", tmp / "data")
+        client = Prom(children.add(server).url)
 
         def scraped_enough() -> bool:
             data = client.query("count_over_time(cams_up[1m])")
@@ -305,11 +242,12 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             recorded = client.query("cams:template_read_rate:ratio_24h")["result"]
             return bool(samples) and min(samples) >= 12 and bool(recorded)
 
-        wait_for(scraped_enough, "Prometheus to scrape the exporter a dozen times")
+        wait_until(
+            scraped_enough, DEADLINE_S, "Prometheus to scrape the exporter a dozen times", every=0.5
+        )
         yield client
     finally:
-        for proc in reversed(procs):
-            stop(proc)
+        children.stop_all()
 
 
 def substitute(text: str, values: dict[str, str]) -> str:

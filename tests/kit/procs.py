@@ -380,6 +380,9 @@ def start_prometheus(
     )
 
 
+C = TypeVar("C", Child, Service, ExporterProcess, SimulatorProcess)
+
+
 @dataclass
 class Children:
     """Every child one test or scenario started; `stop_all` stops them newest first."""
@@ -387,9 +390,10 @@ class Children:
     log_dir: Path
     started: list[Child] = field(default_factory=list)
 
-    def add(self, child: Child) -> Child:
-        self.started.append(child)
-        return child
+    def add(self, started: C) -> C:
+        """Track a child (or a served child) to stop; returns it."""
+        self.started.append(started.child if isinstance(started, Service) else started)
+        return started
 
     def stop_all(self, sig: int = signal.SIGTERM) -> None:
         while self.started:
