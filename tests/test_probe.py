@@ -15,21 +15,16 @@ import pytest
 from exporter.probe import MAX_CALLS
 from exporter.probe_report import run_probe
 from exporter.simulator import Simulator, SimulatorOptions
+from tests.kit.configs import Account
+from tests.kit.configs import write_config as kit_write_config
 from tests.kit.sim import running
 
 SECRET = "probe-secret-4711"
 
 
 def write_config(tmp_path: Path, sim: Simulator, secret: str = SECRET) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        "accounts:\n  - name: main\n"
-        f"    endpoint: {sim.url}\n"
-        f"    credentials: {{access_key_id: demo, access_key_secret: {secret}}}\n"
-        "    qps: 40\n    list_qps: 4\n"
-        "    spaces: [{cust_space_id: cams-demo}]\n"
-    )
-    return path
+    account = Account(sim.url, secret=secret, qps=40, list_qps=4)
+    return kit_write_config(tmp_path / "config.yaml", account)
 
 
 def probe(tmp_path: Path, sim: Simulator, *flags: str) -> tuple[int, str, str]:

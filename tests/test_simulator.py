@@ -20,8 +20,6 @@ from urllib.parse import quote, urlencode
 import pytest
 import requests
 from alibabacloud_cams20200606 import models
-from alibabacloud_cams20200606.client import Client
-from alibabacloud_tea_openapi.utils_models import Config
 
 from exporter import signing
 from exporter.model import DAY_MS, HALF_HOUR_MS
@@ -32,6 +30,7 @@ from exporter.simulator import (
     main,
     parse_faults,
 )
+from tests.kit.oracle import sdk_client
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = "2020-06-06"
@@ -138,26 +137,13 @@ def metrics(sim: Simulator, code: str, start: int, end: int, **extra: Any) -> li
     return list(body["Data"])
 
 
-def sdk_client(sim: Simulator, *, v1: bool, key: str = "demo", secret: str = "demo-secret") -> Any:
-    config = Config(
-        access_key_id=key,
-        access_key_secret=secret,
-        endpoint=sim.endpoint,
-        protocol="http",
-        region_id="ap-southeast-1",
-    )
-    if v1:
-        config.signature_algorithm = "v2"
-    return Client(config)
-
-
 # ---------------------------------------------------------------------------------------------
 # the official SDK, V3 (default) and V1 (signature_algorithm="v2")
 
 
 @pytest.mark.parametrize("v1", [False, True], ids=["v3", "v1"])
 def test_sdk_lists_every_template_by_paging_and_reads_metrics(sim: Simulator, v1: bool) -> None:
-    client = sdk_client(sim, v1=v1)
+    client = sdk_client(sim, v2=v1)
     seen: list[tuple[str, str, str]] = []
     index, total = 1, None
     while total is None or (index - 1) * 7 < total:
@@ -203,27 +189,18 @@ def test_sdk_lists_every_template_by_paging_and_reads_metrics(sim: Simulator, v1
 def test_sdk_errors_carry_the_api_code(sim: Simulator, v1: bool) -> None:
     request = models.ListChatappTemplateRequest(cust_space_id="cams-test")
     with pytest.raises(Exception) as wrong_secret:
-        sdk_client(sim, v1=v1, secret="not-the-secret").list_chatapp_template(request)
+        sdk_client(sim, secret="not-the-secret", v2=v1).list_chatapp_template(request)
     assert wrong_secret.value.code == "SignatureDoesNotMatch"  # type: ignore[attr-defined]
     with pytest.raises(Exception) as unknown_key:
-        sdk_client(sim, v1=v1, key="nobody").list_chatapp_template(request)
+        sdk_client(sim, key="nobody", v2=v1).list_chatapp_template(request)
     assert unknown_key.value.code == "InvalidAccessKeyId.NotFound"  # type: ignore[attr-defined]
     assert unknown_key.value.status_code == 404  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("v1", [False, True], ids=["v3", "v1"])
 def test_sdk_with_sts_token(sim: Simulator, v1: bool) -> None:
-    config = Config(
-        access_key_id="demo",
-        access_key_secret="demo-secret",
-        security_token="any-token",
-        endpoint=sim.endpoint,
-        protocol="http",
-        region_id="ap-southeast-1",
-    )
-    if v1:
-        config.signature_algorithm = "v2"
-    body = Client(config).list_chatapp_template(models.ListChatappTemplateRequest()).body
+    sdk = sdk_client(sim, token="any-token", v2=v1)
+    body = sdk.list_chatapp_template(models.ListChatappTemplateRequest()).body
     assert body.code == "OK" and body.total == 40
 
 

@@ -25,9 +25,14 @@ class Endpoint(Protocol):
 
 
 def sdk_client(
-    sim: Endpoint | str, key: str = "demo", secret: str = "demo-secret", v2: bool = False
+    sim: Endpoint | str,
+    key: str = "demo",
+    secret: str = "demo-secret",
+    v2: bool = False,
+    token: str | None = None,
 ) -> Any:
-    """The official CAMS SDK client pointed at the simulator (`host:port`) over plain HTTP."""
+    """The official CAMS SDK client pointed at the simulator (`host:port`) over plain HTTP
+    (with an STS `token` when given)."""
     config = SdkConfig(
         access_key_id=key,
         access_key_secret=secret,
@@ -35,6 +40,8 @@ def sdk_client(
         protocol="http",
         region_id="ap-southeast-1",
     )
+    if token is not None:
+        config.security_token = token
     if v2:
         config.signature_algorithm = "v2"
     return SdkClient(config)
