@@ -53,6 +53,7 @@ from tests.kit.matrix import (
 from tests.kit.series import template_counters, value
 from tests.kit.sim import SECRET, assert_no_secret, running
 from tests.kit.sim import secret_options as sim_options
+from tests.kit.waits import WaitTimeout, wait_until
 
 
 @dataclass(frozen=True)
@@ -243,12 +244,9 @@ def on_list_call(sim: Simulator, calls: int, action: Callable[[], None]) -> thre
     base = listed()
 
     def watch() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if listed() >= base + calls:
-                action()
-                return
-            time.sleep(0.002)
+        with contextlib.suppress(WaitTimeout):  # the scenario's checks see what did not change
+            wait_until(lambda: listed() >= base + calls, 30, "list calls", every=0.002)
+            action()
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
