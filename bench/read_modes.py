@@ -25,7 +25,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import (
-    Children,
     exporter_config,
     sample_sum,
     samples,
@@ -33,6 +32,7 @@ from bench.harness import (
     start_simulator,
     wait_for,
 )
+from tests.kit.procs import Children
 
 METRIC = "GetChatappTemplateMetric"
 

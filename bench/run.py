@@ -45,6 +45,7 @@ What is measured, and how:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -60,13 +61,8 @@ if __package__ in (None, ""):  # `python bench/run.py`: make the repository impo
 
 from bench import render as rendering
 from bench.harness import (
-    ROOT,
-    Children,
-    ExporterProcess,
     KeepAlive,
-    SimulatorProcess,
     exporter_config,
-    free_port,
     git_state,
     http_get,
     http_post,
@@ -76,10 +72,22 @@ from bench.harness import (
     sample_lines,
     sample_sum,
     samples,
+    spawn,
     start_exporter,
     start_simulator,
     wait_for,
 )
+from tests.kit.procs import (
+    LOOPBACK_0,
+    ROOT,
+    STATIC_LISTENING,
+    Children,
+    ExporterProcess,
+    Service,
+    SimulatorProcess,
+    serve,
+)
+from tests.kit.waits import WaitTimeout, wait_until
 
 METRIC = "GetChatappTemplateMetric"
 LIST = "ListChatappTemplate"
@@ -175,20 +183,26 @@ def measure_scrape(
     zipped_path = children.log_dir / "metrics.txt.gz"
     plain_path.write_bytes(plain)
     zipped_path.write_bytes(zipped)
-    port = free_port()
-    static = children.spawn(
-        "static-server",
-        [
-            str(ROOT / "bench" / "static_server.py"),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--plain",
-            str(plain_path),
-            "--gzip",
-            str(zipped_path),
-        ],
+    static = children.add(
+        serve(
+            Service,
+            "static-server",
+            [
+                sys.executable,
+                str(ROOT / "bench" / "static_server.py"),
+                "--listen",
+                LOOPBACK_0,
+                "--plain",
+                str(plain_path),
+                "--gzip",
+                str(zipped_path),
+            ],
+            children.log_dir / "static-server.log",
+            STATIC_LISTENING,
+            new_session=True,
+        )
     )
-    wait_for("static server up", lambda: http_get(port, "/metrics")[0] == 200, timeout=20)
+    port = static.port
     log(f"  scrape: {series} series, {len(plain)} B plain, {len(zipped)} B gzip; {gets} GETs each")
     times: dict[str, list[float]] = {
         "exporter_plain": [],
@@ -634,7 +648,8 @@ def scenario_adaptive(
         t0 = time.time()
         time.sleep(base_s)
         out = children.log_dir / "competitor.json"
-        competitor = children.spawn(
+        competitor = spawn(
+            children,
             "competitor",
             [
                 str(ROOT / "bench" / "competitor.py"),
@@ -650,12 +665,14 @@ def scenario_adaptive(
         )
         competitor.process.wait(compete_s + 30)
         stopped = time.time()
+
         # Recovery: until the limit has been back at qps for 10 s, at most recover_s.
-        while time.time() - stopped < recover_s:
-            time.sleep(1.0)
+        def recovered() -> bool:
             back = [r["t"] for r in list(rows) if r["t"] > stopped and r["rate"] >= qps]
-            if back and time.time() - back[0] >= 10:
-                break
+            return bool(back) and time.time() - back[0] >= 10
+
+        with contextlib.suppress(WaitTimeout):
+            wait_until(recovered, recover_s, "the limit back at qps for 10 s", every=1.0)
         stop.set()
         sampler.join(10)
         comp = json.loads(out.read_text())

@@ -31,16 +31,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
-    HOST,
-    Children,
-    ExporterProcess,
     exporter_config,
-    free_port,
     machine_info,
     percentile,
     start_simulator,
     wait_for,
 )
+from tests.kit.procs import HOST, Children, start_exporter  # noqa: E402
 
 USER = "prometheus"
 PASSWORD = "scrape-me-please"
@@ -169,13 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         web = args.results_dir / "web-auth-flood-web.yaml"
         web.write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n  {OTHER}: '{hashed}'\n")
-        port = free_port()
-        child = children.spawn(
-            "exporter",
-            ["-m", "exporter", "--config.file", str(config), "--web.listen-address",
-             f"{HOST}:{port}", "--web.config.file", str(web)],
-        )  # fmt: skip
-        exporter = ExporterProcess(child, port)
+        exporter = children.add(
+            start_exporter(
+                children.log_dir / "exporter.log",
+                "--config.file",
+                str(config),
+                "--web.config.file",
+                str(web),
+                new_session=True,
+            )
+        )
+        port = exporter.port
         wait_for("exporter up", lambda: scraper(port, 0.01)["statuses"].get(200), 60)
         results["alone"] = scraper(port, args.seconds)
         flood = Flood(port, args.flooders)

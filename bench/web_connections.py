@@ -37,17 +37,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
-    HOST,
-    Children,
-    ExporterProcess,
     exporter_config,
-    free_port,
     http_get,
     machine_info,
     percentile,
     start_simulator,
     wait_for,
 )
+from tests.kit.procs import (  # noqa: E402
+    EXPORTER_LISTENING,
+    HOST,
+    Children,
+    ExporterProcess,
+    exporter_argv,
+    serve,
+)
+from tests.kit.waits import WaitTimeout, wait_until  # noqa: E402
 
 SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 
@@ -60,19 +65,23 @@ def _raise_own_fd_limit() -> None:
 def start_exporter(
     children: Children, config: Path, fd_limit: int | None = None
 ) -> ExporterProcess:
-    port = free_port()
-    argv = ["exporter", "--config.file", str(config), "--web.listen-address", f"{HOST}:{port}"]
-    if fd_limit is None:
-        child = children.spawn("exporter", ["-m", *argv])
-    else:
+    """The exporter on 127.0.0.1:0 (default flags), with its open-files limit set to `fd_limit`
+    (soft and hard) when given; once its first poll is done."""
+    argv = exporter_argv("--config.file", str(config))
+    name = "exporter"
+    if fd_limit is not None:
+        name = "exporter-fd-limited"
+        module_argv = ["exporter", *argv[3:]]  # after `python -m`
         code = (
             "import resource, runpy, sys; "
             f"resource.setrlimit(resource.RLIMIT_NOFILE, ({fd_limit}, {fd_limit})); "
-            f"sys.argv = {argv!r}; runpy.run_module('exporter', run_name='__main__')"
+            f"sys.argv = {module_argv!r}; runpy.run_module('exporter', run_name='__main__')"
         )
-        child = children.spawn("exporter-fd-limited", ["-c", code])
-    exporter = ExporterProcess(child, port)
-    wait_for("exporter up", lambda: http_get(port, "/-/healthy", timeout=2)[0] == 200, 30)
+        argv = [sys.executable, "-c", code]
+    log = children.log_dir / f"{name}.log"
+    exporter = children.add(
+        serve(ExporterProcess, name, argv, log, EXPORTER_LISTENING, new_session=True)
+    )
     wait_for("first poll", exporter.ready, 120)
     return exporter
 
@@ -224,13 +233,18 @@ class Attack:
 def thread_recovery(
     exporter: ExporterProcess, baseline: int, limit_s: float = 30.0
 ) -> float | None:
+    """Seconds until the exporter is back to `baseline` threads, None if not within `limit_s`."""
     started = time.monotonic()
-    while time.monotonic() - started < limit_s:
+
+    def back() -> bool:
         threads = exporter.child.threads()
-        if threads is not None and threads <= baseline:
-            return time.monotonic() - started
-        time.sleep(0.1)
-    return None
+        return threads is not None and threads <= baseline
+
+    try:
+        wait_until(back, limit_s, "threads back to the baseline", every=0.1)
+    except WaitTimeout:
+        return None
+    return time.monotonic() - started
 
 
 def slowloris(exporter: ExporterProcess, connections: int, seconds: float) -> dict[str, Any]:
@@ -279,7 +293,7 @@ def fd_limited(children: Children, config: Path, idle: int, seconds: float) -> d
     result: dict[str, Any] = {"idle": idle}
     held = Attack(exporter.port, idle, slow=False, reconnect=False)
     held.start()
-    time.sleep(1.0)  # every connect made, accepted or queued
+    wait_until(lambda: held.opened >= idle, 30, "every connect made", every=0.1)
     result["held"] = scrapes(exporter.port, 4.0, per_second=5)
     result["held"]["process_open_fds"] = _open_fds(exporter.port)
     cpu0 = exporter.child.cpu_s() or 0.0
