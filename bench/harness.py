@@ -119,25 +119,15 @@ def start_exporter(
 
 
 def exporter_config(
-    *,
-    endpoint: str,
-    accounts: Sequence[str],
-    qps: float,
-    list_qps: float,
-    interval_s: int,
-    lookback: str = "3d",
-    max_range: str = "30d",
-    counters_since: str | None = None,
-    discovery_interval: str = "1h",
+    endpoint: str, names: Sequence[str], qps: float, list_qps: float, interval_s: int, **poll: str
 ) -> str:
-    """A config with one or more accounts on the same simulator (key demo / demo-secret)."""
-    poll: dict[str, object] = {"interval": f"{interval_s}s", "lookback": lookback}
-    poll |= {"max_range": max_range, "discovery_interval": discovery_interval}
-    if counters_since:
-        poll["counters_since"] = counters_since
+    """A config with accounts `names` on the same simulator (key demo / demo-secret); `poll`
+    sets or overrides poll keys (lookback 3d, max_range 30d, discovery_interval 1h)."""
+    section = {"interval": f"{interval_s}s", "lookback": "3d", "max_range": "30d"}
+    section |= {"discovery_interval": "1h", **poll}
     space = {"cust_space_id": "cams-bench", "discover": True}
-    listed = [Account(endpoint, n, qps=qps, list_qps=list_qps, spaces=(space,)) for n in accounts]
-    return config_text(*listed, poll=poll)
+    listed = [Account(endpoint, n, qps=qps, list_qps=list_qps, spaces=(space,)) for n in names]
+    return config_text(*listed, poll=section)
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def run(name: str, templates: int, variant: str, workdir: Path) -> dict[str, obj
         sim = start_simulator(children, f"{name}-simulator", flags)
         config = workdir / f"{name}.yaml"
         config.write_text(
-            exporter_config(endpoint=sim.url, accounts=["bench"], qps=50, list_qps=5, interval_s=90)
+            exporter_config(endpoint=sim.url, names=["bench"], qps=50, list_qps=5, interval_s=90)
         )
         exporter = start_exporter(children, f"{name}-exporter", config)
         wait_for("first cycle", lambda: exporter.ready() or None, timeout=900, every=1)

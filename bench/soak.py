@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # `python bench/soak.py`: make the repository imp
 
 from tests.kit.configs import Account, config_text, days_back
 from tests.kit.exact import counters
-from tests.kit.oracle import Truth, sdk_client, sdk_total
+from tests.kit.oracle import Truth, sdk_client, sdk_sum
 from tests.kit.procs import ROOT, Children, child_env, start_exporter, start_simulator
 from tests.kit.series import Series, parse, template_counters, value
 from tests.kit.waits import wait_until
@@ -70,7 +70,7 @@ def sdk_truth(endpoint: str, units: list[tuple[str, str]], origin_ms: int) -> di
 
     def total(unit: tuple[str, str]) -> Truth:
         code, language = unit
-        return sdk_total(client, code, language, origin_ms, now, chunk_ms=2 * DAY_MS, space=SPACE)
+        return sdk_sum(client, code, language, origin_ms, now, chunk_ms=2 * DAY_MS, space=SPACE)
 
     out: dict[Any, Truth] = {}
     for unit in units:

@@ -26,18 +26,11 @@ from typing import Any
 
 import bcrypt
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # `python bench/web_auth_flood.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (  # noqa: E402
-    exporter_config,
-    machine_info,
-    percentile,
-    start_simulator,
-    wait_for,
-)
-from tests.kit.procs import HOST, Children, start_exporter  # noqa: E402
+from bench.harness import exporter_config, machine_info, percentile, start_simulator, wait_for
+from tests.kit.procs import HOST, ROOT, Children, start_exporter
 
 USER = "prometheus"
 PASSWORD = "scrape-me-please"
@@ -160,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         args.results_dir.mkdir(parents=True, exist_ok=True)
         config = args.results_dir / "web-auth-flood-config.yaml"
         config.write_text(
-            exporter_config(
-                endpoint=sim.url, accounts=["main"], qps=40, list_qps=4, interval_s=3600
-            )
+            exporter_config(endpoint=sim.url, names=["main"], qps=40, list_qps=4, interval_s=3600)
         )
         web = args.results_dir / "web-auth-flood-web.yaml"
         web.write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n  {OTHER}: '{hashed}'\n")

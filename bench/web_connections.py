@@ -32,27 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # `python bench/web_connections.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (  # noqa: E402
-    exporter_config,
-    http_get,
-    machine_info,
-    percentile,
-    start_simulator,
-    wait_for,
-)
-from tests.kit.procs import (  # noqa: E402
-    EXPORTER_LISTENING,
-    HOST,
-    Children,
-    ExporterProcess,
-    exporter_argv,
-    serve,
-)
-from tests.kit.waits import WaitTimeout, wait_until  # noqa: E402
+from bench.harness import exporter_config, http_get, machine_info, percentile, start_simulator
+from tests.kit import procs
+from tests.kit.procs import HOST, Children, ExporterProcess
+from tests.kit.waits import WaitTimeout, wait_until
 
 SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 
@@ -67,7 +53,7 @@ def start_exporter(
 ) -> ExporterProcess:
     """The exporter on 127.0.0.1:0 (default flags), with its open-files limit set to `fd_limit`
     (soft and hard) when given; once its first poll is done."""
-    argv = exporter_argv("--config.file", str(config))
+    argv = procs.exporter_argv("--config.file", str(config))
     name = "exporter"
     if fd_limit is not None:
         name = "exporter-fd-limited"
@@ -80,9 +66,9 @@ def start_exporter(
         argv = [sys.executable, "-c", code]
     log = children.log_dir / f"{name}.log"
     exporter = children.add(
-        serve(ExporterProcess, name, argv, log, EXPORTER_LISTENING, new_session=True)
+        procs.serve(ExporterProcess, name, argv, log, procs.EXPORTER_LISTENING, new_session=True)
     )
-    wait_for("first poll", exporter.ready, 120)
+    wait_until(exporter.ready, 120, "first poll", every=0.25)
     return exporter
 
 
@@ -320,7 +306,8 @@ def fd_limited(children: Children, config: Path, idle: int, seconds: float) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
+    results = Path(__file__).resolve().parent / "results"
+    parser.add_argument("--results-dir", type=Path, default=results)
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
     args = parser.parse_args(argv)
     _raise_own_fd_limit()
@@ -337,9 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         config = args.results_dir / "web-connections-config.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(
-            exporter_config(
-                endpoint=sim.url, accounts=["main"], qps=40, list_qps=4, interval_s=3600
-            )
+            exporter_config(endpoint=sim.url, names=["main"], qps=40, list_qps=4, interval_s=3600)
         )
         exporter = start_exporter(children, config)
         results["burst"] = [burst(exporter.port) for _ in range(3)]

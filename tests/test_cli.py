@@ -51,6 +51,12 @@ def start(tmp: Path, *flags: str, **options: Unpack[Options]) -> ExporterProcess
     return start_exporter(tmp / f"exporter-{time.monotonic_ns()}.log", *flags, **options)
 
 
+def message_lines(exporter: ExporterProcess) -> list[str]:
+    """The `cams_template_messages_*` lines of /metrics, sorted."""
+    lines = exporter.get("/metrics").text.splitlines()
+    return sorted(line for line in lines if line.startswith("cams_template_messages_"))
+
+
 def write_config(path: Path, sim_url: str, state: Path | None = None) -> Path:
     account = Account(
         sim_url,
@@ -158,11 +164,7 @@ def test_sigterm_writes_state_and_a_restart_resumes_the_counters(
         first = start(tmp_path, "--config.file", str(config), env=child_env(env))
         processes.append(first)
         wait_http(f"{first.url}/-/ready", timeout=30)
-        before = sorted(
-            line
-            for line in first.get("/metrics").text.splitlines()
-            if line.startswith("cams_template_messages_")
-        )
+        before = message_lines(first)
         assert first.stop(signal.SIGTERM) == 0
         assert state.exists()
         assert "stopped" in first.log
@@ -170,11 +172,7 @@ def test_sigterm_writes_state_and_a_restart_resumes_the_counters(
         second = start(tmp_path, "--config.file", str(config), env=child_env(env))
         processes.append(second)
         wait_http(f"{second.url}/-/healthy", timeout=30)
-        after = sorted(
-            line
-            for line in second.get("/metrics").text.splitlines()
-            if line.startswith("cams_template_messages_")
-        )
+        after = message_lines(second)
         assert after == before and len(before) == 18
         assert second.stop(signal.SIGINT) == 0
 

@@ -183,24 +183,15 @@ def test_default_config_is_valid_with_keys_in_the_environment() -> None:
         "ALIBABA_CLOUD_ACCESS_KEY_ID": "id",
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s",
     }
-    ok = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", str(src)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
+
+    def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "exporter", "check-config", str(src)]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+
+    ok = check(env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     env.pop("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-    missing = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", str(src)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
+    missing = check(env)
     assert missing.returncode == 2
     assert "ALIBABA_CLOUD_ACCESS_KEY_SECRET" in missing.stdout + missing.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import subprocess
 import time
@@ -41,6 +42,13 @@ def make_config(
     if since is not None:
         poll["counters_since"] = since
     return parsed(Account(sim.url), poll=poll, state=state)
+
+
+def static_simulator(templates: int) -> contextlib.AbstractContextManager[Simulator]:
+    """A static simulator of `templates` templates that never throttles these tests."""
+    return running(
+        SimulatorOptions(templates=templates, static=True, list_qps_limit=50, qps_limit=1000)
+    )
 
 
 @pytest.fixture
@@ -127,9 +135,7 @@ def test_aggregate_shape_is_detected_even_with_a_short_lookback(
 def test_without_origin_counters_start_at_the_first_lookback_window(
     started: Start,
 ) -> None:
-    with running(
-        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+    with static_simulator(3) as sim:
         instance = started(make_config(sim, lookback="2d"))
         instance.poll()
         origin = day_floor(int(time.time() * 1000)) - 2 * DAY_MS
@@ -165,9 +171,7 @@ def test_live_counters_never_decrease_over_many_polls(started: Start) -> None:
 def test_new_template_shows_zero_series_before_its_first_read(
     started: Start,
 ) -> None:
-    with running(
-        SimulatorOptions(templates=2, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+    with static_simulator(2) as sim:
         instance = started(make_config(sim))
         poller = instance.exporter.scheduler
         poller.accounts[0].refresh_units()
@@ -182,9 +186,7 @@ def test_new_template_shows_zero_series_before_its_first_read(
 def test_a_vanished_template_is_kept_until_a_second_discovery(
     started: Start,
 ) -> None:
-    with running(
-        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+    with static_simulator(3) as sim:
         config = make_config(sim)
         instance = started(config)
         instance.poll()
@@ -204,9 +206,7 @@ def test_a_vanished_template_is_kept_until_a_second_discovery(
 
 
 def test_exposition_passes_promtool(started: Start) -> None:
-    with running(
-        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+    with static_simulator(3) as sim:
         instance = started(make_config(sim))
         instance.poll()
         plain = requests.get(f"{instance.url}/metrics", timeout=10)
@@ -247,9 +247,7 @@ def test_exposition_passes_promtool(started: Start) -> None:
 
 
 def test_gzip_scrape_decodes_to_the_plain_body(started: Start) -> None:
-    with running(
-        SimulatorOptions(templates=2, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+    with static_simulator(2) as sim:
         instance = started(make_config(sim))
         instance.poll()
         zipped = requests.get(

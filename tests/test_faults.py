@@ -44,11 +44,12 @@ from tests.kit.matrix import (
     check_metric,
     check_recovery,
     check_serving,
-    end_faults,
+    end_and_recover,
     finish,
     good_start,
     origin,
     render_matrix,
+    through_fault,
 )
 from tests.kit.series import template_counters, value
 from tests.kit.sim import SECRET, assert_no_secret, running
@@ -141,16 +142,10 @@ def simple_scenario(fault: SimpleFault, tmp: Path, logs: LogLines) -> Row:
         good = good_start(row, harness)
         mark = logs.mark()
         fault.inject(sim)
-        last = good
-        for _ in range(fault.cycles):
-            if harness.cycle():
-                row.fail("serves last data", "a cycle succeeded during the fault")
-            last = check_serving(row, harness, good)
+        last = through_fault(row, harness, good, fault.cycles)
         check_metric(row, good, last, fault.metric, fault.labels, fault.metric)
         check_log(row, logs.since(mark), fault.log_pattern, fault.cycles, shown=fault.shown)
-        end_faults(sim)
-        check_recovery(row, harness)
-        finish(row, harness)
+        end_and_recover(row, harness)
     return row
 
 
@@ -162,10 +157,7 @@ def mixed_scenario(tmp: Path, logs: LogLines) -> Row:
         good = good_start(row, harness)
         mark = logs.mark()
         sim.set_faults(spec)
-        last = good
-        for _ in range(3):
-            harness.cycle()
-            last = check_serving(row, harness, good, up=None)
+        last = through_fault(row, harness, good, 3, up=None)
         failed = sum(
             value(last, "cams_api_requests_total", code=code)
             - value(good, "cams_api_requests_total", code=code)
@@ -182,15 +174,8 @@ def mixed_scenario(tmp: Path, logs: LogLines) -> Row:
             row.metric = f"cams_api_requests_total{{code!=OK}} +{failed:g}"
         else:
             row.fail("self-metric moved", "no failed request counted")
-        check_log(
-            row,
-            logs.since(mark),
-            r"units failed|discovery failed in",
-            3,
-        )
-        end_faults(sim)
-        check_recovery(row, harness)
-        finish(row, harness)
+        check_log(row, logs.since(mark), r"units failed|discovery failed in", 3)
+        end_and_recover(row, harness)
     return row
 
 

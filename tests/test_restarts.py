@@ -18,9 +18,8 @@ import os
 import select
 import signal
 import struct
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,26 +30,13 @@ from tests.kit.configs import Account, days_back, write_config
 from tests.kit.exact import exact_problems
 from tests.kit.procs import ExporterProcess, child_env, start_exporter
 from tests.kit.series import Series, nonzero, template_counters, value
-from tests.kit.sim import SECRET, assert_no_secret, running
+from tests.kit.sim import SECRET, assert_no_secret, no_secret_in_test_output, running
 from tests.kit.sim import secret_options as sim_options
 from tests.kit.waits import wait_http, wait_until
 
 SINCE, ORIGIN_MS = days_back(4)
 
-
-def start(tmp: Path, config: Path) -> ExporterProcess:
-    """`python -m exporter --config.file CONFIG` on port 0, logs in a file, the secret from the
-    environment."""
-    return start_exporter(
-        tmp / f"exporter-{time.monotonic_ns()}.log",
-        "--config.file",
-        str(config),
-        "--log.format",
-        "logfmt",
-        "--web.enable-lifecycle",
-        env=child_env({"CAMS_TEST_SECRET": SECRET}),
-        secret=SECRET,
-    )
+pytestmark = pytest.mark.usefixtures(no_secret_in_test_output.__name__)
 
 
 def stop(exporter: ExporterProcess, sig: int = signal.SIGTERM) -> int:
@@ -61,19 +47,26 @@ def stop(exporter: ExporterProcess, sig: int = signal.SIGTERM) -> int:
     return code
 
 
-@pytest.fixture(autouse=True)
-def no_secret_in_test_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
-    yield
-    out, err = capfd.readouterr()
-    assert_no_secret(out + err, "the test's output")
-    sys.stdout.write(out)
-    sys.stderr.write(err)
+Start = Callable[[Path], ExporterProcess]
 
 
 @pytest.fixture
-def exporters() -> Iterator[list[ExporterProcess]]:
+def start(tmp_path: Path) -> Iterator[Start]:
+    """`python -m exporter --config.file CONFIG` on port 0, logs in a file, the secret from the
+    environment; every one started is killed (and its log checked) after the test."""
     started: list[ExporterProcess] = []
-    yield started
+
+    def launch(config: Path) -> ExporterProcess:
+        exporter = start_exporter(
+            tmp_path / f"exporter-{time.monotonic_ns()}.log",
+            *("--config.file", str(config), "--log.format", "logfmt", "--web.enable-lifecycle"),
+            env=child_env({"CAMS_TEST_SECRET": SECRET}),
+            secret=SECRET,
+        )
+        started.append(exporter)
+        return exporter
+
+    yield launch
     for exporter in started:
         stop(exporter, signal.SIGKILL)
 
@@ -139,15 +132,12 @@ def wait_success_after(exporter: ExporterProcess, moment: float, timeout: float 
     return wait_until(scraped, timeout, "a successful poll cycle after the reload")
 
 
-def test_kill_9_in_the_middle_of_a_poll_loses_nothing(
-    tmp_path: Path, exporters: list[ExporterProcess]
-) -> None:
+def test_kill_9_in_the_middle_of_a_poll_loses_nothing(tmp_path: Path, start: Start) -> None:
     state = tmp_path / "state.json"
     # 12 units read at 2 calls per second, 0.2 s each: a second cycle of a few seconds.
     with running(sim_options(templates=6, latency_s=0.2)) as sim:
         config = restart_config(tmp_path / "cams.yml", sim, state=state, qps=2)
-        first = start(tmp_path, config)
-        exporters.append(first)
+        first = start(config)
         served = wait_up(first)  # the first cycle, published (counters publish per cycle)
         assert nonzero(served), "no counter was published by the first cycle"
         sim.reset_stats()
@@ -164,8 +154,7 @@ def test_kill_9_in_the_middle_of_a_poll_loses_nothing(
 
         # The restart on the same state file, at the default qps: only the killed cycle had
         # to be slow.
-        second = start(tmp_path, restart_config(tmp_path / "fast.yml", sim, state=state))
-        exporters.append(second)
+        second = start(restart_config(tmp_path / "fast.yml", sim, state=state))
         wait_http(f"{second.url}/-/healthy", timeout=30)
         assert_resumed(served, second.scrape())
         after = wait_up(second)
@@ -207,7 +196,7 @@ class CreatedFiles:
 
 
 def test_kill_9_in_the_middle_of_a_state_write_keeps_a_whole_state_file(
-    tmp_path: Path, exporters: list[ExporterProcess]
+    tmp_path: Path, start: Start
 ) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
@@ -215,8 +204,7 @@ def test_kill_9_in_the_middle_of_a_state_write_keeps_a_whole_state_file(
     # 160 units: a state file of tens of kB, written at the end of every poll cycle.
     with running(sim_options(templates=80)) as sim:
         config = restart_config(tmp_path / "cams.yml", sim, state=state)
-        first = start(tmp_path, config)
-        exporters.append(first)
+        first = start(config)
         wait_http(f"{first.url}/-/healthy", timeout=30)
 
         # The first writes happen while the first poll progresses.
@@ -249,8 +237,7 @@ def test_kill_9_in_the_middle_of_a_state_write_keeps_a_whole_state_file(
         stored = CounterStore.from_json(json.loads(state.read_text()))  # whole, parseable
         assert stored.units, "the state file lost its units"
 
-        second = start(tmp_path, config)
-        exporters.append(second)
+        second = start(config)
         wait_http(f"{second.url}/-/healthy", timeout=30)
         resumed = second.scrape()
         assert_resumed(served, resumed)
@@ -270,19 +257,15 @@ def test_kill_9_in_the_middle_of_a_state_write_keeps_a_whole_state_file(
         assert "corrupt" not in second.log
 
 
-def test_kill_9_then_restart_resumes_every_counter_exactly(
-    tmp_path: Path, exporters: list[ExporterProcess]
-) -> None:
+def test_kill_9_then_restart_resumes_every_counter_exactly(tmp_path: Path, start: Start) -> None:
     """A kill -9 between polls: the restart serves exactly the counters served before."""
     state = tmp_path / "state.json"
     with running(sim_options(templates=3)) as sim:
         config = restart_config(tmp_path / "cams.yml", sim, state=state)
-        first = start(tmp_path, config)
-        exporters.append(first)
+        first = start(config)
         before = wait_up(first)
         first.child.kill()
-        second = start(tmp_path, config)
-        exporters.append(second)
+        second = start(config)
         wait_http(f"{second.url}/-/healthy", timeout=30)
         assert template_counters(second.scrape()) == template_counters(before)
         assert template_counters(wait_up(second)) == template_counters(before)
@@ -290,14 +273,13 @@ def test_kill_9_then_restart_resumes_every_counter_exactly(
 
 
 def test_sighup_and_post_reload_keep_counters_and_refuse_a_bad_config(
-    tmp_path: Path, exporters: list[ExporterProcess]
+    tmp_path: Path, start: Start
 ) -> None:
     state = tmp_path / "state.json"
     with running(sim_options(templates=4)) as sim:
         path = tmp_path / "cams.yml"
         config = restart_config(path, sim, state=state, category="MARKETING")
-        exporter = start(tmp_path, config)
-        exporters.append(exporter)
+        exporter = start(config)
         marketing = template_counters(wait_up(exporter))
         assert nonzero(marketing)
         codes = {dict(k[1])["template_code"] for k in marketing}
@@ -353,17 +335,13 @@ def test_sighup_and_post_reload_keep_counters_and_refuse_a_bad_config(
         assert len(stored.units) == len(sent) == 8
 
 
-def test_restart_without_state_but_with_an_origin_is_exact(
-    tmp_path: Path, exporters: list[ExporterProcess]
-) -> None:
+def test_restart_without_state_but_with_an_origin_is_exact(tmp_path: Path, start: Start) -> None:
     """No state file, counters_since set: a cold start backfills to the same exact counters."""
     with running(sim_options(templates=2)) as sim:
         config = restart_config(tmp_path / "cams.yml", sim)
-        first = start(tmp_path, config)
-        exporters.append(first)
+        first = start(config)
         before = wait_up(first)
         first.child.kill()
-        second = start(tmp_path, config)
-        exporters.append(second)
+        second = start(config)
         assert template_counters(wait_up(second)) == template_counters(before)
         assert_exact(sim, before)

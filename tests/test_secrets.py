@@ -16,7 +16,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,20 +26,13 @@ from exporter.simulator import Simulator
 from tests.kit.configs import Account, days_back, write_config
 from tests.kit.oracle import sdk_client
 from tests.kit.procs import child_env, start_exporter
-from tests.kit.sim import SECRET, assert_no_secret, running
+from tests.kit.sim import SECRET, assert_no_secret, no_secret_in_test_output, running
 from tests.kit.sim import secret_options as sim_options
 from tests.kit.waits import wait_http, wait_until
 
 ENV = "CAMS_SECRETS_TEST_SECRET"
 
-
-@pytest.fixture(autouse=True)
-def no_secret_in_test_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
-    yield
-    out, err = capfd.readouterr()
-    assert_no_secret(out + err, "the test's output")
-    sys.stdout.write(out)
-    sys.stderr.write(err)
+pytestmark = pytest.mark.usefixtures(no_secret_in_test_output.__name__)
 
 
 def secrets_config(path: Path, sim: Simulator, state: Path, *, broken: bool = False) -> Path:

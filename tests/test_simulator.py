@@ -74,6 +74,22 @@ def day_floor(t_ms: int) -> int:
     return t_ms - t_ms % DAY_MS
 
 
+def signed(
+    sim: Simulator,
+    query: dict[str, str] | None = None,
+    action: str = LIST,
+    key: str = "demo",
+    secret: str = "demo-secret",
+    **options: Any,
+) -> dict[str, str]:
+    """V3 signature headers for a request to `sim` (`options`: version, date, nonce, token)."""
+    options.setdefault("version", VERSION)
+    host = sim.endpoint
+    return signing.sign_rpc_v3(
+        host=host, action=action, query=query or {}, access_key_id=key, secret=secret, **options
+    )
+
+
 def call(
     sim: Simulator,
     action: str,
@@ -91,15 +107,8 @@ def call(
     """A V3-signed CAMS request made with `requests` and our own signing."""
     query = {name: str(value) for name, value in params.items()}
     stamp = date or signing.utc_timestamp(datetime.now(UTC) + timedelta(seconds=offset_s))
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=action,
-        version=VERSION,
-        query=query,
-        access_key_id=key,
-        secret=secret,
-        date=stamp,
-        nonce=nonce,
+    headers = signed(
+        sim, query=query, action=action, key=key, secret=secret, date=stamp, nonce=nonce
     )
     headers.update(extra or {})
     url = f"{sim.url}/?" + "&".join(f"{k}={signing.percent_encode(v)}" for k, v in query.items())
@@ -242,14 +251,7 @@ def test_v3_refusals(sim: Simulator) -> None:
 
     # a signed header list without x-acs-signature-nonce
     query = {"Page": '{"Index":1,"Size":5}'}
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query=query,
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(sim, query=query)
     nonce = headers.pop("x-acs-signature-nonce")
     headers["Authorization"] = signing.v3_authorization(
         method="POST",
@@ -266,49 +268,19 @@ def test_v3_refusals(sim: Simulator) -> None:
     assert incomplete.status_code == 400 and code_of(incomplete) == "IncompleteSignature"
 
     # the query changed after signing
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query=query,
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(sim, query=query)
     tampered = requests.post(f"{sim.url}/?Name=x", headers=headers, timeout=10)
     assert code_of(tampered) == "SignatureDoesNotMatch"
 
     # a body that does not match x-acs-content-sha256
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(sim)
     wrong_body = requests.post(f"{sim.url}/", headers=headers, data=b"x", timeout=10)
     assert code_of(wrong_body) == "SignatureDoesNotMatch"
 
     # STS: x-acs-accesskey-id must be the credential's key id
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-        security_token="token",
-    )
+    headers = signed(sim, security_token="token")
     assert requests.post(f"{sim.url}/", headers=headers, timeout=10).status_code == 200
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-        security_token="token",
-    )
+    headers = signed(sim, security_token="token")
     headers["x-acs-accesskey-id"] = "someone-else"
     mismatch = requests.post(f"{sim.url}/", headers=headers, timeout=10)
     assert mismatch.status_code == 400 and code_of(mismatch) == "InvalidParameter"
@@ -317,14 +289,7 @@ def test_v3_refusals(sim: Simulator) -> None:
 def test_unknown_action_and_version(sim: Simulator) -> None:
     unknown = call(sim, "DeleteEverything", {})
     assert unknown.status_code == 404 and code_of(unknown) == "InvalidAction.NotFound"
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version="2019-01-01",
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(sim, version="2019-01-01")
     old = requests.post(f"{sim.url}/", headers=headers, timeout=10)
     assert old.status_code == 400 and code_of(old) == "InvalidParameter"
 
@@ -521,14 +486,7 @@ def test_fault_reset_closes_without_bytes(faulty: Simulator) -> None:
     assert time.monotonic() - began < 2
     host, port = faulty.endpoint.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
-    headers = signing.sign_rpc_v3(
-        host=faulty.endpoint,
-        action=LIST,
-        version=VERSION,
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(faulty)
     connection.request("POST", "/", headers=headers)
     with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
         connection.getresponse()
@@ -876,14 +834,7 @@ def test_keep_alive_and_stop_closes_pooled_connections(make_sim: SimFactory) -> 
     host, port = sim.endpoint.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
     for _ in range(3):
-        headers = signing.sign_rpc_v3(
-            host=sim.endpoint,
-            action=LIST,
-            version=VERSION,
-            query={},
-            access_key_id="demo",
-            secret="demo-secret",
-        )
+        headers = signed(sim)
         connection.request("POST", "/", headers=headers)
         response = connection.getresponse()
         assert response.status == 200 and json.loads(response.read())["Code"] == "OK"

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from exporter.simulator import Simulator
-from tests.kit.oracle import Truth, sdk_client, sdk_total
+from tests.kit.oracle import Truth, sdk_client, sdk_sum
 from tests.kit.series import SENT, Series
 
 
@@ -48,14 +48,8 @@ def exact_problems(
     if not units:
         return ["the simulator lists no template"]
     for unit in units:
-        truth = sdk_total(
-            sdk,
-            unit.code,
-            unit.language,
-            origin_ms,
-            now,
-            granularity=granularity,
-            chunk_ms=chunk_ms,
+        truth = sdk_sum(
+            sdk, unit.code, unit.language, origin_ms, now, granularity, chunk_ms=chunk_ms
         )
         ours = counters(series, unit.code, unit.language)
         if ours.counts() != truth.counts():
@@ -80,7 +74,7 @@ def truths(sim: Simulator, origin_ms: int) -> dict[tuple[str, str], Truth]:
     sdk = sdk_client(sim)
     now = int(time.time() * 1000)
     return {
-        (t.code, t.language): sdk_total(sdk, t.code, t.language, origin_ms, now)
+        (t.code, t.language): sdk_sum(sdk, t.code, t.language, origin_ms, now)
         for t in sim.templates()
     }
 

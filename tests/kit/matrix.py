@@ -221,6 +221,26 @@ def end_faults(sim: Simulator) -> None:
     sim.set_clock_offset(0)
 
 
+def through_fault(
+    row: Row, harness: FaultHarness, good: Series, cycles: int, *, up: int | None = 0
+) -> Series:
+    """`cycles` cycles while a fault lasts, each followed by `check_serving`; with `up` 0 (the
+    fault fails every call) no cycle may succeed. The last scrape."""
+    last = good
+    for _ in range(cycles):
+        if harness.cycle() and up == 0:
+            row.fail("serves last data", "a cycle succeeded during the fault")
+        last = check_serving(row, harness, good, up=up)
+    return last
+
+
+def end_and_recover(row: Row, harness: FaultHarness) -> None:
+    """End every fault, then `check_recovery` and `finish`."""
+    end_faults(harness.sim)
+    check_recovery(row, harness)
+    finish(row, harness)
+
+
 def good_start(row: Row, harness: FaultHarness) -> Series:
     """The first, fault-free poll: it must already be exact."""
     if not any(harness.cycle() for _ in range(3)):

@@ -73,9 +73,10 @@ class Truth:
     clicks: dict[str, int] = field(default_factory=dict)  # by button text
 
     def add(self, other: Truth) -> None:
-        self.sent += other.sent
-        self.delivered += other.delivered
-        self.read += other.read
+        """Add `other`'s counts and clicks to these."""
+        self.sent, self.delivered, self.read = (
+            mine + theirs for mine, theirs in zip(self.counts(), other.counts(), strict=True)
+        )
         for button, count in other.clicks.items():
             self.clicks[button] = self.clicks.get(button, 0) + count
 
@@ -96,47 +97,29 @@ def sdk_sum(
     start_ms: int,
     end_ms: int,
     granularity: str = "DAILY",
-    space: str = SPACE,
-) -> Truth:
-    """Sum of every row GetChatappTemplateMetric returns for [start_ms, end_ms) (one call)."""
-    request = models.GetChatappTemplateMetricRequest(
-        template_code=code,
-        language=language,
-        cust_space_id=space,
-        granularity=granularity,
-        start=start_ms,
-        end=end_ms,
-        template_type="WHATSAPP",
-    )
-    truth = Truth()
-    for row in client.get_chatapp_template_metric(request).body.data or []:
-        truth.sent += row.sent_count or 0
-        truth.delivered += row.delivered_count or 0
-        truth.read += row.read_count or 0
-        for click in row.cliented or []:
-            truth.clicks[click.button_content] = truth.clicks.get(click.button_content, 0) + (
-                click.count or 0
-            )
-    return truth
-
-
-def sdk_total(
-    client: Any,
-    code: str,
-    language: str,
-    start_ms: int,
-    end_ms: int,
     *,
-    granularity: str = "DAILY",
-    chunk_ms: int | None = None,
     space: str = SPACE,
+    chunk_ms: int | None = None,
 ) -> Truth:
-    """The sum over [start_ms, end_ms): one call, or calls of `chunk_ms` each (whole UTC days,
-    for a simulator that refuses longer ranges)."""
+    """Sum of every row GetChatappTemplateMetric returns for [start_ms, end_ms): in one call, or
+    in calls of `chunk_ms` each (whole UTC days, for a simulator that refuses longer ranges)."""
+    request = models.GetChatappTemplateMetricRequest(
+        template_code=code, language=language, cust_space_id=space, template_type="WHATSAPP"
+    )
+    request.granularity = granularity
     if chunk_ms is None:
-        return sdk_sum(client, code, language, start_ms, end_ms, granularity, space)
-    total = Truth()
-    for lower in range(start_ms, end_ms, chunk_ms):
-        upper = min(end_ms, lower + chunk_ms)
-        total.add(sdk_sum(client, code, language, lower, upper, granularity, space))
-    return total
+        bounds = [(start_ms, end_ms)]
+    else:
+        bounds = [(lo, min(end_ms, lo + chunk_ms)) for lo in range(start_ms, end_ms, chunk_ms)]
+    truth = Truth()
+    for lower, upper in bounds:
+        request.start, request.end = lower, upper
+        for row in client.get_chatapp_template_metric(request).body.data or []:
+            truth.sent += row.sent_count or 0
+            truth.delivered += row.delivered_count or 0
+            truth.read += row.read_count or 0
+            for click in row.cliented or []:
+                truth.clicks[click.button_content] = truth.clicks.get(click.button_content, 0) + (
+                    click.count or 0
+                )
+    return truth

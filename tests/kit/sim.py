@@ -5,10 +5,13 @@ secret, which `assert_no_secret` looks for wherever the exporter writes."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
@@ -35,6 +38,17 @@ def assert_no_secret(text: str, where: str, secret: str = SECRET) -> None:
     """Fail without echoing `text` (pytest would print the haystack, secret included)."""
     if secret in text:
         raise AssertionError(f"the secret is in {where}")
+
+
+@pytest.fixture
+def no_secret_in_test_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """After the test, its captured output holds no `SECRET` (then it is shown as usual). Import
+    it into a test module with `autouse` semantics by `pytestmark = usefixtures(...)`."""
+    yield
+    out, err = capfd.readouterr()
+    assert_no_secret(out + err, "the test's output")
+    sys.stdout.write(out)
+    sys.stderr.write(err)
 
 
 @contextlib.contextmanager
