@@ -88,7 +88,7 @@ def test_every_variant_has_an_expectation() -> None:
 
 @pytest.fixture
 def warnings() -> Iterator[LogLines]:
-    with captured_logs() as logs:
+    with captured_logs(debug=False) as logs:
         yield logs
 
 

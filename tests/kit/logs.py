@@ -57,15 +57,18 @@ class LogLines(logging.Handler):
 
 
 @contextlib.contextmanager
-def captured_logs() -> Iterator[LogLines]:
-    """Collect the log lines (debug and up for the exporter's own loggers, info for others)."""
+def captured_logs(debug: bool = True) -> Iterator[LogLines]:
+    """Collect the log lines: with `debug`, debug and up for the exporter's own loggers and info
+    for others (the levels are set for the block); without, what the levels in force let
+    through (warn and up by default), at no cost for the records they drop."""
     handler = LogLines()
     root = logging.getLogger()
     ours = logging.getLogger("cams_exporter")
     levels = (root.level, ours.level)
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    ours.setLevel(logging.DEBUG)
+    if debug:
+        root.setLevel(logging.INFO)
+        ours.setLevel(logging.DEBUG)
     try:
         yield handler
     finally:
