@@ -1,184 +1,46 @@
-"""Process plumbing for the benchmarks: child processes on 127.0.0.1, their memory and CPU, and
-small readers for the simulator's stats and the exporter's self-metrics.
+"""Plumbing for the benchmarks on top of the test kit (tests/kit): child processes on 127.0.0.1,
+HTTP timed on fresh and keep-alive connections, readers for the exporter's self-metrics, numbers.
 
 Every child (simulator, exporter, static server, competing client) is its own Python process with
-its own GIL, started in its own session so that a Ctrl-C of the bench does not race its cleanup,
-and stopped (SIGTERM, then SIGKILL) by `Children.stop_all`, which run.py calls in `finally`.
+its own GIL, started by the kit (`tests.kit.procs`: on port 0, the port read back from its log,
+memory and CPU from /proc) in its own session so that a Ctrl-C of the bench does not race its
+cleanup, and stopped (SIGTERM, then SIGKILL) by `Children.stop_all`, which run.py calls in
+`finally`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import http.client
-import json
 import os
 import platform
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
+from tests.kit import procs
+from tests.kit.configs import Account, config_text
+from tests.kit.procs import HOST, ROOT, Child, Children, ExporterProcess, SimulatorProcess
+from tests.kit.waits import wait_until
+
 _T = TypeVar("_T")
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a child: this one, with the repository importable."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-@dataclass
-class Child:
-    """One child process, its log file and what /proc says about it."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def status_kb(self, field_name: str) -> int | None:
-        """A `kB` field of /proc/<pid>/status (VmHWM, VmRSS), None once the process is gone."""
-        try:
-            text = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return None
-        match = re.search(rf"^{field_name}:\s+(\d+) kB", text, re.M)
-        return int(match.group(1)) if match else None
-
-    def peak_rss_mb(self) -> float | None:
-        """VmHWM (the peak resident set) in MiB."""
-        kb = self.status_kb("VmHWM")
-        return None if kb is None else kb / 1024
-
-    def rss_mb(self) -> float | None:
-        """VmRSS in MiB."""
-        kb = self.status_kb("VmRSS")
-        return None if kb is None else kb / 1024
-
-    def threads(self) -> int | None:
-        """Threads of the process now."""
-        try:
-            text = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return None
-        match = re.search(r"^Threads:\s+(\d+)", text, re.M)
-        return int(match.group(1)) if match else None
-
-    def cpu_s(self) -> float | None:
-        """User + system CPU seconds used so far (every thread)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, wait, then SIGKILL: this process only (never a group or a name)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(5)
-        return self.process.returncode
-
-
-@dataclass
-class Children:
-    """Every child one scenario started; `stop_all` in reverse start order."""
-
-    log_dir: Path
-    started: list[Child] = field(default_factory=list)
-
-    def spawn(self, name: str, args: Sequence[str]) -> Child:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        log = log_path.open("ab")
-        try:
-            process = subprocess.Popen(
-                [sys.executable, *args],
-                cwd=ROOT,
-                env=child_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        child = Child(name, process, log_path)
-        self.started.append(child)
-        _LIVE.append(child)
-        return child
-
-    def stop_all(self) -> None:
-        while self.started:
-            child = self.started.pop()
-            child.stop()
-            with contextlib.suppress(ValueError):
-                _LIVE.remove(child)
-
-
-_LIVE: list[Child] = []
-
-
-@atexit.register
-def _stop_leftovers() -> None:  # a crash or Ctrl-C of the bench must not leave children behind
-    for child in list(_LIVE):
-        child.stop(timeout=3)
 
 
 def wait_for(what: str, check: Callable[[], _T | None], timeout: float, every: float = 0.25) -> _T:
-    """Call `check` until it returns something other than None/False, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = check()
-            if value is not None and value is not False:
-                return value
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s{detail}")
-        time.sleep(every)
+    """The kit's `wait_until`, polling every quarter second (a bench measures; it does not
+    spin)."""
+    return wait_until(check, timeout, what, every)
+
+
+def spawn(children: Children, name: str, args: Sequence[str]) -> Child:
+    """`python ARGS` in its own session (a Ctrl-C of the bench does not race its cleanup),
+    logging to `<log_dir>/<name>.log`, stopped by `children.stop_all()`."""
+    log = children.log_dir / f"{name}.log"
+    return children.add(procs.spawn(name, [sys.executable, *args], log, new_session=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,142 +99,35 @@ class KeepAlive:
 
 
 # --------------------------------------------------------------------------------------------
-# The simulator and the exporter as processes
-
-
-@dataclass
-class SimulatorProcess:
-    child: Child
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def stats(self) -> dict[str, Any]:
-        """/_sim/stats: {"actions": {action: {calls, ok, throttled, errors, max_*_in_1s}}}."""
-        status, _, body = http_get(self.port, "/_sim/stats")
-        if status != 200:
-            raise ValueError(f"/_sim/stats answered {status}")
-        data: dict[str, Any] = json.loads(body)
-        return data
-
-    def action(self, name: str) -> dict[str, int]:
-        """The stats of one action (zeros before its first call)."""
-        zero = {"calls": 0, "ok": 0, "throttled": 0, "errors": 0}
-        zero |= {"max_calls_in_1s": 0, "max_ok_in_1s": 0}
-        found: dict[str, int] = self.stats()["actions"].get(name, zero)
-        return found
-
-    def reset(self) -> None:
-        if http_post(self.port, "/_sim/stats/reset") != 200:
-            raise RuntimeError("/_sim/stats/reset failed")
+# The simulator and the exporter as processes (on port 0, the port read back from their logs)
 
 
 def start_simulator(children: Children, name: str, flags: Sequence[str]) -> SimulatorProcess:
-    """`python -m exporter simulate --listen 127.0.0.1:PORT FLAGS`, once /_sim/stats answers."""
-    port = free_port()
-    child = children.spawn(
-        name, ["-m", "exporter", "simulate", "--listen", f"{HOST}:{port}", *flags]
-    )
-    sim = SimulatorProcess(child, port)
-
-    def up() -> bool:
-        if not child.alive():
-            raise RuntimeError(f"simulator exited: {child.log_tail()}")
-        return http_get(port, "/_sim/stats", timeout=2)[0] == 200
-
-    wait_for("simulator up", up, timeout=30)
-    return sim
+    """`python -m exporter simulate --listen 127.0.0.1:0 FLAGS`, once it serves."""
+    log = children.log_dir / f"{name}.log"
+    return children.add(procs.start_simulator(log, *flags, new_session=True))
 
 
-@dataclass
-class ExporterProcess:
-    child: Child
-    port: int
-
-    def ready(self) -> bool:
-        if not self.child.alive():
-            raise RuntimeError(f"exporter exited: {self.child.log_tail()}")
-        return http_get(self.port, "/-/ready", timeout=5)[0] == 200
-
-    def metrics_text(self) -> str:
-        """The whole /metrics body (asked gzipped, to keep the exporter's cost of it small)."""
-        import gzip
-
-        status, headers, body = http_get(
-            self.port, "/metrics", {"Accept-Encoding": "gzip"}, timeout=60
-        )
-        if status != 200:
-            raise ValueError(f"/metrics answered {status}")
-        if headers.get("content-encoding") == "gzip":
-            body = gzip.decompress(body)
-        return body.decode("utf-8")
-
-
-def start_exporter(children: Children, name: str, config_path: Path) -> ExporterProcess:
-    """`python -m exporter --config.file PATH --web.listen-address 127.0.0.1:PORT`."""
-    port = free_port()
-    child = children.spawn(
-        name,
-        [
-            "-m",
-            "exporter",
-            "--config.file",
-            str(config_path),
-            "--web.listen-address",
-            f"{HOST}:{port}",
-            "--web.enable-lifecycle",
-        ],
-    )
-    exporter = ExporterProcess(child, port)
-
-    def up() -> bool:
-        if not child.alive():
-            raise RuntimeError(f"exporter exited: {child.log_tail()}")
-        return http_get(port, "/-/healthy", timeout=2)[0] == 200
-
-    wait_for("exporter up", up, timeout=30)
-    return exporter
+def start_exporter(
+    children: Children, name: str, config_path: Path, *flags: str
+) -> ExporterProcess:
+    """`python -m exporter --config.file PATH --web.enable-lifecycle FLAGS` on 127.0.0.1:0,
+    once it serves."""
+    log = children.log_dir / f"{name}.log"
+    argv = ["--config.file", str(config_path), "--web.enable-lifecycle", *flags]
+    return children.add(procs.start_exporter(log, *argv, new_session=True))
 
 
 def exporter_config(
-    *,
-    endpoint: str,
-    accounts: Sequence[str],
-    qps: float,
-    list_qps: float,
-    interval_s: int,
-    lookback: str = "3d",
-    max_range: str = "30d",
-    counters_since: str | None = None,
-    discovery_interval: str = "1h",
+    endpoint: str, names: Sequence[str], qps: float, list_qps: float, interval_s: int, **poll: str
 ) -> str:
-    """A config with one or more accounts on the same simulator (key demo / demo-secret)."""
-    lines = [
-        "poll:",
-        f"  interval: {interval_s}s",
-        f"  lookback: {lookback}",
-        f"  max_range: {max_range}",
-        f"  discovery_interval: {discovery_interval}",
-    ]
-    if counters_since:
-        lines.append(f"  counters_since: {counters_since}")
-    lines.append("accounts:")
-    for name in accounts:
-        lines += [
-            f"  - name: {name}",
-            f"    endpoint: {endpoint}",
-            "    credentials:",
-            "      access_key_id: demo",
-            "      access_key_secret: demo-secret",
-            f"    qps: {qps:g}",
-            f"    list_qps: {list_qps:g}",
-            "    spaces:",
-            "      - cust_space_id: cams-bench",
-            "        discover: true",
-        ]
-    return "\n".join(lines) + "\n"
+    """A config with accounts `names` on the same simulator (key demo / demo-secret); `poll`
+    sets or overrides poll keys (lookback 3d, max_range 30d, discovery_interval 1h)."""
+    section = {"interval": f"{interval_s}s", "lookback": "3d", "max_range": "30d"}
+    section |= {"discovery_interval": "1h", **poll}
+    space = {"cust_space_id": "cams-bench", "discover": True}
+    listed = [Account(endpoint, n, qps=qps, list_qps=list_qps, spaces=(space,)) for n in names]
+    return config_text(*listed, poll=section)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import (
-    Children,
     exporter_config,
     sample_sum,
     samples,
@@ -33,6 +32,7 @@ from bench.harness import (
     start_simulator,
     wait_for,
 )
+from tests.kit.procs import Children
 
 METRIC = "GetChatappTemplateMetric"
 
@@ -50,7 +50,7 @@ def run(name: str, templates: int, variant: str, workdir: Path) -> dict[str, obj
         sim = start_simulator(children, f"{name}-simulator", flags)
         config = workdir / f"{name}.yaml"
         config.write_text(
-            exporter_config(endpoint=sim.url, accounts=["bench"], qps=50, list_qps=5, interval_s=90)
+            exporter_config(endpoint=sim.url, names=["bench"], qps=50, list_qps=5, interval_s=90)
         )
         exporter = start_exporter(children, f"{name}-exporter", config)
         wait_for("first cycle", lambda: exporter.ready() or None, timeout=900, every=1)

@@ -45,6 +45,7 @@ What is measured, and how:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -52,6 +53,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +62,8 @@ if __package__ in (None, ""):  # `python bench/run.py`: make the repository impo
 
 from bench import render as rendering
 from bench.harness import (
-    ROOT,
-    Children,
-    ExporterProcess,
     KeepAlive,
-    SimulatorProcess,
     exporter_config,
-    free_port,
     git_state,
     http_get,
     http_post,
@@ -76,10 +73,22 @@ from bench.harness import (
     sample_lines,
     sample_sum,
     samples,
+    spawn,
     start_exporter,
     start_simulator,
     wait_for,
 )
+from tests.kit.procs import (
+    LOOPBACK_0,
+    ROOT,
+    STATIC_LISTENING,
+    Children,
+    ExporterProcess,
+    Service,
+    SimulatorProcess,
+    serve,
+)
+from tests.kit.waits import WaitTimeout, wait_until
 
 METRIC = "GetChatappTemplateMetric"
 LIST = "ListChatappTemplate"
@@ -175,20 +184,26 @@ def measure_scrape(
     zipped_path = children.log_dir / "metrics.txt.gz"
     plain_path.write_bytes(plain)
     zipped_path.write_bytes(zipped)
-    port = free_port()
-    static = children.spawn(
-        "static-server",
-        [
-            str(ROOT / "bench" / "static_server.py"),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--plain",
-            str(plain_path),
-            "--gzip",
-            str(zipped_path),
-        ],
+    static = children.add(
+        serve(
+            Service,
+            "static-server",
+            [
+                sys.executable,
+                str(ROOT / "bench" / "static_server.py"),
+                "--listen",
+                LOOPBACK_0,
+                "--plain",
+                str(plain_path),
+                "--gzip",
+                str(zipped_path),
+            ],
+            children.log_dir / "static-server.log",
+            STATIC_LISTENING,
+            new_session=True,
+        )
     )
-    wait_for("static server up", lambda: http_get(port, "/metrics")[0] == 200, timeout=20)
+    port = static.port
     log(f"  scrape: {series} series, {len(plain)} B plain, {len(zipped)} B gzip; {gets} GETs each")
     times: dict[str, list[float]] = {
         "exporter_plain": [],
@@ -246,17 +261,11 @@ def measure_scrape(
         result[f"x_faster_than_render_{fmt}"] = (
             result[f"render_{fmt}"]["median_ms"] / exporter_median
         )
+    kinds = ("exporter", "static", "render")
+    medians = [result[f"{kind}_{fmt}"]["median_ms"] for kind in kinds for fmt in ("plain", "gzip")]
     log(
         "  scrape median ms: exporter {:.1f}/{:.1f}, static {:.1f}/{:.1f}, render {:.0f}/{:.0f}"
-        " (plain/gzip); render same bytes: {}".format(
-            result["exporter_plain"]["median_ms"],
-            result["exporter_gzip"]["median_ms"],
-            result["static_plain"]["median_ms"],
-            result["static_gzip"]["median_ms"],
-            result["render_plain"]["median_ms"],
-            result["render_gzip"]["median_ms"],
-            same,
-        )
+        " (plain/gzip); render same bytes: {}".format(*medians, same)
     )
     return result
 
@@ -364,7 +373,7 @@ def scenario_cycle(
     try:
         sim = start_simulator(children, "simulator", _sim_flags(templates, languages, latency))
         config = exporter_config(
-            endpoint=sim.url, accounts=["main"], qps=qps, list_qps=LIST_QPS, interval_s=interval
+            endpoint=sim.url, names=["main"], qps=qps, list_qps=LIST_QPS, interval_s=interval
         )
         spawned = time.monotonic()
         exporter = start_exporter(children, "exporter", _write_config(children, "config", config))
@@ -473,7 +482,7 @@ def scenario_scrape(
         )
         config = exporter_config(
             endpoint=sim.url,
-            accounts=[f"acct{i}" for i in range(accounts)],
+            names=[f"acct{i}" for i in range(accounts)],
             qps=qps,
             list_qps=5,
             interval_s=3600,
@@ -534,7 +543,7 @@ def scenario_backfill(
         sim = start_simulator(children, "simulator", _sim_flags(templates, languages, latency))
         config = exporter_config(
             endpoint=sim.url,
-            accounts=["main"],
+            names=["main"],
             qps=qps,
             list_qps=LIST_QPS,
             interval_s=3600,
@@ -601,7 +610,7 @@ def scenario_adaptive(
     try:
         sim = start_simulator(children, "simulator", _sim_flags(templates, languages, latency))
         config = exporter_config(
-            endpoint=sim.url, accounts=["main"], qps=qps, list_qps=LIST_QPS, interval_s=10
+            endpoint=sim.url, names=["main"], qps=qps, list_qps=LIST_QPS, interval_s=10
         )
         exporter = start_exporter(children, "exporter", _write_config(children, "config", config))
         wait_for("polling started", lambda: sim.action(METRIC)["calls"] > 0, timeout=60)
@@ -634,7 +643,8 @@ def scenario_adaptive(
         t0 = time.time()
         time.sleep(base_s)
         out = children.log_dir / "competitor.json"
-        competitor = children.spawn(
+        competitor = spawn(
+            children,
             "competitor",
             [
                 str(ROOT / "bench" / "competitor.py"),
@@ -650,12 +660,14 @@ def scenario_adaptive(
         )
         competitor.process.wait(compete_s + 30)
         stopped = time.time()
+
         # Recovery: until the limit has been back at qps for 10 s, at most recover_s.
-        while time.time() - stopped < recover_s:
-            time.sleep(1.0)
+        def recovered() -> bool:
             back = [r["t"] for r in list(rows) if r["t"] > stopped and r["rate"] >= qps]
-            if back and time.time() - back[0] >= 10:
-                break
+            return bool(back) and time.time() - back[0] >= 10
+
+        with contextlib.suppress(WaitTimeout):
+            wait_until(recovered, recover_s, "the limit back at qps for 10 s", every=1.0)
         stop.set()
         sampler.join(10)
         comp = json.loads(out.read_text())
@@ -1008,109 +1020,41 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 # Plans
 
 
-def plan(mode: str, log_dir: Path, log: Log) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+Step = tuple[str, Callable[[], dict[str, Any]]]
+TWO = ("en", "es")
+FOUR = ("en", "es", "pt", "id")
+
+
+def plan(mode: str, log_dir: Path, log: Log) -> list[Step]:
     """(name, runner) of every scenario of a mode."""
-    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    where: dict[str, Any] = {"log_dir": log_dir, "log": log}
+    paced: dict[str, Any] = {"qps": 40, "latency": 0.15, **where}
+
+    def cycle(name: str, templates: int, languages: Sequence[str], **options: Any) -> Step:
+        options = {**paced, "scrape_gets": 50, "render_runs": 3, **options}
+        return name, partial(
+            scenario_cycle, name, templates=templates, languages=languages, **options
+        )
+
     if mode == "smoke":
-        steps.append(
-            (
-                "cycle-40",
-                lambda: scenario_cycle(
-                    "cycle-40",
-                    templates=20,
-                    languages=("en", "es"),
-                    qps=20,
-                    latency=0.05,
-                    scrape_gets=10,
-                    render_runs=2,
-                    log_dir=log_dir,
-                    log=log,
-                ),
-            )
-        )
-        return steps
+        small = {"qps": 20, "latency": 0.05, "scrape_gets": 10, "render_runs": 2}
+        return [cycle("cycle-40", 20, TWO, **small)]
     quick = mode == "quick"
-    steps.append(
-        (
-            "cycle-1k",
-            lambda: scenario_cycle(
-                "cycle-1k",
-                templates=500,
-                languages=("en", "es"),
-                qps=40,
-                latency=0.15,
-                scrape_gets=50 if quick else 0,
-                render_runs=3,
-                log_dir=log_dir,
-                log=log,
-            ),
-        )
-    )
+    steps = [cycle("cycle-1k", 500, TWO, scrape_gets=50 if quick else 0)]
     if not quick:
-        steps.append(
-            (
-                "cycle-10k",
-                lambda: scenario_cycle(
-                    "cycle-10k",
-                    templates=2500,
-                    languages=("en", "es", "pt", "id"),
-                    qps=40,
-                    latency=0.15,
-                    scrape_gets=50,
-                    render_runs=3,
-                    log_dir=log_dir,
-                    log=log,
-                ),
-            )
-        )
-    steps.append(
-        (
-            "backfill-1k" if not quick else "backfill-300",
-            lambda: scenario_backfill(
-                "backfill-1k" if not quick else "backfill-300",
-                templates=500 if not quick else 150,
-                languages=("en", "es"),
-                qps=40,
-                latency=0.15,
-                max_range_days=30,
-                log_dir=log_dir,
-                log=log,
-            ),
-        )
-    )
-    steps.append(
-        (
-            "adaptive",
-            lambda: scenario_adaptive(
-                "adaptive",
-                templates=500,
-                languages=("en", "es"),
-                qps=40,
-                latency=0.15,
-                competitor_rate=25,
-                phases=(8, 15, 75) if quick else (15, 30, 90),
-                log_dir=log_dir,
-                log=log,
-            ),
-        )
-    )
+        steps.append(cycle("cycle-10k", 2500, FOUR))
+    backfill = "backfill-300" if quick else "backfill-1k"
+    filling = {"templates": 150 if quick else 500, "languages": TWO, "max_range_days": 30}
+    steps.append((backfill, partial(scenario_backfill, backfill, **filling, **paced)))
+    competing = {"templates": 500, "languages": TWO, "competitor_rate": 25}
+    competing["phases"] = (8, 15, 75) if quick else (15, 30, 90)
+    steps.append(("adaptive", partial(scenario_adaptive, "adaptive", **competing, **paced)))
     if not quick:
-        steps.append(
-            (
-                "scrape-100k",
-                lambda: scenario_scrape(
-                    "scrape-100k",
-                    accounts=4,
-                    templates=875,
-                    languages=("en", "es", "pt", "id"),
-                    gets=200,
-                    render_runs=5,
-                    during_poll_s=30,
-                    log_dir=log_dir,
-                    log=log,
-                ),
-            )
+        scrape = {"accounts": 4, "templates": 875, "gets": 200, "render_runs": 5}
+        runner = partial(
+            scenario_scrape, "scrape-100k", languages=FOUR, during_poll_s=30, **scrape, **where
         )
+        steps.append(("scrape-100k", runner))
     return steps
 
 

@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,68 +32,21 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # `python bench/soak.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.kit.configs import Account, config_text, days_back
+from tests.kit.exact import counters
+from tests.kit.oracle import Truth, sdk_client, sdk_sum
+from tests.kit.procs import ROOT, Children, child_env, start_exporter, start_simulator
+from tests.kit.series import Series, parse, template_counters, value
+from tests.kit.waits import wait_until
+
 SECRET = "S3CR3T-cams-soak-7f3a"
 FAULTS = "throttle=0.05,5xx=0.03,timeout=0.01,reset=0.02,malformed=0.02,error200=0.02,seed=7"
 DAY_MS = 86_400_000
-Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"soak: {what} did not happen within {timeout:.0f}s")
-
-
-def proc_status(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def parse(text: str) -> Series:
-    out: Series = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-def value(series: Series, name: str, **labels: str) -> float:
-    return sum(
-        v
-        for (n, ls), v in series.items()
-        if n == name and all(dict(ls).get(k) == x for k, x in labels.items())
-    )
-
-
-def template_counters(series: Series) -> Series:
-    return {
-        k: v
-        for k, v in series.items()
-        if k[0].startswith("cams_template_") and k[0].endswith("_total")
-    }
+SPACE = "cams-soak"
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float:
@@ -112,73 +62,22 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den * 3600
 
 
-def sdk_truth(endpoint: str, units: list[tuple[str, str]], origin_ms: int) -> dict[Any, Any]:
-    """(code, language) -> (sent, delivered, read, clicks) summed by the official SDK."""
-    from alibabacloud_cams20200606 import models
-    from alibabacloud_cams20200606.client import Client
-    from alibabacloud_tea_openapi.utils_models import Config
-
-    client = Client(
-        Config(
-            access_key_id="demo",
-            access_key_secret=SECRET,
-            endpoint=endpoint,
-            protocol="http",
-            region_id="ap-southeast-1",
-        )
-    )
+def sdk_truth(endpoint: str, units: list[tuple[str, str]], origin_ms: int) -> dict[Any, Truth]:
+    """(code, language) -> what the official SDK sums over origin..now, two days a call (the
+    SDK does not retry: a call that meets a leftover fault is made again)."""
+    client = sdk_client(endpoint, secret=SECRET)
     now = int(time.time() * 1000)
-    out: dict[Any, Any] = {}
-    for code, language in units:
-        sent = delivered = read = 0
-        clicks: dict[str, int] = {}
-        for lower in range(origin_ms, now, 2 * DAY_MS):
-            request = models.GetChatappTemplateMetricRequest(
-                template_code=code,
-                language=language,
-                cust_space_id="cams-soak",
-                granularity="DAILY",
-                start=lower,
-                end=min(now, lower + 2 * DAY_MS),
-                template_type="WHATSAPP",
-            )
-            for attempt in range(20):  # the SDK does not retry; the faults are off by now
-                try:
-                    body = client.get_chatapp_template_metric(request).body
-                    break
-                except Exception:
-                    if attempt == 19:
-                        raise
-                    time.sleep(0.2)
-            for row in body.data or []:
-                sent += row.sent_count or 0
-                delivered += row.delivered_count or 0
-                read += row.read_count or 0
-                for click in row.cliented or []:
-                    clicks[click.button_content] = clicks.get(click.button_content, 0) + (
-                        click.count or 0
-                    )
-        out[(code, language)] = (sent, delivered, read, {k: v for k, v in clicks.items() if v})
+
+    def total(unit: tuple[str, str]) -> Truth:
+        code, language = unit
+        return sdk_sum(client, code, language, origin_ms, now, chunk_ms=2 * DAY_MS, space=SPACE)
+
+    out: dict[Any, Truth] = {}
+    for unit in units:
+        out[unit] = wait_until(
+            lambda unit=unit: total(unit), 4, "an SDK read", every=0.2, ignore=(Exception,)
+        )
     return out
-
-
-def ours(series: Series) -> dict[Any, Any]:
-    out: dict[Any, list[Any]] = {}
-    for (name, labels), v in series.items():
-        d = dict(labels)
-        key = (d.get("template_code"), d.get("language"))
-        if not name.startswith("cams_template_") or not name.endswith("_total"):
-            continue
-        entry = out.setdefault(key, [0, 0, 0, {}])
-        if name == "cams_template_messages_sent_total":
-            entry[0] = int(v)
-        elif name == "cams_template_messages_delivered_total":
-            entry[1] = int(v)
-        elif name == "cams_template_messages_read_total":
-            entry[2] = int(v)
-        elif name == "cams_template_button_clicks_total" and v:
-            entry[3][d["button"]] = int(v)
-    return {k: (e[0], e[1], e[2], e[3]) for k, e in out.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,85 +89,42 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.duration
 
     work = Path(tempfile.mkdtemp(prefix="cams-soak-"))
-    sim_port, exp_port = free_port(), free_port()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    exp_url = f"http://127.0.0.1:{exp_port}"
-    since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=5)
-    midnight = dt.datetime(since.year, since.month, since.day, tzinfo=dt.UTC)
-    origin_ms = int(midnight.timestamp() * 1000)
+    since, origin_ms = days_back(5)
+    env = child_env({"SOAK_SECRET": SECRET})
+    children = Children(work)
+    simulator = children.add(
+        start_simulator(
+            work / "simulator.log",
+            *("--templates", str(args.templates), "--static", "--access-key-secret", SECRET),
+            *("--qps-limit", "1000", "--list-qps-limit", "50"),
+            *("--faults", FAULTS, "--timeout-fault", "3"),
+            env=env,
+        )
+    )
+    sim_url = simulator.url
+    poll = {"interval": "10s", "lookback": "3d", "max_range": "10d", "discovery_interval": "30s"}
+    poll |= {"counters_since": since, "timeout": "2s", "max_retries": 2}
+    account = Account(
+        sim_url,
+        name="soak",
+        secret="${SOAK_SECRET}",
+        qps=20,
+        list_qps=2,
+        spaces=({"cust_space_id": SPACE},),
+    )
     config = work / "cams.yml"
-    config.write_text(
-        "poll:\n  interval: 10s\n  lookback: 3d\n  max_range: 10d\n  discovery_interval: 30s\n"
-        f"  counters_since: {since.isoformat()}\n  timeout: 2s\n  max_retries: 2\n"
-        f"state:\n  path: {work / 'state.json'}\n"
-        "accounts:\n  - name: soak\n"
-        f"    endpoint: {sim_url}\n"
-        "    credentials: {access_key_id: demo, access_key_secret: '${SOAK_SECRET}'}\n"
-        "    qps: 20\n    list_qps: 2\n"
-        "    spaces: [{cust_space_id: cams-soak}]\n"
-    )
-    env = {**os.environ, "SOAK_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
-    sim_log = open(work / "simulator.log", "wb")  # noqa: SIM115 - closed in finally
-    exp_log_path = work / "exporter.log"
-    exp_log = open(exp_log_path, "wb")  # noqa: SIM115 - closed in finally
-    simulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "simulate",
-            "--listen",
-            f"127.0.0.1:{sim_port}",
-            "--templates",
-            str(args.templates),
-            "--static",
-            "--access-key-secret",
-            SECRET,
-            "--qps-limit",
-            "1000",
-            "--list-qps-limit",
-            "50",
-            "--faults",
-            FAULTS,
-            "--timeout-fault",
-            "3",
-        ],
-        stdout=sim_log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=ROOT,
-    )
-    exporter: subprocess.Popen[bytes] | None = None
+    config.write_text(config_text(account, poll=poll, state=work / "state.json"))
     session = requests.Session()
     problems: list[str] = []
     samples: list[dict[str, float]] = []
-    try:
-        wait_for("the simulator", lambda: requests.get(f"{sim_url}/_sim/stats", timeout=2).ok, 30)
-        exporter = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(config),
-                "--web.listen-address",
-                f"127.0.0.1:{exp_port}",
-                "--log.format",
-                "logfmt",
-            ],
-            stdout=exp_log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
+    exporter = children.add(
+        start_exporter(
+            work / "exporter.log", "--config.file", str(config), "--log.format", "logfmt", env=env
         )
-        pid = exporter.pid
-
-        def ready() -> bool:
-            if exporter is not None and exporter.poll() is not None:
-                raise SystemExit(f"soak: the exporter exited, see {exp_log_path}")
-            return requests.get(f"{exp_url}/-/ready", timeout=2).ok
-
-        wait_for("the first poll", ready, 120)
+    )
+    exp_url = exporter.url
+    try:
+        wait_until(exporter.ready, 120, "the first poll", every=0.2)
 
         def admin(path: str, body: str) -> None:
             requests.post(f"{sim_url}/_sim/{path}", data=body.encode(), timeout=10)
@@ -326,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                     active.discard(name)
                     print(f"  {elapsed:5.0f}s {name}: over", flush=True)
             if elapsed >= next_reload:
-                exporter.send_signal(signal.SIGHUP)
+                exporter.child.process.send_signal(signal.SIGHUP)
                 reloads += 1
                 next_reload += 120.0
             series = parse(session.get(f"{exp_url}/metrics", timeout=30).text)
@@ -338,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             samples.append(
                 {
                     "t": elapsed,
-                    "rss_mb": proc_status(pid, "VmRSS") / 1024,
-                    "fds": open_fds(pid),
-                    "threads": proc_status(pid, "Threads"),
+                    "rss_mb": exporter.child.rss_mb() or 0.0,
+                    "fds": exporter.child.open_fds() or 0,
+                    "threads": exporter.child.threads() or 0,
                     "up": value(series, "cams_up", account="soak"),
                 }
             )
@@ -352,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         # End of the bad hour: faults off, one clean cycle, then exactness.
         admin("faults", "")
         ended = time.time()
-        wait_for(
-            "a clean poll cycle after the faults",
+        wait_until(
             lambda: (
                 value(
                     parse(session.get(f"{exp_url}/metrics", timeout=30).text),
@@ -363,14 +218,26 @@ def main(argv: list[str] | None = None) -> int:
                 > ended + 1
             ),
             120,
+            "a clean poll cycle after the faults",
+            every=0.2,
         )
         final = parse(session.get(f"{exp_url}/metrics", timeout=30).text)
         for key, old in template_counters(previous).items():
             if final.get(key, old) < old:
                 decreases += 1
-        mine = ours(final)
-        truth = sdk_truth(f"127.0.0.1:{sim_port}", sorted(mine), origin_ms)
-        wrong = [k for k in truth if truth[k] != mine.get(k)]
+        units = sorted(
+            {
+                (dict(ls)["template_code"], dict(ls)["language"])
+                for (_, ls) in template_counters(final)
+            }
+        )
+        truth = sdk_truth(simulator.endpoint, units, origin_ms)
+        wrong = [
+            k
+            for k, want in truth.items()
+            if (got := counters(final, *k)).counts() != want.counts()
+            or got.nonzero_clicks() != want.nonzero_clicks()
+        ]
         if wrong:
             problems.append(f"{len(wrong)} of {len(truth)} units differ from the SDK: {wrong[:3]}")
         if decreases:
@@ -383,32 +250,17 @@ def main(argv: list[str] | None = None) -> int:
                 code = dict(ls)["code"]
                 requests_by_code[code] = requests_by_code.get(code, 0) + v
     finally:
-        if exporter is not None:
-            if exporter.poll() is None:
-                exporter.send_signal(signal.SIGTERM)
-            try:
-                exporter.wait(30)
-            except subprocess.TimeoutExpired:
-                exporter.kill()
-                exporter.wait(10)
-        if simulator.poll() is None:
-            simulator.terminate()
-            try:
-                simulator.wait(10)
-            except subprocess.TimeoutExpired:
-                simulator.kill()
-                simulator.wait(10)
-        sim_log.close()
-        exp_log.close()
+        code = exporter.stop(signal.SIGTERM, timeout=30)
+        children.stop_all()
         session.close()
 
-    log = exp_log_path.read_text()
+    log = exporter.log
     if SECRET in log:
         problems.append("the secret is in the exporter's log")
     if "Traceback" in log:
         problems.append("a traceback in the exporter's log")
-    if exporter.returncode != 0:
-        problems.append(f"the exporter exited with {exporter.returncode}")
+    if code != 0:
+        problems.append(f"the exporter exited with {code}")
 
     warm = [s for s in samples if s["t"] >= 60.0]
     first = [s for s in warm if s["t"] < 120.0] or warm[:12]

@@ -2,6 +2,9 @@
 
     python bench/static_server.py --listen 127.0.0.1:PORT --plain FILE --gzip FILE
 
+PORT 0 takes a free port; the line `static server listening on http://HOST:PORT` on stdout says
+which, once the socket listens.
+
 Serves GET /metrics with FILE's bytes read once at start: the gzip file when the request has
 `Accept-Encoding: gzip`, the plain one otherwise. It uses the same stack as the exporter's web
 server (the standard library's ThreadingHTTPServer, HTTP/1.1 keep-alive, Content-Length, Nagle
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         (host, int(port)), _handler(args.plain.read_bytes(), args.gzip.read_bytes())
     )
     server.daemon_threads = True
+    bound_host, bound_port = server.server_address[:2]
+    print(f"static server listening on http://{bound_host}:{bound_port}", flush=True)
     done = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -26,21 +26,11 @@ from typing import Any
 
 import bcrypt
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # `python bench/web_auth_flood.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (  # noqa: E402
-    HOST,
-    Children,
-    ExporterProcess,
-    exporter_config,
-    free_port,
-    machine_info,
-    percentile,
-    start_simulator,
-    wait_for,
-)
+from bench.harness import exporter_config, machine_info, percentile, start_simulator, wait_for
+from tests.kit.procs import HOST, ROOT, Children, start_exporter
 
 USER = "prometheus"
 PASSWORD = "scrape-me-please"
@@ -163,19 +153,21 @@ def main(argv: list[str] | None = None) -> int:
         args.results_dir.mkdir(parents=True, exist_ok=True)
         config = args.results_dir / "web-auth-flood-config.yaml"
         config.write_text(
-            exporter_config(
-                endpoint=sim.url, accounts=["main"], qps=40, list_qps=4, interval_s=3600
-            )
+            exporter_config(endpoint=sim.url, names=["main"], qps=40, list_qps=4, interval_s=3600)
         )
         web = args.results_dir / "web-auth-flood-web.yaml"
         web.write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n  {OTHER}: '{hashed}'\n")
-        port = free_port()
-        child = children.spawn(
-            "exporter",
-            ["-m", "exporter", "--config.file", str(config), "--web.listen-address",
-             f"{HOST}:{port}", "--web.config.file", str(web)],
-        )  # fmt: skip
-        exporter = ExporterProcess(child, port)
+        exporter = children.add(
+            start_exporter(
+                children.log_dir / "exporter.log",
+                "--config.file",
+                str(config),
+                "--web.config.file",
+                str(web),
+                new_session=True,
+            )
+        )
+        port = exporter.port
         wait_for("exporter up", lambda: scraper(port, 0.01)["statuses"].get(200), 60)
         results["alone"] = scraper(port, args.seconds)
         flood = Flood(port, args.flooders)

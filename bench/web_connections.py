@@ -32,22 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # `python bench/web_connections.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (  # noqa: E402
-    HOST,
-    Children,
-    ExporterProcess,
-    exporter_config,
-    free_port,
-    http_get,
-    machine_info,
-    percentile,
-    start_simulator,
-    wait_for,
-)
+from bench.harness import exporter_config, http_get, machine_info, percentile, start_simulator
+from tests.kit import procs
+from tests.kit.procs import HOST, Children, ExporterProcess
+from tests.kit.waits import WaitTimeout, wait_until
 
 SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 
@@ -60,20 +51,24 @@ def _raise_own_fd_limit() -> None:
 def start_exporter(
     children: Children, config: Path, fd_limit: int | None = None
 ) -> ExporterProcess:
-    port = free_port()
-    argv = ["exporter", "--config.file", str(config), "--web.listen-address", f"{HOST}:{port}"]
-    if fd_limit is None:
-        child = children.spawn("exporter", ["-m", *argv])
-    else:
+    """The exporter on 127.0.0.1:0 (default flags), with its open-files limit set to `fd_limit`
+    (soft and hard) when given; once its first poll is done."""
+    argv = procs.exporter_argv("--config.file", str(config))
+    name = "exporter"
+    if fd_limit is not None:
+        name = "exporter-fd-limited"
+        module_argv = ["exporter", *argv[3:]]  # after `python -m`
         code = (
             "import resource, runpy, sys; "
             f"resource.setrlimit(resource.RLIMIT_NOFILE, ({fd_limit}, {fd_limit})); "
-            f"sys.argv = {argv!r}; runpy.run_module('exporter', run_name='__main__')"
+            f"sys.argv = {module_argv!r}; runpy.run_module('exporter', run_name='__main__')"
         )
-        child = children.spawn("exporter-fd-limited", ["-c", code])
-    exporter = ExporterProcess(child, port)
-    wait_for("exporter up", lambda: http_get(port, "/-/healthy", timeout=2)[0] == 200, 30)
-    wait_for("first poll", exporter.ready, 120)
+        argv = [sys.executable, "-c", code]
+    log = children.log_dir / f"{name}.log"
+    exporter = children.add(
+        procs.serve(ExporterProcess, name, argv, log, procs.EXPORTER_LISTENING, new_session=True)
+    )
+    wait_until(exporter.ready, 120, "first poll", every=0.25)
     return exporter
 
 
@@ -224,13 +219,18 @@ class Attack:
 def thread_recovery(
     exporter: ExporterProcess, baseline: int, limit_s: float = 30.0
 ) -> float | None:
+    """Seconds until the exporter is back to `baseline` threads, None if not within `limit_s`."""
     started = time.monotonic()
-    while time.monotonic() - started < limit_s:
+
+    def back() -> bool:
         threads = exporter.child.threads()
-        if threads is not None and threads <= baseline:
-            return time.monotonic() - started
-        time.sleep(0.1)
-    return None
+        return threads is not None and threads <= baseline
+
+    try:
+        wait_until(back, limit_s, "threads back to the baseline", every=0.1)
+    except WaitTimeout:
+        return None
+    return time.monotonic() - started
 
 
 def slowloris(exporter: ExporterProcess, connections: int, seconds: float) -> dict[str, Any]:
@@ -279,7 +279,7 @@ def fd_limited(children: Children, config: Path, idle: int, seconds: float) -> d
     result: dict[str, Any] = {"idle": idle}
     held = Attack(exporter.port, idle, slow=False, reconnect=False)
     held.start()
-    time.sleep(1.0)  # every connect made, accepted or queued
+    wait_until(lambda: held.opened >= idle, 30, "every connect made", every=0.1)
     result["held"] = scrapes(exporter.port, 4.0, per_second=5)
     result["held"]["process_open_fds"] = _open_fds(exporter.port)
     cpu0 = exporter.child.cpu_s() or 0.0
@@ -306,7 +306,8 @@ def fd_limited(children: Children, config: Path, idle: int, seconds: float) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
+    results = Path(__file__).resolve().parent / "results"
+    parser.add_argument("--results-dir", type=Path, default=results)
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
     args = parser.parse_args(argv)
     _raise_own_fd_limit()
@@ -323,9 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         config = args.results_dir / "web-connections-config.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(
-            exporter_config(
-                endpoint=sim.url, accounts=["main"], qps=40, list_qps=4, interval_s=3600
-            )
+            exporter_config(endpoint=sim.url, names=["main"], qps=40, list_qps=4, interval_s=3600)
         )
         exporter = start_exporter(children, config)
         results["burst"] = [burst(exporter.port) for _ in range(3)]

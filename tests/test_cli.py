@@ -7,15 +7,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Unpack
 
 import bcrypt
 import pytest
 import requests
 
 from exporter import __version__
-from tests.kit.sim import free_port, simulator_process, wait_http
+from tests.kit.configs import Account
+from tests.kit.configs import write_config as kit_write_config
+from tests.kit.procs import ExporterProcess, Options, child_env, start_exporter
+from tests.kit.sim import simulator_process
+from tests.kit.waits import wait_http
 
 SECRET = "s3cr3t-RECOGNISABLE-9f1c"
 
@@ -30,65 +35,37 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-class Process:
-    """`python -m exporter ...` in the background, its stderr collected in a file."""
-
-    def __init__(
-        self,
-        tmp: Path,
-        *args: str,
-        env: dict[str, str] | None = None,
-        preexec: Callable[[], None] | None = None,
-    ) -> None:
-        self.log_path = tmp / f"exporter-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            preexec_fn=preexec,
-        )
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait(5)
-        self._log.close()
-        return code
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()
+Procs = list[ExporterProcess]
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[list[Process]]:
-    started: list[Process] = []
+def processes() -> Iterator[Procs]:
+    started: list[ExporterProcess] = []
     yield started
     for process in started:
         process.stop(signal.SIGKILL)
 
 
+def start(tmp: Path, *flags: str, **options: Unpack[Options]) -> ExporterProcess:
+    """`python -m exporter FLAGS` on 127.0.0.1:0, its output in a file of `tmp`."""
+    return start_exporter(tmp / f"exporter-{time.monotonic_ns()}.log", *flags, **options)
+
+
+def message_lines(exporter: ExporterProcess) -> list[str]:
+    """The `cams_template_messages_*` lines of /metrics, sorted."""
+    lines = exporter.get("/metrics").text.splitlines()
+    return sorted(line for line in lines if line.startswith("cams_template_messages_"))
+
+
 def write_config(path: Path, sim_url: str, state: Path | None = None) -> Path:
-    text = (
-        "poll:\n  interval: 10s\n  lookback: 3d\n"
-        + (f"state:\n  path: {state}\n" if state else "")
-        + "accounts:\n"
-        "  - name: main\n"
-        f"    endpoint: {sim_url}\n"
-        "    credentials:\n"
-        "      access_key_id: ${CAMS_TEST_KEY}\n"
-        "      access_key_secret: ${CAMS_TEST_SECRET}\n"
-        "    spaces:\n"
-        "      - cust_space_id: cams-demo\n"
+    account = Account(
+        sim_url,
+        key_id="${CAMS_TEST_KEY}",
+        secret="${CAMS_TEST_SECRET}",
+        qps=None,
+        list_qps=None,
     )
-    path.write_text(text)
-    return path
+    return kit_write_config(path, account, poll={"interval": "10s", "lookback": "3d"}, state=state)
 
 
 def test_version_and_help() -> None:
@@ -163,71 +140,44 @@ def test_check_config_names_every_bad_key_and_hides_secrets(tmp_path: Path) -> N
     assert "accounts[0].credentials.access_key_secret" in result.stderr
 
 
-def test_demo_becomes_ready_and_serves_metrics(tmp_path: Path, processes: list[Process]) -> None:
-    port = free_port()
+def test_demo_becomes_ready_and_serves_metrics(tmp_path: Path, processes: Procs) -> None:
     started = time.monotonic()
-    demo = Process(tmp_path, "--demo", "--web.listen-address", f"127.0.0.1:{port}")
+    demo = start(tmp_path, "--demo")
     processes.append(demo)
-    wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
+    wait_http(f"{demo.url}/-/ready", timeout=30)
     print(f"\ndemo ready after {time.monotonic() - started:.2f}s (process start to /-/ready 200)")
-    body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    body = requests.get(f"{demo.url}/metrics", timeout=5).text
     assert "cams_template_messages_sent_total{" in body
-    page = requests.get(f"http://127.0.0.1:{port}/", timeout=5).text
+    page = requests.get(f"{demo.url}/", timeout=5).text
     assert "cams-demo" in page and "demo-secret" not in page
     assert demo.stop() == 0
     assert "demo-secret" not in demo.log
 
 
 def test_sigterm_writes_state_and_a_restart_resumes_the_counters(
-    tmp_path: Path, processes: list[Process]
+    tmp_path: Path, processes: Procs
 ) -> None:
     state = tmp_path / "state.json"
     env = {"CAMS_TEST_KEY": "demo", "CAMS_TEST_SECRET": "demo-secret"}
-    with simulator_process("--templates", "3", "--static", "--qps-limit", "1000") as sim_url:
-        config = write_config(tmp_path / "cams.yml", sim_url, state)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        first = Process(
-            tmp_path,
-            "--config.file",
-            str(config),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            env=env,
-        )
+    with simulator_process("--templates", "3", "--static", "--qps-limit", "1000") as sim:
+        config = write_config(tmp_path / "cams.yml", sim.url, state)
+        first = start(tmp_path, "--config.file", str(config), env=child_env(env))
         processes.append(first)
-        wait_http(f"{url}/-/ready", timeout=30)
-        before = sorted(
-            line
-            for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines()
-            if line.startswith("cams_template_messages_")
-        )
+        wait_http(f"{first.url}/-/ready", timeout=30)
+        before = message_lines(first)
         assert first.stop(signal.SIGTERM) == 0
         assert state.exists()
         assert "stopped" in first.log
 
-        second = Process(
-            tmp_path,
-            "--config.file",
-            str(config),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            env=env,
-        )
+        second = start(tmp_path, "--config.file", str(config), env=child_env(env))
         processes.append(second)
-        wait_http(f"{url}/-/healthy", timeout=30)
-        after = sorted(
-            line
-            for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines()
-            if line.startswith("cams_template_messages_")
-        )
+        wait_http(f"{second.url}/-/healthy", timeout=30)
+        after = message_lines(second)
         assert after == before and len(before) == 18
         assert second.stop(signal.SIGINT) == 0
 
 
-def test_tls_and_basic_auth_through_the_web_config_file(
-    tmp_path: Path, processes: list[Process]
-) -> None:
+def test_tls_and_basic_auth_through_the_web_config_file(tmp_path: Path, processes: Procs) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [
@@ -258,17 +208,9 @@ def test_tls_and_basic_auth_through_the_web_config_file(
         f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
         f"basic_auth_users:\n  prometheus: {hashed}\n"
     )
-    port = free_port()
-    demo = Process(
-        tmp_path,
-        "--demo",
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--web.config.file",
-        str(web),
-    )
+    demo = start(tmp_path, "--demo", "--web.config.file", str(web))
     processes.append(demo)
-    url = f"https://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{demo.port}"
     wait_http(
         f"{url}/-/healthy", timeout=30, verify=str(cert), auth=("prometheus", "right-password")
     )
@@ -279,25 +221,22 @@ def test_tls_and_basic_auth_through_the_web_config_file(
     wrong = requests.get(f"{url}/metrics", verify=str(cert), auth=("prometheus", "nope"), timeout=5)
     assert wrong.status_code == 401
     assert requests.get(f"{url}/metrics", verify=str(cert), timeout=5).status_code == 401
-    plain = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)  # HTTP on the TLS port
+    plain = requests.get(f"http://127.0.0.1:{demo.port}/metrics", timeout=5)  # HTTP on the TLS port
     assert plain.status_code == 400 and "HTTPS server" in plain.text
 
 
 def test_the_open_files_limit_is_raised_to_the_hard_limit_at_start(
-    tmp_path: Path, processes: list[Process]
+    tmp_path: Path, processes: Procs
 ) -> None:
     import resource
 
-    port = free_port()
-    demo = Process(
+    demo = start(
         tmp_path,
         "--demo",
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
         preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)),
     )
     processes.append(demo)
-    wait_http(f"http://127.0.0.1:{port}/-/healthy", timeout=30)
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    wait_http(f"{demo.url}/-/healthy", timeout=30)
+    text = requests.get(f"{demo.url}/metrics", timeout=5).text
     assert "\nprocess_max_fds 4096.0\n" in text
     assert "\nprocess_open_fds " in text

@@ -21,7 +21,8 @@ from exporter.model import DAY_MS, button_type_label
 from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.kit.sim import day_floor, running, sdk_client, sdk_list, sdk_sum, simulator_process
+from tests.kit.oracle import sdk_client, sdk_list, sdk_sum
+from tests.kit.sim import day_floor, running, simulator_process
 
 CREDS = StaticCredentials("demo", "demo-secret")
 
@@ -111,7 +112,8 @@ def test_metrics_equal_what_the_sdk_reads(shaped: Simulator) -> None:
 
 def test_no_one_second_window_exceeds_the_rate() -> None:
     """16 threads, qps 40, for about 4 seconds, counted on the simulator's side."""
-    with simulator_process("--templates", "4", "--static") as url:
+    with simulator_process("--templates", "4", "--static") as sim:
+        url = sim.url
         client = make_client(url, qps=40)
         template = client.list_templates(ListFilters(cust_space_id="cams-demo")).rows[0]
         requests.post(f"{url}/_sim/stats/reset", timeout=5)
@@ -157,7 +159,10 @@ def test_retries_recover_from_each_retryable_fault(fault: str) -> None:
     )
     with running(options) as sim:
         events: list[RequestEvent] = []
-        client = make_client(sim.url, timeout=0.3, retries=12, events=events)
+        # Short enough to meet the 1 s timeout fault; for the other faults a loaded machine's
+        # slow honest answer must not count as a timeout.
+        timeout = 0.3 if fault == "timeout" else 5.0
+        client = make_client(sim.url, timeout=timeout, retries=12, events=events)
         template = sim.templates()[0]
         now = int(time.time() * 1000)
         for _ in range(8):

@@ -19,19 +19,15 @@ from hypothesis import strategies as st
 
 from exporter.cli import check_config_main
 from exporter.config import (
-    Account,
     Config,
     ConfigError,
-    Filters,
     PollConfig,
-    Space,
-    StateConfig,
     StaticCredentials,
-    TemplateSpec,
     default_credentials_provider,
     load_config,
     parse_config,
 )
+from exporter.config.schema import Account, Filters, Space, StateConfig, TemplateSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.yaml"

@@ -36,9 +36,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.cli import main
-from tests.kit.sim import free_port, wait_http
+from tests.kit.procs import child_env, start_exporter
+from tests.kit.sim import SECRET
+from tests.kit.waits import wait_http
 
-SECRET = "S3CR3T-cams-test-7f3a"
 ENV_SECRET = "CAMS_FUZZ_SECRET"
 
 
@@ -460,33 +461,20 @@ def test_mutated_configs_as_a_user_runs_them(tmp_path: Path) -> None:
             continue
         valid += 1
         assert checked.stdout.startswith("config OK"), description
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(path),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-                "--log.format",
-                "logfmt",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, ENV_SECRET: SECRET},
+        exporter = start_exporter(
+            tmp_path / f"exporter-{valid + invalid}.log",
+            "--config.file",
+            str(path),
+            "--log.format",
+            "logfmt",
+            env=child_env({ENV_SECRET: SECRET}),
         )
         try:
-            wait_http(f"http://127.0.0.1:{port}/-/healthy", timeout=30)
-            process.send_signal(signal.SIGTERM)
-            log, _ = process.communicate(timeout=30)
+            wait_http(f"{exporter.url}/-/healthy", timeout=30)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate(timeout=10)
-        assert process.returncode == 0, description
+            code = exporter.stop(signal.SIGTERM, timeout=30)
+        log = exporter.log
+        assert code == 0, description
         assert "Traceback" not in log, description
         assert_no_secret(log, description)
     print(f"\nconfig fuzz (subprocess): {valid} valid configs started, {invalid} refused")

@@ -19,13 +19,11 @@ no infinity, nothing above 100%.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +32,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
+
+from tests.kit.procs import Children, start_exporter, start_prometheus
+from tests.kit.waits import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -241,36 +242,6 @@ def test_provisioning_files() -> None:
 # --------------------------------------------------------------------------- live
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Any, what: str, timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (requests.RequestException, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 class Prom:
     def __init__(self, base: str) -> None:
         self.base = base
@@ -280,6 +251,14 @@ class Prom:
         body = resp.json()
         assert body["status"] == "success", (expr, body)
         return body["data"]
+
+    def evaluated_since(self, moment: float) -> bool:
+        """Every rule group evaluated at least every 1.5 s has evaluated after `moment`."""
+        resp = requests.get(f"{self.base}/api/v1/rules", timeout=10).json()
+        groups = [g for g in resp["data"]["groups"] if g["interval"] <= 1.5]
+        return bool(groups) and all(
+            dt.datetime.fromisoformat(g["lastEvaluation"]).timestamp() > moment for g in groups
+        )
 
     def series(self, match: str) -> list[dict[str, str]]:
         resp = requests.get(f"{self.base}/api/v1/series", params={"match[]": match}, timeout=10)
@@ -293,35 +272,12 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus is not installed (Debian package `prometheus`)"
     tmp = tmp_path_factory.mktemp("prom")
-    exporter_port, prom_port = free_port(), free_port()
-    procs: list[subprocess.Popen[bytes]] = []
+    children = Children(tmp)
     try:
-        exporter_log = (tmp / "exporter.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "exporter",
-                    "--demo",
-                    "--web.listen-address",
-                    f"127.0.0.1:{exporter_port}",
-                ],
-                cwd=ROOT,
-                stdout=exporter_log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        exporter = f"http://127.0.0.1:{exporter_port}"
-        wait_for(
-            lambda: requests.get(f"{exporter}/-/ready", timeout=2).status_code == 200,
-            "the demo exporter to be ready",
-        )
-        simulator = wait_for(
-            lambda: re.search(
-                r"simulator at (http://127\.0\.0\.1:\d+)", (tmp / "exporter.log").read_text()
-            ),
-            "the demo to log its simulator's address",
+        demo = children.add(start_exporter(tmp / "exporter.log", "--demo"))
+        wait_until(lambda: demo.ready(), DEADLINE_S, "the demo exporter to be ready", every=0.5)
+        simulator = demo.child.wait_log(
+            re.compile(r"simulator at (http://127\.0\.0\.1:\d+)")
         ).group(1)
         # The alerts as shipped, evaluated every second; the recording rules on a clock COMPRESS
         # times faster, intervals included (at least a second; see the module docstring).
@@ -344,31 +300,21 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": rule_files,
             "scrape_configs": [
-                {"job_name": "cams-exporter", "static_configs": [{"targets": [exporter[7:]]}]}
+                {"job_name": "cams-exporter", "static_configs": [{"targets": [demo.url[7:]]}]}
             ],
         }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        prom_log = (tmp / "prometheus.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [
-                    prometheus,
-                    f"--config.file={tmp / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={tmp / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                ],
-                stdout=prom_log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        client = Prom(f"http://127.0.0.1:{prom_port}")
+        server = start_prometheus(tmp / "prometheus.log", tmp / "prometheus.yml", tmp / "data")
+        client = Prom(children.add(server).url)
 
         def scraped_enough() -> bool:
             data = client.query("count_over_time(cams_up[1m])")
             samples = [float(r["value"][1]) for r in data["result"]]
             return bool(samples) and min(samples) >= 5
 
-        wait_for(scraped_enough, "Prometheus to scrape the exporter five times")
+        wait_until(
+            scraped_enough, DEADLINE_S, "Prometheus to scrape the exporter five times", every=0.5
+        )
         bump = requests.post(
             f"{simulator}/_sim/clock", json={"offset_seconds": CLOCK_BUMP_S}, timeout=5
         )
@@ -382,12 +328,18 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             adjusted = client.query("cams:template_read_rate:adjusted_6h")["result"]
             return bool(increases) and bool(adjusted)
 
-        wait_for(moved, "ten minutes of messages to reach Prometheus", timeout=90)
-        time.sleep(3)  # a few evaluations of the rules with the new counts
+        wait_until(moved, 90, "ten minutes of messages to reach Prometheus", every=0.5)
+        # A few evaluations of the every-second groups with the new counts.
+        moved_at = time.time()
+        wait_until(
+            lambda: client.evaluated_since(moved_at + 3),
+            DEADLINE_S,
+            "the rules to evaluate the new counts",
+            every=0.5,
+        )
         yield client
     finally:
-        for proc in reversed(procs):
-            stop(proc)
+        children.stop_all()
 
 
 UNIT_S = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -564,7 +516,7 @@ def test_rate_panels_stay_within_0_and_100_percent(
 
 
 def test_rate_panels_guard_their_denominators() -> None:
-    """A rate divides by a filtered denominator (`> 0`) and is clamped to 1, or reads a
+    """A rate divides by a filtered (`> 0`) or floored denominator and is clamped to 1, or reads a
     recorded rate that is (recording.yml)."""
     recorded = re.compile(
         r"cams:template_(read_rate:(adjusted_6h|adjusted_24h|baseline)|delivery_rate:ratio_24h)\b"
@@ -575,7 +527,10 @@ def test_rate_panels_guard_their_denominators() -> None:
                 continue
             for target in panel["targets"]:
                 expr = target["expr"]
-                guarded = "clamp_max(" in expr and "> 0)" in expr
+                # A denominator filtered (`> 0`) or floored at 1 (`clamp_min(..., 1)`): no NaN,
+                # no infinity either way.
+                floored = "clamp_min(" in expr and ", 1), 1)" in expr
+                guarded = "clamp_max(" in expr and ("> 0)" in expr or floored)
                 assert guarded or (recorded.search(expr) and " / " not in expr), (
                     panel["title"],
                     target["refId"],

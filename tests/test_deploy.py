@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.kit.flags import check_exporter_argv, flag_value
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
@@ -28,48 +30,9 @@ COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 EXPORTER_PORT = 10731
 CONFIG_PATH = "/etc/cams-exporter/config.yml"
 STATE_DIR = "/var/lib/cams-exporter"
-FLAG = re.compile(r"(?<![\w-])(--[a-z][\w.-]*)")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@cache
-def help_flags(*subcommand: str) -> frozenset[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", *subcommand, "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    flags = frozenset(FLAG.findall(proc.stdout))
-    assert "--help" in flags
-    return flags
-
-
-def used_flags(argv: list[str]) -> list[str]:
-    return [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
-
-
-def flag_value(argv: list[str], flag: str) -> str:
-    for i, arg in enumerate(argv):
-        if arg == flag:
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    raise AssertionError(f"{flag} not in {argv}")
-
-
-def check_exporter_argv(argv: list[str]) -> None:
-    """argv after `cams-exporter`: every flag is one the exporter (or `simulate`) has."""
-    if argv and argv[0] == "simulate":
-        allowed, rest = help_flags("simulate"), argv[1:]
-    else:
-        allowed, rest = help_flags(), argv
-    unknown = set(used_flags(rest)) - allowed
-    assert not unknown, f"flags the exporter does not have: {unknown} in {argv}"
 
 
 def port_of(address: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from exporter.sharding import Shard
-from tests.test_deploy import check_exporter_argv, flag_value
+from tests.kit.flags import check_exporter_argv, flag_value
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARDED = ROOT / "deploy" / "kubernetes-sharded"

@@ -13,18 +13,26 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 import yaml
+
+from tests.kit.procs import (
+    EXPORTER_LISTENING,
+    LOOPBACK_0,
+    SIMULATOR_LISTENING,
+    Children,
+    Service,
+    refused_port,
+    serve,
+)
+from tests.kit.waits import wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -175,24 +183,15 @@ def test_default_config_is_valid_with_keys_in_the_environment() -> None:
         "ALIBABA_CLOUD_ACCESS_KEY_ID": "id",
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s",
     }
-    ok = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", str(src)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
+
+    def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "exporter", "check-config", str(src)]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+
+    ok = check(env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     env.pop("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-    missing = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", str(src)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
+    missing = check(env)
     assert missing.returncode == 2
     assert "ALIBABA_CLOUD_ACCESS_KEY_SECRET" in missing.stdout + missing.stderr
 
@@ -200,35 +199,11 @@ def test_default_config_is_valid_with_keys_in_the_environment() -> None:
 # --------------------------------------------------------------------------- run test
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Any, what: str, procs: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    last: Any = None
-    while time.monotonic() < deadline:
-        for proc in procs:
-            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
-        try:
-            if predicate():
-                return
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def venv_env(**extra: str) -> dict[str, str]:
+    """This environment without PYTHONPATH (the venv imports what it installed, not this tree)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(extra)
+    return env
 
 
 def dockerfile_wheel_command(dist: Path) -> list[str]:
@@ -289,6 +264,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         text=True,
         cwd=tmp,
+        env=venv_env(),
         timeout=60,
         check=True,
     )
@@ -298,75 +274,66 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def running(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The image's command running against the simulator: (base URL, state file)."""
+    """The image's command running against the simulator: (base URL, state file). Both on
+    port 0, their ports read back from their logs."""
     tmp = tmp_path_factory.mktemp("run")
     bin_dir = venv / "bin"
-    sim_port, port = free_port(), free_port()
-    # The image's default config, with the state file moved out of /var/lib.
-    config = yaml.safe_load((ROOT / "deploy" / "docker" / "config.yml").read_text())
-    config["state"]["path"] = str(tmp / "state.json")
-    config_file = tmp / "config.yml"
-    config_file.write_text(yaml.safe_dump(config))
-
-    command = image_command()
-    command[0] = str(bin_dir / command[0])
-    command[command.index("--config.file") + 1] = str(config_file)
-    command[command.index("--web.listen-address") + 1] = f"127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": "demo",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "demo-secret",
-        "CAMS_ACCOUNT": "docker",
-        "CAMS_ENDPOINT": f"http://127.0.0.1:{sim_port}",
-        "CAMS_CUST_SPACE_ID": "cams-docker",
-    }
-    procs: list[subprocess.Popen[bytes]] = []
+    children = Children(tmp)
     try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(bin_dir / "cams-exporter"),
-                    "simulate",
-                    "--listen",
-                    f"127.0.0.1:{sim_port}",
-                    "--static",
-                    "--templates",
-                    "3",
-                ],
+        simulate = [str(bin_dir / "cams-exporter"), "simulate", "--listen", LOOPBACK_0]
+        sim = children.add(
+            serve(
+                Service,
+                "simulator",
+                [*simulate, "--static", "--templates", "3"],
+                tmp / "simulator.log",
+                SIMULATOR_LISTENING,
                 cwd=tmp,
-                stdout=(tmp / "simulator.log").open("wb"),
-                stderr=subprocess.STDOUT,
+                env=venv_env(),
             )
         )
-        procs.append(
-            subprocess.Popen(
+        # The image's default config, with the state file moved out of /var/lib.
+        config = yaml.safe_load((ROOT / "deploy" / "docker" / "config.yml").read_text())
+        config["state"]["path"] = str(tmp / "state.json")
+        config_file = tmp / "config.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        command = image_command()
+        command[0] = str(bin_dir / command[0])
+        command[command.index("--config.file") + 1] = str(config_file)
+        command[command.index("--web.listen-address") + 1] = LOOPBACK_0
+        env = venv_env(
+            PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            ALIBABA_CLOUD_ACCESS_KEY_ID="demo",
+            ALIBABA_CLOUD_ACCESS_KEY_SECRET="demo-secret",
+            CAMS_ACCOUNT="docker",
+            CAMS_ENDPOINT=sim.url,
+            CAMS_CUST_SPACE_ID="cams-docker",
+        )
+        exporter = children.add(
+            serve(
+                Service,
+                "exporter",
                 command,
+                tmp / "exporter.log",
+                EXPORTER_LISTENING,
                 cwd=tmp,
                 env=env,
-                stdout=(tmp / "exporter.log").open("wb"),
-                stderr=subprocess.STDOUT,
             )
         )
-        base = f"http://127.0.0.1:{port}"
-        wait_for(
-            lambda: requests.get(f"{base}/-/healthy", timeout=2).status_code == 200,
-            "/-/healthy",
-            procs,
-        )
-        yield base, tmp / "state.json"
+        wait_http(f"{exporter.url}/-/healthy", timeout=DEADLINE_S)
+        yield exporter.url, tmp / "state.json"
     finally:
-        for proc in reversed(procs):
-            stop(proc)
+        children.stop_all()
+
+
+def wait_ready(base: str) -> None:
+    wait_http(f"{base}/-/ready", timeout=DEADLINE_S)
 
 
 def test_image_command_serves_health_readiness_and_metrics(running: tuple[str, Path]) -> None:
     running_image = running[0]
     assert requests.get(f"{running_image}/-/healthy", timeout=5).status_code == 200
-    deadline = time.monotonic() + DEADLINE_S
-    while requests.get(f"{running_image}/-/ready", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, "never ready"
-        time.sleep(0.3)
+    wait_ready(running_image)
     metrics = requests.get(f"{running_image}/metrics", timeout=5).text
     sent = [
         line
@@ -389,15 +356,13 @@ def test_healthcheck_command_succeeds_against_the_running_exporter(
     command[0] = sys.executable if command[0] == "python" else command[0]
     assert subprocess.run(command, timeout=30).returncode == 0
     # and it fails when nothing answers
-    dead = [c.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}") for c in command]
-    assert subprocess.run(dead, capture_output=True, timeout=30).returncode != 0
+    with refused_port() as nobody:
+        dead = [c.replace(f"127.0.0.1:{port}", f"127.0.0.1:{nobody}") for c in command]
+        assert subprocess.run(dead, capture_output=True, timeout=30).returncode != 0
 
 
 def test_state_file_is_written_where_the_config_says(running: tuple[str, Path]) -> None:
     running_image, state = running
-    deadline = time.monotonic() + DEADLINE_S
-    while requests.get(f"{running_image}/-/ready", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, "never ready"
-        time.sleep(0.3)
+    wait_ready(running_image)
     assert state.is_file(), "no state file after the first poll"
     assert json.loads(state.read_text()), "empty state file"

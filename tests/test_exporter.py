@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import subprocess
 import time
@@ -15,14 +16,16 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import Exporter
-from exporter.config import Config, parse_config
+from exporter.config import Config
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
-from exporter.web.server import WebServer
-from tests.kit.sim import Truth, day_floor, running, sdk_client, sdk_sum
+from tests.kit.configs import Account, days_back, parsed
+from tests.kit.exact import assert_exact
+from tests.kit.inproc import PolledExporter
+from tests.kit.series import Series
+from tests.kit.sim import day_floor, running
 
-Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+Start = Callable[..., PolledExporter]
 
 
 def make_config(
@@ -34,67 +37,26 @@ def make_config(
     max_range: str = "5d",
     granularity: str = "DAILY",
 ) -> Config:
-    lines = [
-        "poll:",
-        "  interval: 10s",
-        f"  granularity: {granularity}",
-        f"  lookback: {lookback}",
-        f"  max_range: {max_range}",
-        "  timeout: 5s",
-    ]
+    poll: dict[str, object] = {"interval": "10s", "granularity": granularity}
+    poll |= {"lookback": lookback, "max_range": max_range, "timeout": "5s"}
     if since is not None:
-        lines.append(f"  counters_since: {since.isoformat()}")
-    if state is not None:
-        lines += ["state:", f"  path: {state}"]
-    lines += [
-        "accounts:",
-        "  - name: main",
-        f"    endpoint: {sim.url}",
-        "    credentials: {access_key_id: demo, access_key_secret: demo-secret}",
-        "    qps: 50",
-        "    list_qps: 5",
-        "    spaces:",
-        "      - cust_space_id: cams-demo",
-    ]
-    return parse_config("\n".join(lines) + "\n", env={})
+        poll["counters_since"] = since
+    return parsed(Account(sim.url), poll=poll, state=state)
 
 
-class Running:
-    """An Exporter with its web server, polled by hand so tests control when polls happen."""
-
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        self.exporter = Exporter(config, clock=clock)
-        self.server = WebServer("127.0.0.1:0", self.exporter.handlers())
-        self.server.start()
-        self.url = f"http://127.0.0.1:{self.server.port}"
-
-    def poll(self) -> None:
-        poller = self.exporter.scheduler
-        for account in poller.accounts:
-            assert account.run_cycle(poller.stop_event, 8)
-        poller.publish()
-        poller.save_state()
-
-    def scrape(self) -> Series:
-        response = requests.get(f"{self.url}/metrics", timeout=10)
-        assert response.status_code == 200
-        out: Series = {}
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.exporter.stop()
+def static_simulator(templates: int) -> contextlib.AbstractContextManager[Simulator]:
+    """A static simulator of `templates` templates that never throttles these tests."""
+    return running(
+        SimulatorOptions(templates=templates, static=True, list_qps_limit=50, qps_limit=1000)
+    )
 
 
 @pytest.fixture
-def started() -> Iterator[Callable[..., Running]]:
-    instances: list[Running] = []
+def started() -> Iterator[Start]:
+    instances: list[PolledExporter] = []
 
-    def start(config: Config, clock: Callable[[], float] = time.time) -> Running:
-        instance = Running(config, clock)
+    def start(config: Config, clock: Callable[[], float] = time.time) -> PolledExporter:
+        instance = PolledExporter(config, clock=clock)
         instances.append(instance)
         return instance
 
@@ -103,47 +65,11 @@ def started() -> Iterator[Callable[..., Running]]:
         instance.close()
 
 
-def counters(series: Series, code: str, language: str) -> Truth:
-    truth = Truth()
-    for (name, labels), value in series.items():
-        d = dict(labels)
-        if d.get("template_code") != code or d.get("language") != language:
-            continue
-        if name == "cams_template_messages_sent_total":
-            truth.sent = int(value)
-        elif name == "cams_template_messages_delivered_total":
-            truth.delivered = int(value)
-        elif name == "cams_template_messages_read_total":
-            truth.read = int(value)
-        elif name == "cams_template_button_clicks_total":
-            truth.clicks[d["button"]] = int(value)
-    return truth
-
-
-def assert_exact(
-    sim: Simulator, series: Series, origin_ms: int, granularity: str = "DAILY"
-) -> None:
-    """Every unit's counters equal the sum the official SDK reads over origin..now."""
-    sdk = sdk_client(sim)
-    now = int(time.time() * 1000)
-    units = sim.templates()
-    assert units
-    for template in units:
-        truth = sdk_sum(sdk, template.code, template.language, origin_ms, now, granularity)
-        ours = counters(series, template.code, template.language)
-        assert (ours.sent, ours.delivered, ours.read) == (truth.sent, truth.delivered, truth.read)
-        assert {k: v for k, v in ours.clicks.items() if v} == {
-            k: v for k, v in truth.clicks.items() if v
-        }
-    assert sum(v for (n, _), v in series.items() if n == "cams_template_messages_sent_total") > 0
-
-
 @pytest.mark.parametrize("shape", ["per-bucket", "aggregate", "utc8", "sparse"])
 def test_counters_are_exact_for_every_shape_and_survive_restarts(
-    shape: str, tmp_path: Path, started: Callable[..., Running]
+    shape: str, tmp_path: Path, started: Start
 ) -> None:
-    since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=8)
-    origin = int(dt.datetime(since.year, since.month, since.day, tzinfo=dt.UTC).timestamp() * 1000)
+    since, origin = days_back(8)
     state = tmp_path / "state.json"
     options = SimulatorOptions(
         templates=5, static=True, shape=shape, list_qps_limit=50, qps_limit=1000
@@ -175,9 +101,8 @@ def test_counters_are_exact_for_every_shape_and_survive_restarts(
 
 
 @pytest.mark.parametrize("shape", ["per-bucket", "aggregate"])
-def test_half_hour_granularity_is_exact_too(shape: str, started: Callable[..., Running]) -> None:
-    since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=4)
-    origin = int(dt.datetime(since.year, since.month, since.day, tzinfo=dt.UTC).timestamp() * 1000)
+def test_half_hour_granularity_is_exact_too(shape: str, started: Start) -> None:
+    since, origin = days_back(4)
     options = SimulatorOptions(
         templates=3, static=True, shape=shape, list_qps_limit=50, qps_limit=1000
     )
@@ -186,14 +111,14 @@ def test_half_hour_granularity_is_exact_too(shape: str, started: Callable[..., R
         instance.poll()
         instance.poll()
         series = instance.scrape()
-        assert_exact(sim, series, origin, "HALF_HOUR")
+        assert_exact(sim, series, origin, granularity="HALF_HOUR")
         buckets = [len(u.buckets) for k, u in instance.exporter.store if k.account == "main"]
         if shape == "per-bucket":
             assert max(buckets) > 48  # half-hour buckets of the live window
 
 
 def test_aggregate_shape_is_detected_even_with_a_short_lookback(
-    started: Callable[..., Running],
+    started: Start,
 ) -> None:
     options = SimulatorOptions(
         templates=2, static=True, shape="aggregate", list_qps_limit=50, qps_limit=1000
@@ -208,18 +133,16 @@ def test_aggregate_shape_is_detected_even_with_a_short_lookback(
 
 
 def test_without_origin_counters_start_at_the_first_lookback_window(
-    started: Callable[..., Running],
+    started: Start,
 ) -> None:
-    with running(
-        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+    with static_simulator(3) as sim:
         instance = started(make_config(sim, lookback="2d"))
         instance.poll()
         origin = day_floor(int(time.time() * 1000)) - 2 * DAY_MS
         assert_exact(sim, instance.scrape(), origin)
 
 
-def test_live_counters_never_decrease_over_many_polls(started: Callable[..., Running]) -> None:
+def test_live_counters_never_decrease_over_many_polls(started: Start) -> None:
     """Late reads and growing days, with exporter and simulator clocks moved 7h per poll."""
     offset = [0.0]
 
@@ -246,11 +169,9 @@ def test_live_counters_never_decrease_over_many_polls(started: Callable[..., Run
 
 
 def test_new_template_shows_zero_series_before_its_first_read(
-    started: Callable[..., Running],
+    started: Start,
 ) -> None:
-    with running(
-        SimulatorOptions(templates=2, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+    with static_simulator(2) as sim:
         instance = started(make_config(sim))
         poller = instance.exporter.scheduler
         poller.accounts[0].refresh_units()
@@ -263,11 +184,9 @@ def test_new_template_shows_zero_series_before_its_first_read(
 
 
 def test_a_vanished_template_is_kept_until_a_second_discovery(
-    started: Callable[..., Running],
+    started: Start,
 ) -> None:
-    with running(
-        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+    with static_simulator(3) as sim:
         config = make_config(sim)
         instance = started(config)
         instance.poll()
@@ -286,10 +205,8 @@ def test_a_vanished_template_is_kept_until_a_second_discovery(
         assert gone in codes()
 
 
-def test_exposition_passes_promtool(started: Callable[..., Running]) -> None:
-    with running(
-        SimulatorOptions(templates=3, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+def test_exposition_passes_promtool(started: Start) -> None:
+    with static_simulator(3) as sim:
         instance = started(make_config(sim))
         instance.poll()
         plain = requests.get(f"{instance.url}/metrics", timeout=10)
@@ -329,10 +246,8 @@ def test_exposition_passes_promtool(started: Callable[..., Running]) -> None:
             assert f"\n{name}{{" in text, name
 
 
-def test_gzip_scrape_decodes_to_the_plain_body(started: Callable[..., Running]) -> None:
-    with running(
-        SimulatorOptions(templates=2, static=True, list_qps_limit=50, qps_limit=1000)
-    ) as sim:
+def test_gzip_scrape_decodes_to_the_plain_body(started: Start) -> None:
+    with static_simulator(2) as sim:
         instance = started(make_config(sim))
         instance.poll()
         zipped = requests.get(

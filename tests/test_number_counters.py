@@ -17,8 +17,9 @@ from exporter.client import PHONE_METRIC_ACTION
 from exporter.config import Config, parse_config
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.web.server import WebServer
+from tests.kit.oracle import sdk_client
 from tests.kit.senders import SPACE, sdk_raw
-from tests.kit.sim import running, sdk_client
+from tests.kit.sim import running
 
 SINCE = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=6)
 ORIGIN_MS = int(dt.datetime(SINCE.year, SINCE.month, SINCE.day, tzinfo=dt.UTC).timestamp() * 1000)

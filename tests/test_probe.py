@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,16 @@ import pytest
 from exporter.probe import MAX_CALLS
 from exporter.probe_report import run_probe
 from exporter.simulator import Simulator, SimulatorOptions
+from tests.kit.configs import Account
+from tests.kit.configs import write_config as kit_write_config
 from tests.kit.sim import running
 
 SECRET = "probe-secret-4711"
 
 
 def write_config(tmp_path: Path, sim: Simulator, secret: str = SECRET) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        "accounts:\n  - name: main\n"
-        f"    endpoint: {sim.url}\n"
-        f"    credentials: {{access_key_id: demo, access_key_secret: {secret}}}\n"
-        "    qps: 40\n    list_qps: 4\n"
-        "    spaces: [{cust_space_id: cams-demo}]\n"
-    )
-    return path
+    account = Account(sim.url, secret=secret, qps=40, list_qps=4)
+    return kit_write_config(tmp_path / "config.yaml", account)
 
 
 def probe(tmp_path: Path, sim: Simulator, *flags: str) -> tuple[int, str, str]:
@@ -118,21 +114,39 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
+Probed = Callable[[dict[str, Any]], tuple[int, str, str]]
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory: pytest.TempPathFactory) -> Probed:
+    """`probe --json` against a static simulator with `options`, run once per distinct options
+    (the nine `default-*` cases read different answers of one report)."""
+    runs: dict[str, tuple[int, str, str]] = {}
+
+    def run(options: dict[str, Any]) -> tuple[int, str, str]:
+        key = json.dumps(options, sort_keys=True)
+        if key not in runs:
+            settings = {
+                "templates": 4,
+                "languages": ("en", "es", "pt_BR"),
+                "static": True,
+                "access_key_secret": SECRET,
+                **options,
+            }
+            with running(SimulatorOptions(**settings)) as sim:
+                runs[key] = probe(tmp_path_factory.mktemp("probe"), sim, "--json")
+        return runs[key]
+
+    return run
+
+
 @pytest.mark.parametrize(
     ("name", "options", "question", "expected"), CASES, ids=[c[0] for c in CASES]
 )
 def test_probe_reports_what_the_api_does(
-    name: str, options: dict[str, Any], question: str, expected: str, tmp_path: Path
+    name: str, options: dict[str, Any], question: str, expected: str, probed: Probed
 ) -> None:
-    settings = {
-        "templates": 4,
-        "languages": ("en", "es", "pt_BR"),
-        "static": True,
-        "access_key_secret": SECRET,
-        **options,
-    }
-    with running(SimulatorOptions(**settings)) as sim:
-        code, out, err = probe(tmp_path, sim, "--json")
+    code, out, err = probed(options)
     assert code == 0, err
     found = answers(out)
     assert expected in found[question], found[question]

@@ -11,9 +11,8 @@ extrapolation factor divides out.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,22 @@ from alibabacloud_tea_openapi.utils import Utils
 
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.kit.sim import day_floor, free_port, running, sdk_client, sdk_sum, wait_http
-from tests.test_exporter import Running, make_config
+from tests.kit.configs import Account, parsed
+from tests.kit.inproc import PolledExporter
+from tests.kit.oracle import sdk_client, sdk_sum
+from tests.kit.procs import Service, start_prometheus
+from tests.kit.sim import day_floor, running
+from tests.kit.waits import wait_http, wait_until
 
 SCRAPE_S = 1
 
 
 @pytest.fixture
-def prometheus_for(tmp_path: Path) -> Iterator[Any]:
-    processes: list[subprocess.Popen[bytes]] = []
+def prometheus_for(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Start Debian's Prometheus (on port 0, read back) scraping a target every SCRAPE_S."""
+    started: list[Service] = []
 
     def start(target: str) -> str:
-        port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global:\n"
@@ -44,31 +47,14 @@ def prometheus_for(tmp_path: Path) -> Iterator[Any]:
             "  - job_name: cams\n"
             f"    static_configs: [{{targets: ['{target}']}}]\n"
         )
-        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed with the process
-        processes.append(
-            subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/-/ready", timeout=60)
-        return url
+        prom = start_prometheus(tmp_path / "prometheus.log", config, tmp_path / "data")
+        started.append(prom)
+        wait_http(f"{prom.url}/-/ready", timeout=60)
+        return prom.url
 
     yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    for prom in started:
+        prom.stop(timeout=15)
 
 
 def query(prom: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
@@ -88,14 +74,20 @@ def by_unit(result: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     }
 
 
-def wait_samples(prom: str, expr: str, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = query(prom, f"count_over_time({expr}[5m])")
-        if result and min(float(r["value"][1]) for r in result) >= count:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"Prometheus did not collect {count} samples of {expr}")
+def wait_samples(
+    prom: str, expr: str, count: int, since: float | None = None, timeout: float = 60
+) -> None:
+    """Until Prometheus holds `count` samples of every series of `expr` (scraped after the
+    moment `since`, when given)."""
+
+    def collected() -> bool:
+        window = "5m" if since is None else f"{int(time.time() - since)}s"
+        if window == "0s":
+            return False
+        result = query(prom, f"count_over_time({expr}[{window}])")
+        return bool(result) and min(float(r["value"][1]) for r in result) >= count
+
+    wait_until(collected, timeout, f"Prometheus collecting {count} samples of {expr}", every=0.2)
 
 
 def sdk_day(sim: Simulator, offset_s: float, day_start: int, monkeypatch: Any) -> dict[Any, Any]:
@@ -111,7 +103,7 @@ def sdk_day(sim: Simulator, offset_s: float, day_start: int, monkeypatch: Any) -
 
 
 def test_prometheus_increase_and_read_rate_match_the_simulator(
-    prometheus_for: Any, monkeypatch: Any
+    prometheus_for: Callable[[str], str], monkeypatch: Any
 ) -> None:
     offset = [0.0]
 
@@ -120,8 +112,8 @@ def test_prometheus_increase_and_read_rate_match_the_simulator(
 
     options = SimulatorOptions(templates=4, static=True, list_qps_limit=50, qps_limit=1000)
     with running(options) as sim:
-        instance = Running(make_config(sim, lookback="2d"), clock=clock)
-        try:
+        poll = {"interval": "10s", "lookback": "2d", "max_range": "5d", "timeout": "5s"}
+        with PolledExporter(parsed(Account(sim.url), poll=poll), clock=clock) as instance:
             instance.poll()
             prom = prometheus_for(f"127.0.0.1:{instance.server.port}")
             wait_samples(prom, "cams_template_messages_sent_total", 5)
@@ -130,7 +122,9 @@ def test_prometheus_increase_and_read_rate_match_the_simulator(
             sim.set_clock_offset(offset[0])
             instance.poll()
             jumped = time.time()
-            time.sleep(6 * SCRAPE_S)
+            wait_samples(
+                prom, "cams_template_messages_sent_total", 6, since=jumped
+            )  # of the new day
             at = time.time()
             window = int(at - jumped + 6 * SCRAPE_S)
 
@@ -168,5 +162,3 @@ def test_prometheus_increase_and_read_rate_match_the_simulator(
                     assert rate[unit] == pytest.approx(day.read / day.delivered, rel=1e-9)
                     checked += 1
             assert checked >= 1
-        finally:
-            instance.close()

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import random
@@ -33,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient
-from exporter.config import StaticCredentials, parse_config
+from exporter.config import StaticCredentials
 from exporter.instruments import Instruments
 from exporter.model import DAY_MS, ButtonCount, MetricRow, UnitKey, button_type_label
 from exporter.poller import AccountPoller
@@ -41,9 +40,9 @@ from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.state import CounterStore, Tally, UnitState
-from tests.kit.sim import running
+from tests.kit.configs import Account, days_back, parsed
+from tests.kit.sim import SECRET, running
 
-SECRET = "S3CR3T-cams-test-7f3a"
 HOUR_MS = 3_600_000
 BUTTONS = (
     ("url_button", "Shop now"),
@@ -316,13 +315,7 @@ class World:
 
     def __post_init__(self) -> None:
         self.state = str(self.tmp / "state.json")
-        self.since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
-        self.origin_ms = int(
-            dt.datetime(
-                self.since.year, self.since.month, self.since.day, tzinfo=dt.UTC
-            ).timestamp()
-            * 1000
-        )
+        self.since, self.origin_ms = days_back(3)
         self.store = CounterStore()
         self.shape = "per-bucket"
         self.poller = self.build("per-bucket")
@@ -332,17 +325,9 @@ class World:
 
     def build(self, shape: str) -> AccountPoller:
         sim = self.sims[shape]
-        config = parse_config(
-            "poll:\n  interval: 10s\n"
-            f"  lookback: {self.lookback}\n  max_range: 4d\n"
-            f"  counters_since: {self.since.isoformat()}\n"
-            "accounts:\n"
-            "  - name: main\n"
-            f"    endpoint: {sim.url}\n"
-            f"    credentials: {{access_key_id: demo, access_key_secret: {SECRET}}}\n"
-            "    spaces: [{cust_space_id: cams-demo}]\n",
-            env={},
-        )
+        poll = {"interval": "10s", "lookback": self.lookback, "max_range": "4d"}
+        account = Account(sim.url, secret=SECRET, qps=None, list_qps=None)
+        config = parsed(account, poll={**poll, "counters_since": self.since})
         self.shape = shape
         return AccountPoller(
             config.accounts[0],

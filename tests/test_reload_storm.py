@@ -7,10 +7,6 @@ coalesced into at most one pending."""
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,36 +18,33 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.app import Exporter
 from exporter.config import load_config
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.kit.sim import free_port, running, wait_http
+from tests.kit.configs import Account, listed_space
+from tests.kit.configs import write_config as kit_write_config
+from tests.kit.oracle import sdk_client, sdk_list
+from tests.kit.procs import start_exporter
+from tests.kit.sim import running, simulator_process
+from tests.kit.waits import wait_http, wait_until
 
 QPS = 10
 METRIC = "GetChatappTemplateMetric"
 
 
-def write_config(path: Path, sim: Simulator, timeout: str, discover: bool = False) -> Path:
-    """One account at QPS; its templates listed (no discovery) so that every new poller starts
-    reading at once."""
-    if discover:
-        space = "      - cust_space_id: cams-demo\n"
+def write_config(
+    path: Path, url: str, timeout: str, units: list[tuple[str, str]] | None = None
+) -> Path:
+    """One account at QPS; its templates listed (no discovery) when `units` (code, language)
+    are given, so that every new poller starts reading at once."""
+    if units is None:
+        space: dict[str, object] = {"cust_space_id": "cams-demo"}
     else:
-        units = "".join(
-            f"          - {{code: {row.code}, language: {row.language}, type: WHATSAPP}}\n"
-            for row in sim.templates()
-        )
-        space = "      - cust_space_id: cams-demo\n        discover: false\n        templates:\n"
-        space += units
-    path.write_text(
-        "poll:\n  interval: 10s\n  lookback: 2d\n"
-        f"  timeout: {timeout}\n  max_retries: 1\n"
-        "accounts:\n"
-        "  - name: main\n"
-        f"    endpoint: {sim.url}\n"
-        "    credentials: {access_key_id: demo, access_key_secret: demo-secret}\n"
-        f"    qps: {QPS}\n"
-        "    list_qps: 2\n"
-        "    spaces:\n" + space
-    )
-    return path
+        space = listed_space(units)
+    account = Account(url, qps=QPS, list_qps=2, spaces=(space,))
+    poll = {"interval": "10s", "lookback": "2d", "timeout": timeout, "max_retries": 1}
+    return kit_write_config(path, account, poll=poll)
+
+
+def listed(sim: Simulator) -> list[tuple[str, str]]:
+    return [(row.code, row.language) for row in sim.templates()]
 
 
 def sample(url: str, name: str) -> float | None:
@@ -70,26 +63,26 @@ def options() -> SimulatorOptions:
     )
 
 
+FLAGS = ("--templates=20", "--static", "--qps-limit=1000", "--list-qps-limit=100")  # options()
+
+
 def test_a_reload_storm_keeps_within_qps_and_cycles_complete_after(tmp_path: Path) -> None:
-    with running(options()) as sim:
-        config = write_config(tmp_path / "cams.yml", sim, "2s")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = tmp_path / "exporter.log"
-        with open(log, "wb") as out:
-            exporter = subprocess.Popen(
-                [sys.executable, "-m", "exporter", "--config.file", str(config),
-                 "--web.listen-address", f"127.0.0.1:{port}", "--web.enable-lifecycle"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
-            )  # fmt: skip
+    # The simulator in its own process: its clock stamps arrivals without waiting for this
+    # process' GIL (the test parses /metrics meanwhile), so its 1-second windows are the calls'.
+    with simulator_process(*FLAGS, "--latency=0.05") as sim:
+        sdk = sdk_client(sim.endpoint)
+        units = [(row.template_code, row.language) for row in sdk_list(sdk)]
+        config = write_config(tmp_path / "cams.yml", sim.url, "2s", units)
+        exporter = start_exporter(
+            tmp_path / "exporter.log", "--config.file", str(config), "--web.enable-lifecycle"
+        )
+        url = exporter.url
         try:
             wait_http(f"{url}/-/healthy", timeout=30)
-            sim.reset_stats()
+            sim.reset()
             started = time.monotonic()
             for index in range(30):
-                write_config(config, sim, "3s" if index % 2 == 0 else "2s")
+                write_config(config, sim.url, "3s" if index % 2 == 0 else "2s", units)
                 response = requests.post(f"{url}/-/reload", timeout=30)
                 assert response.status_code == 200, response.text
                 pause = started + 0.5 * (index + 1) - time.monotonic()
@@ -100,30 +93,22 @@ def test_a_reload_storm_keeps_within_qps_and_cycles_complete_after(tmp_path: Pat
             assert during["calls"] >= 5 * QPS, "the budget was not in use during the storm"
             assert during["max_calls_in_1s"] <= QPS, during
 
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+            def complete() -> bool:
                 last = sample(url, "cams_poll_last_success_timestamp_seconds")
-                if last is not None and last > storm_over and sample(url, "cams_up") == 1:
-                    break
-                time.sleep(0.2)
-            else:
-                raise AssertionError("no complete poll cycle after the reload storm")
+                return last is not None and last > storm_over and sample(url, "cams_up") == 1
+
+            wait_until(complete, 60, "a complete poll cycle after the reload storm", every=0.2)
             assert sim.stats()["actions"][METRIC]["max_calls_in_1s"] <= QPS
         finally:
-            exporter.send_signal(signal.SIGTERM)
-            try:
-                exporter.wait(20)
-            except subprocess.TimeoutExpired:
-                exporter.kill()
-                exporter.wait(5)
-        text = log.read_text()
+            exporter.stop()
+        text = exporter.log
         assert text.count("config reloaded from") == 30, text[-3000:]
         assert "Traceback" not in text
 
 
 def test_reloads_of_an_unchanged_config_leave_polling_alone(tmp_path: Path) -> None:
     with running(options()) as sim:
-        path = write_config(tmp_path / "cams.yml", sim, "2s", discover=True)
+        path = write_config(tmp_path / "cams.yml", sim.url, "2s")
         exporter = Exporter(load_config(str(path)), config_path=str(path))
         exporter.start()
         try:
@@ -133,21 +118,18 @@ def test_reloads_of_an_unchanged_config_leave_polling_alone(tmp_path: Path) -> N
             assert exporter.scheduler is poller
             assert not poller.stop_event.is_set()
             # ... so the first cycle, discovery included, completes despite the storm.
-            deadline = time.monotonic() + 30
-            while not exporter.snapshot.ready and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert exporter.snapshot.ready
+            wait_until(lambda: exporter.snapshot.ready, 30, "the first cycle")
         finally:
             exporter.stop()
 
 
 def test_concurrent_reloads_are_coalesced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with running(options()) as sim:
-        path = write_config(tmp_path / "cams.yml", sim, "2s")
+        path = write_config(tmp_path / "cams.yml", sim.url, "2s", listed(sim))
         exporter = Exporter(load_config(str(path)), config_path=str(path))
         exporter.start()
         try:
-            write_config(path, sim, "3s")
+            write_config(path, sim.url, "3s", listed(sim))
             start = threading.Barrier(12)
             answers: list[tuple[bool, str]] = []
 

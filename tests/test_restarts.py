@@ -12,147 +12,84 @@ The simulator knows only a recognisable secret, which must show up nowhere.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import select
 import signal
-import subprocess
-import sys
+import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from exporter.simulator import Simulator
 from exporter.state import CounterStore
-from tests.kit.sim import free_port, running, wait_http
-from tests.test_faults import (
-    SECRET,
-    Series,
-    assert_no_secret,
-    exact_problems,
-    origin,
-    parse,
-    sim_options,
-    template_counters,
-    value,
-)
+from tests.kit.configs import Account, days_back, write_config
+from tests.kit.exact import exact_problems
+from tests.kit.procs import ExporterProcess, child_env, start_exporter
+from tests.kit.series import Series, nonzero, template_counters, value
+from tests.kit.sim import SECRET, assert_no_secret, no_secret_in_test_output, running
+from tests.kit.sim import secret_options as sim_options
+from tests.kit.waits import wait_http, wait_until
+
+SINCE, ORIGIN_MS = days_back(4)
+
+pytestmark = pytest.mark.usefixtures(no_secret_in_test_output.__name__)
 
 
-class Exporter:
-    """`python -m exporter --config.file ...` on a free loopback port, logs in a file."""
-
-    def __init__(self, tmp: Path, config: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp / f"exporter-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(config),
-                "--web.listen-address",
-                f"127.0.0.1:{self.port}",
-                "--log.format",
-                "logfmt",
-                "--web.enable-lifecycle",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "CAMS_TEST_SECRET": SECRET},
-        )
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def get(self, path: str) -> requests.Response:
-        response = requests.get(f"{self.url}{path}", timeout=10)
-        assert_no_secret(response.text, path)
-        return response
-
-    def scrape(self) -> Series:
-        response = self.get("/metrics")
-        assert response.status_code == 200
-        return parse(response.text)
-
-    def wait_log(self, needle: str, after: int = 0, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.log[after:]:
-                return
-            assert self.process.poll() is None, f"the exporter exited: {self.log[-2000:]}"
-            time.sleep(0.05)
-        raise AssertionError(f"{needle!r} not logged within {timeout}s")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait(5)
-        self._log.close()
-        assert_no_secret(self.log, "the exporter log")
-        assert "Traceback" not in self.log
-        return code
+def stop(exporter: ExporterProcess, sig: int = signal.SIGTERM) -> int:
+    """Stop it; its log holds neither the secret nor a traceback."""
+    code = exporter.stop(sig)
+    assert_no_secret(exporter.log, "the exporter log")
+    assert "Traceback" not in exporter.log
+    return code
 
 
-@pytest.fixture(autouse=True)
-def no_secret_in_test_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
-    yield
-    out, err = capfd.readouterr()
-    assert_no_secret(out + err, "the test's output")
-    sys.stdout.write(out)
-    sys.stderr.write(err)
+Start = Callable[[Path], ExporterProcess]
 
 
 @pytest.fixture
-def exporters() -> Iterator[list[Exporter]]:
-    started: list[Exporter] = []
-    yield started
+def start(tmp_path: Path) -> Iterator[Start]:
+    """`python -m exporter --config.file CONFIG` on port 0, logs in a file, the secret from the
+    environment; every one started is killed (and its log checked) after the test."""
+    started: list[ExporterProcess] = []
+
+    def launch(config: Path) -> ExporterProcess:
+        exporter = start_exporter(
+            tmp_path / f"exporter-{time.monotonic_ns()}.log",
+            *("--config.file", str(config), "--log.format", "logfmt", "--web.enable-lifecycle"),
+            env=child_env({"CAMS_TEST_SECRET": SECRET}),
+            secret=SECRET,
+        )
+        started.append(exporter)
+        return exporter
+
+    yield launch
     for exporter in started:
-        exporter.stop(signal.SIGKILL)
+        stop(exporter, signal.SIGKILL)
 
 
-def write_config(
+def restart_config(
     path: Path,
     sim: Simulator,
     *,
     state: Path | None = None,
     qps: int = 50,
     category: str | None = None,
-    extra: str = "",
+    extra: dict[str, object] | None = None,
 ) -> Path:
-    since, _ = origin()
-    text = (
-        "poll:\n  interval: 10s\n  lookback: 2d\n  max_range: 5d\n"
-        f"  counters_since: {since.isoformat()}\n  timeout: 2s\n  max_retries: 1\n"
-        + (f"state:\n  path: {state}\n" if state else "")
-        + "accounts:\n"
-        "  - name: main\n"
-        f"    endpoint: {sim.url}\n"
-        "    credentials:\n"
-        "      access_key_id: demo\n"
-        "      access_key_secret: ${CAMS_TEST_SECRET}\n"
-        f"    qps: {qps}\n"
-        "    list_qps: 5\n"
-        "    spaces:\n"
-        "      - cust_space_id: cams-demo\n"
-        + (f"        filters: {{category: {category}}}\n" if category else "")
-        + extra
+    poll: dict[str, object] = {"interval": "10s", "lookback": "2d", "max_range": "5d"}
+    poll["counters_since"] = SINCE
+    space: dict[str, object] = {"cust_space_id": "cams-demo"}
+    if category:
+        space["filters"] = {"category": category}
+    account = Account(
+        sim.url, secret="${CAMS_TEST_SECRET}", qps=qps, spaces=(space,), extra=extra or {}
     )
-    path.write_text(text)
-    return path
-
-
-def nonzero(series: Series) -> Series:
-    return {k: v for k, v in template_counters(series).items() if v > 0}
+    poll |= {"timeout": "2s", "max_retries": 1}
+    return write_config(path, account, poll=poll, state=state)
 
 
 def assert_resumed(before: Series, after: Series) -> None:
@@ -162,63 +99,62 @@ def assert_resumed(before: Series, after: Series) -> None:
 
 
 def assert_exact(sim: Simulator, series: Series) -> None:
-    problems = exact_problems(sim, series, origin()[1])
+    """Exact against the SDK, one read per unit over origin..now (these simulators take any
+    range; 0.2 s of latency a call makes fewer calls worth it)."""
+    problems = exact_problems(sim, series, ORIGIN_MS, secret=SECRET)
     assert not problems, problems[:3]
 
 
-def wait_up(exporter: Exporter, timeout: float = 60.0) -> Series:
+def up(series: Series) -> bool:
+    return value(series, "cams_up", account="main") == 1
+
+
+def wait_up(exporter: ExporterProcess, timeout: float = 60.0) -> Series:
     """The first scrape after a poll cycle that read every template (cams_up 1)."""
     wait_http(f"{exporter.url}/-/healthy", timeout=30)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def scraped() -> Series | None:
         series = exporter.scrape()
-        if value(series, "cams_up", account="main") == 1:
-            return series
-        time.sleep(0.1)
-    raise AssertionError(f"cams_up did not become 1 within {timeout}s")
+        return series if up(series) else None
+
+    return wait_until(scraped, timeout, "cams_up 1")
 
 
-def wait_success_after(exporter: Exporter, moment: float, timeout: float = 30.0) -> Series:
+def wait_success_after(exporter: ExporterProcess, moment: float, timeout: float = 30.0) -> Series:
     """The first scrape whose snapshot holds a fully successful cycle that ended after
     `moment` (a cycle is logged before its snapshot is published)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def scraped() -> Series | None:
         series = exporter.scrape()
         last = value(series, "cams_poll_last_success_timestamp_seconds", account="main")
-        if last > moment and value(series, "cams_up", account="main") == 1:
-            return series
-        time.sleep(0.05)
-    raise AssertionError(f"no successful poll cycle after the reload within {timeout}s")
+        return series if last > moment and up(series) else None
+
+    return wait_until(scraped, timeout, "a successful poll cycle after the reload")
 
 
-def test_kill_9_in_the_middle_of_a_poll_loses_nothing(
-    tmp_path: Path, exporters: list[Exporter]
-) -> None:
+def test_kill_9_in_the_middle_of_a_poll_loses_nothing(tmp_path: Path, start: Start) -> None:
     state = tmp_path / "state.json"
-    # 12 units read at 2 calls per second, 0.2 s each: a first cycle of about 6 seconds.
+    # 12 units read at 2 calls per second, 0.2 s each: a second cycle of a few seconds.
     with running(sim_options(templates=6, latency_s=0.2)) as sim:
-        config = write_config(tmp_path / "cams.yml", sim, state=state, qps=2)
-        first = Exporter(tmp_path, config)
-        exporters.append(first)
+        config = restart_config(tmp_path / "cams.yml", sim, state=state, qps=2)
+        first = start(config)
         served = wait_up(first)  # the first cycle, published (counters publish per cycle)
         assert nonzero(served), "no counter was published by the first cycle"
         sim.reset_stats()
+
         # Kill while the second cycle is part-way: some of its 12 reads answered, not all.
-        answered = 0
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            stats = sim.stats()["actions"].get("GetChatappTemplateMetric", {})
-            answered = stats.get("ok", 0)
-            if 2 <= answered <= 5:
-                break
-            time.sleep(0.02)
-        first.process.kill()
-        first.process.wait(10)
-        assert 2 <= answered <= 5, f"the kill did not come mid-cycle ({answered} reads done)"
+        def answered() -> int:
+            return int(sim.stats()["actions"].get("GetChatappTemplateMetric", {}).get("ok", 0))
+
+        wait_until(lambda: answered() >= 2, 30, "two reads of the second cycle", every=0.02)
+        first.child.kill()
+        done = answered()
+        assert 2 <= done <= 5, f"the kill did not come mid-cycle ({done} reads done)"
         assert first.log.count("poll cycle done") == 1, "the kill came after the second cycle"
 
-        second = Exporter(tmp_path, config, port=first.port)
-        exporters.append(second)
+        # The restart on the same state file, at the default qps: only the killed cycle had
+        # to be slow.
+        second = start(restart_config(tmp_path / "fast.yml", sim, state=state))
         wait_http(f"{second.url}/-/healthy", timeout=30)
         assert_resumed(served, second.scrape())
         after = wait_up(second)
@@ -227,47 +163,81 @@ def test_kill_9_in_the_middle_of_a_poll_loses_nothing(
         assert "corrupt" not in second.log
 
 
+class CreatedFiles:
+    """Linux inotify on one directory: `wait` blocks until files are created in it (the
+    moment the exporter opens its temporary state file), without polling the directory."""
+
+    IN_CREATE = 0x100
+
+    def __init__(self, directory: Path) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_CLOEXEC)
+        if self.fd < 0 or libc.inotify_add_watch(self.fd, bytes(directory), self.IN_CREATE) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify on {directory}")
+
+    def wait(self, timeout: float) -> list[str]:
+        """The names created next (none when `timeout` s pass first)."""
+        ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
+        if not ready:
+            return []
+        data = os.read(self.fd, 65536)
+        names, offset = [], 0
+        while offset < len(data):  # struct inotify_event: wd, mask, cookie, len, name[len]
+            length = struct.unpack_from("iIII", data, offset)[3]
+            names.append(data[offset + 16 : offset + 16 + length].rstrip(b"\0").decode())
+            offset += 16 + length
+        return names
+
+    def __enter__(self) -> CreatedFiles:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self.fd)
+
+
 def test_kill_9_in_the_middle_of_a_state_write_keeps_a_whole_state_file(
-    tmp_path: Path, exporters: list[Exporter]
+    tmp_path: Path, start: Start
 ) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     state = state_dir / "state.json"
     # 160 units: a state file of tens of kB, written at the end of every poll cycle.
     with running(sim_options(templates=80)) as sim:
-        config = write_config(tmp_path / "cams.yml", sim, state=state)
-        first = Exporter(tmp_path, config)
-        exporters.append(first)
+        config = restart_config(tmp_path / "cams.yml", sim, state=state)
+        first = start(config)
         wait_http(f"{first.url}/-/healthy", timeout=30)
-        served = first.scrape()
-        deadline = time.monotonic() + 30
-        while not (state.exists() and nonzero(served)) and time.monotonic() < deadline:
-            time.sleep(0.02)  # the first writes happen while the first poll progresses
-            served = first.scrape()
+
+        # The first writes happen while the first poll progresses.
+        def written() -> Series | None:
+            series = first.scrape()
+            return series if state.exists() and nonzero(series) else None
+
+        served = wait_until(written, 30, "a state file and a counter served", every=0.02)
         assert state.exists()
-        pid = first.process.pid
+        pid = first.child.pid
         caught = False
         deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not caught:
-            if not any(p.endswith(".tmp") for p in os.listdir(state_dir)):
-                continue
-            os.kill(pid, signal.SIGSTOP)
-            _, status = os.waitpid(pid, os.WUNTRACED)  # returns once it is really stopped
-            assert os.WIFSTOPPED(status)
-            if any(p.endswith(".tmp") for p in os.listdir(state_dir)):
-                os.kill(pid, signal.SIGKILL)  # frozen between the temp file and the rename
-                caught = True
-            else:
-                os.kill(pid, signal.SIGCONT)
-                served = first.scrape()
-        first.process.wait(10)
+        with CreatedFiles(state_dir) as created:
+            while time.monotonic() < deadline and not caught:
+                names = created.wait(deadline - time.monotonic())  # the next write's temp file
+                if not any(name.endswith(".tmp") for name in names):
+                    continue
+                os.kill(pid, signal.SIGSTOP)
+                _, status = os.waitpid(pid, os.WUNTRACED)  # returns once it is really stopped
+                assert os.WIFSTOPPED(status)
+                if any(p.endswith(".tmp") for p in os.listdir(state_dir)):
+                    os.kill(pid, signal.SIGKILL)  # frozen between the temp file and the rename
+                    caught = True
+                else:
+                    os.kill(pid, signal.SIGCONT)
+                    served = first.scrape()
         assert caught, "never caught the exporter writing its state"
+        first.child.process.wait(10)
         assert [p for p in os.listdir(state_dir) if p.endswith(".tmp")], "not mid-write"
         stored = CounterStore.from_json(json.loads(state.read_text()))  # whole, parseable
         assert stored.units, "the state file lost its units"
 
-        second = Exporter(tmp_path, config, port=first.port)
-        exporters.append(second)
+        second = start(config)
         wait_http(f"{second.url}/-/healthy", timeout=30)
         resumed = second.scrape()
         assert_resumed(served, resumed)
@@ -287,20 +257,15 @@ def test_kill_9_in_the_middle_of_a_state_write_keeps_a_whole_state_file(
         assert "corrupt" not in second.log
 
 
-def test_kill_9_then_restart_resumes_every_counter_exactly(
-    tmp_path: Path, exporters: list[Exporter]
-) -> None:
+def test_kill_9_then_restart_resumes_every_counter_exactly(tmp_path: Path, start: Start) -> None:
     """A kill -9 between polls: the restart serves exactly the counters served before."""
     state = tmp_path / "state.json"
     with running(sim_options(templates=3)) as sim:
-        config = write_config(tmp_path / "cams.yml", sim, state=state)
-        first = Exporter(tmp_path, config)
-        exporters.append(first)
+        config = restart_config(tmp_path / "cams.yml", sim, state=state)
+        first = start(config)
         before = wait_up(first)
-        first.process.kill()
-        first.process.wait(10)
-        second = Exporter(tmp_path, config, port=first.port)
-        exporters.append(second)
+        first.child.kill()
+        second = start(config)
         wait_http(f"{second.url}/-/healthy", timeout=30)
         assert template_counters(second.scrape()) == template_counters(before)
         assert template_counters(wait_up(second)) == template_counters(before)
@@ -308,14 +273,13 @@ def test_kill_9_then_restart_resumes_every_counter_exactly(
 
 
 def test_sighup_and_post_reload_keep_counters_and_refuse_a_bad_config(
-    tmp_path: Path, exporters: list[Exporter]
+    tmp_path: Path, start: Start
 ) -> None:
     state = tmp_path / "state.json"
     with running(sim_options(templates=4)) as sim:
         path = tmp_path / "cams.yml"
-        config = write_config(path, sim, state=state, category="MARKETING")
-        exporter = Exporter(tmp_path, config)
-        exporters.append(exporter)
+        config = restart_config(path, sim, state=state, category="MARKETING")
+        exporter = start(config)
         marketing = template_counters(wait_up(exporter))
         assert nonzero(marketing)
         codes = {dict(k[1])["template_code"] for k in marketing}
@@ -323,69 +287,61 @@ def test_sighup_and_post_reload_keep_counters_and_refuse_a_bad_config(
 
         # SIGHUP: every category now, another qps. The marketing templates keep their counters.
         mark = len(exporter.log)
-        write_config(path, sim, state=state, qps=40)
+        restart_config(path, sim, state=state, qps=40)
         hup_at = time.time()
-        exporter.process.send_signal(signal.SIGHUP)
-        exporter.wait_log("config reloaded", mark)
+        exporter.child.process.send_signal(signal.SIGHUP)
+        exporter.child.wait_log("config reloaded", mark)
         reloaded = exporter.scrape()
         assert {k: v for k, v in template_counters(reloaded).items() if k in marketing} == (
             marketing
         )
         assert exporter.get("/-/ready").status_code == 200, "reload made the exporter unready"
         assert value(reloaded, "cams_up", account="main") == 1, "reload reset cams_up"
-        exporter.wait_log("poll cycle done", mark)
+        exporter.child.wait_log("poll cycle done", mark)
         everything = wait_success_after(exporter, hup_at)
         assert {dict(k[1])["template_code"] for k in template_counters(everything)} > codes
         assert_exact(sim, everything)
 
         # An invalid config, by POST /-/reload: refused, with the key named and no secret.
         mark = len(exporter.log)
-        path.write_text(
-            path.read_text().replace("qps: 40", "qps: 80") + f"    bogus_secret_key: {SECRET}\n"
-        )
-        response = requests.post(f"{exporter.url}/-/reload", timeout=30)
+        restart_config(path, sim, state=state, qps=80, extra={"bogus_secret_key": SECRET})
+        response = exporter.post("/-/reload")  # the answer checked for the secret
         assert response.status_code == 400
         assert "accounts[0].qps" in response.text
-        assert_no_secret(response.text, "the reload answer")
-        exporter.wait_log("reload refused", mark)
+        exporter.child.wait_log("reload refused", mark)
         refused = [line for line in exporter.log[mark:].splitlines() if "reload refused" in line]
         assert len(refused) == 1 and "accounts[0].qps" in refused[0]
         # ... and by SIGHUP: the same, one line, the process goes on.
         mark = len(exporter.log)
-        exporter.process.send_signal(signal.SIGHUP)
-        exporter.wait_log("reload refused", mark)
-        exporter.wait_log("poll cycle done", mark)  # the running config still polls
-        assert exporter.process.poll() is None
+        exporter.child.process.send_signal(signal.SIGHUP)
+        exporter.child.wait_log("reload refused", mark)
+        exporter.child.wait_log("poll cycle done", mark)  # the running config still polls
+        assert exporter.child.alive()
         still = exporter.scrape()
         assert template_counters(still) == template_counters(everything)
         assert exporter.get("/-/ready").status_code == 200
 
         # A good config again by POST: the unchanged templates keep their counters.
         mark = len(exporter.log)
-        write_config(path, sim, state=state, qps=30)
-        response = requests.post(f"{exporter.url}/-/reload", timeout=30)
+        restart_config(path, sim, state=state, qps=30)
+        response = exporter.post("/-/reload")
         assert response.status_code == 200
         after = exporter.scrape()
         assert template_counters(after) == template_counters(everything)
-        assert exporter.stop() == 0
+        assert stop(exporter) == 0
         stored, warning = CounterStore.load(str(state))
         assert warning is None
         sent = [k for k in everything if k[0] == "cams_template_messages_sent_total"]
         assert len(stored.units) == len(sent) == 8
 
 
-def test_restart_without_state_but_with_an_origin_is_exact(
-    tmp_path: Path, exporters: list[Exporter]
-) -> None:
+def test_restart_without_state_but_with_an_origin_is_exact(tmp_path: Path, start: Start) -> None:
     """No state file, counters_since set: a cold start backfills to the same exact counters."""
     with running(sim_options(templates=2)) as sim:
-        config = write_config(tmp_path / "cams.yml", sim)
-        first = Exporter(tmp_path, config)
-        exporters.append(first)
+        config = restart_config(tmp_path / "cams.yml", sim)
+        first = start(config)
         before = wait_up(first)
-        first.process.kill()
-        first.process.wait(10)
-        second = Exporter(tmp_path, config, port=first.port)
-        exporters.append(second)
+        first.child.kill()
+        second = start(config)
         assert template_counters(wait_up(second)) == template_counters(before)
         assert_exact(sim, before)

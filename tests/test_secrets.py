@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,82 +23,55 @@ import requests
 from alibabacloud_cams20200606 import models
 
 from exporter.simulator import Simulator
-from tests.kit.sim import free_port, running, sdk_client, wait_http
-from tests.test_faults import SECRET, assert_no_secret, origin, sim_options
+from tests.kit.configs import Account, days_back, write_config
+from tests.kit.oracle import sdk_client
+from tests.kit.procs import child_env, start_exporter
+from tests.kit.sim import SECRET, assert_no_secret, no_secret_in_test_output, running
+from tests.kit.sim import secret_options as sim_options
+from tests.kit.waits import wait_http, wait_until
 
 ENV = "CAMS_SECRETS_TEST_SECRET"
 
-
-@pytest.fixture(autouse=True)
-def no_secret_in_test_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
-    yield
-    out, err = capfd.readouterr()
-    assert_no_secret(out + err, "the test's output")
-    sys.stdout.write(out)
-    sys.stderr.write(err)
+pytestmark = pytest.mark.usefixtures(no_secret_in_test_output.__name__)
 
 
-def write_config(path: Path, sim: Simulator, state: Path, *, broken: bool = False) -> Path:
-    since, _ = origin()
-    env_account = (
-        "  - name: fromenv\n"
-        f"    endpoint: {sim.url}\n"
-        "    credentials:\n"
-        "      access_key_id: demo\n"
-        f"      access_key_secret: ${{{ENV}}}\n"
-        "    spaces: [{cust_space_id: cams-demo}]\n"
-    )
-    if broken:  # the secret where a list is not allowed, and as an unknown key's name
-        file_credentials = (
-            f"      access_key_secret: [{SECRET}]\n      {SECRET}: {SECRET}\n"
-            "      access_key_id: demo\n"
-        )
+def secrets_config(path: Path, sim: Simulator, state: Path, *, broken: bool = False) -> Path:
+    """Two accounts: `fromenv` with its secret from the environment, `infile` with it written
+    in the file (with `broken`, where a list is not allowed, and as an unknown key's name)."""
+    from_env = Account(sim.url, name="fromenv", secret=f"${{{ENV}}}", qps=None, list_qps=None)
+    if broken:
+        credentials = {"access_key_secret": [SECRET], SECRET: SECRET, "access_key_id": "demo"}
     else:
-        file_credentials = f"      access_key_id: demo\n      access_key_secret: {SECRET}\n"
-    path.write_text(
-        "poll:\n  interval: 10s\n  lookback: 2d\n"
-        f"  counters_since: {since.isoformat()}\n  timeout: 1s\n  max_retries: 1\n"
-        f"state:\n  path: {state}\n"
-        "accounts:\n" + env_account + "  - name: infile\n"
-        f"    endpoint: {sim.url}\n"
-        "    credentials:\n" + file_credentials + "    spaces: [{cust_space_id: cams-demo}]\n"
-    )
-    return path
+        credentials = {"access_key_id": "demo", "access_key_secret": SECRET}
+    in_file = Account(sim.url, name="infile", credentials=credentials, qps=None, list_qps=None)
+    poll = {"interval": "10s", "lookback": "2d", "counters_since": days_back(4)[0]}
+    poll |= {"timeout": "1s", "max_retries": 1}
+    accounts = (from_env, in_file)
+    return write_config(path, *accounts, poll=poll, state=state)
 
 
 class Run:
-    """The exporter as a user runs it, every line it writes kept."""
+    """The exporter as a user runs it (on port 0), every line it writes and every answer kept."""
 
     def __init__(self, tmp: Path, config: Path, log_format: str) -> None:
         self.config = config
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp / f"exporter-{log_format}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(config),
-                "--web.listen-address",
-                f"127.0.0.1:{self.port}",
-                "--log.level",
-                "debug",
-                "--log.format",
-                log_format,
-                "--web.enable-lifecycle",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, ENV: SECRET},
+        self.exporter = start_exporter(
+            tmp / f"exporter-{log_format}.log",
+            "--config.file",
+            str(config),
+            "--log.level",
+            "debug",
+            "--log.format",
+            log_format,
+            "--web.enable-lifecycle",
+            env=child_env({ENV: SECRET}),
         )
+        self.url = self.exporter.url
         self.bodies: list[str] = []
 
     @property
     def log(self) -> str:
-        return self.log_path.read_text()
+        return self.exporter.log
 
     def fetch(self, path: str, method: str = "GET", **kwargs: object) -> requests.Response:
         response = requests.request(method, f"{self.url}{path}", timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -109,7 +79,7 @@ class Run:
         self.bodies.append(json.dumps(dict(response.headers)))
         return response
 
-    def cycle(self, after: int = 0) -> str:
+    def cycle(self) -> str:
         """Start a poll cycle now and wait for its summary line: a reload starts one when the
         config changed, so the poll timeout alternates between 1s and 1001ms."""
         mark = len(self.log)
@@ -119,30 +89,21 @@ class Run:
         else:
             self.config.write_text(text.replace("timeout: 1001ms\n", "timeout: 1s\n"))
         assert self.fetch("/-/reload", "POST").status_code == 200
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def summaries() -> str | None:
             lines = [line for line in self.log[mark:].splitlines() if "poll cycle" in line]
-            if len(lines) >= 2:  # both accounts
-                return "\n".join(lines)
-            time.sleep(0.05)
-        raise AssertionError("no poll cycle after the reload")
+            return "\n".join(lines) if len(lines) >= 2 else None  # both accounts
+
+        return wait_until(summaries, 30, "a poll cycle of both accounts after the reload")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait(10)
-        self._log.close()
-        return code
+        return self.exporter.stop(signal.SIGTERM, timeout=30)
 
 
 def test_the_secret_appears_nowhere(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     with running(sim_options(templates=3)) as sim:
-        config = write_config(tmp_path / "cams.yml", sim, state)
+        config = secrets_config(tmp_path / "cams.yml", sim, state)
         run = Run(tmp_path, config, "logfmt")
         try:
             wait_http(f"{run.url}/-/ready", timeout=30)
@@ -179,22 +140,19 @@ def test_the_secret_appears_nowhere(tmp_path: Path) -> None:
             run.fetch("/-/reload", "GET")
 
             # A new config with the secret misplaced: refused, the secret not echoed.
-            write_config(config, sim, state, broken=True)
+            secrets_config(config, sim, state, broken=True)
             refused = run.fetch("/-/reload", "POST")
             assert refused.status_code == 400
             assert "accounts[1].credentials" in refused.text
             mark = len(run.log)
-            run.process.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 20
-            while "reload refused" not in run.log[mark:] and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert "reload refused" in run.log[mark:]
+            run.exporter.child.process.send_signal(signal.SIGHUP)
+            run.exporter.child.wait_log("reload refused", mark, timeout=20)
             checked = subprocess.run(
                 [sys.executable, "-m", "exporter", "check-config", str(config)],
                 capture_output=True,
                 text=True,
                 timeout=60,
-                env={**os.environ, ENV: SECRET},
+                env=child_env({ENV: SECRET}),
             )
             assert checked.returncode == 2
             run.bodies.append(checked.stdout + checked.stderr)
@@ -224,7 +182,7 @@ def test_json_logs_and_sdk_errors_carry_no_secret(tmp_path: Path) -> None:
     """The json log format at debug through an auth failure; and what the SDK (our test
     oracle) raises on a refused signature does not carry it either."""
     with running(sim_options(templates=2)) as sim:
-        config = write_config(tmp_path / "cams.yml", sim, tmp_path / "state.json")
+        config = secrets_config(tmp_path / "cams.yml", sim, tmp_path / "state.json")
         run = Run(tmp_path, config, "json")
         try:
             wait_http(f"{run.url}/-/ready", timeout=30)

@@ -22,6 +22,7 @@ from exporter.simulator import (
     main,
 )
 from exporter.simulator.senders import ALIBABA_TIERS, META_TIERS
+from tests.kit.oracle import sdk_client
 from tests.kit.senders import (
     override_can_send,
     override_number,
@@ -31,7 +32,7 @@ from tests.kit.senders import (
     sdk_raw,
     signed_call,
 )
-from tests.kit.sim import day_floor, sdk_client
+from tests.kit.sim import day_floor
 
 SimFactory = Callable[..., Simulator]
 PERIOD_S = 60.0

@@ -31,8 +31,9 @@ from exporter.senders.poller import SenderPoller
 from exporter.sharding import Shard
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.web.server import WebServer
+from tests.kit.oracle import sdk_client
 from tests.kit.senders import override_can_send, override_number, sdk_health, sdk_numbers
-from tests.kit.sim import running, sdk_client
+from tests.kit.sim import running
 
 Sample = tuple[str, dict[str, str], float]
 SENDER_ACTIONS = (PHONE_NUMBERS_ACTION, PHONE_METRIC_ACTION, HEALTH_ACTION)

@@ -8,8 +8,8 @@ from exporter.app import Exporter
 from exporter.model import UnitKey
 from exporter.sharding import Shard, shard_of
 from exporter.simulator import SimulatorOptions
+from tests.kit.configs import Account, parsed
 from tests.kit.sim import running
-from tests.test_exporter import make_config
 
 
 def units(n: int) -> list[UnitKey]:
@@ -60,7 +60,8 @@ def test_bad_shard_specs_are_refused_in_one_line(text: str) -> None:
 def test_replicas_split_an_account_and_its_qps() -> None:
     options = SimulatorOptions(templates=12, static=True, list_qps_limit=50, qps_limit=1000)
     with running(options) as sim:
-        config = make_config(sim)
+        poll = {"interval": "10s", "lookback": "3d", "max_range": "5d", "timeout": "5s"}
+        config = parsed(Account(sim.url), poll=poll)
         seen: list[set[UnitKey]] = []
         for index in range(3):
             exporter = Exporter(config, shard=Shard(index, 3))

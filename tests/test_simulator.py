@@ -20,8 +20,6 @@ from urllib.parse import quote, urlencode
 import pytest
 import requests
 from alibabacloud_cams20200606 import models
-from alibabacloud_cams20200606.client import Client
-from alibabacloud_tea_openapi.utils_models import Config
 
 from exporter import signing
 from exporter.model import DAY_MS, HALF_HOUR_MS
@@ -32,6 +30,7 @@ from exporter.simulator import (
     main,
     parse_faults,
 )
+from tests.kit.oracle import sdk_client
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = "2020-06-06"
@@ -75,6 +74,22 @@ def day_floor(t_ms: int) -> int:
     return t_ms - t_ms % DAY_MS
 
 
+def signed(
+    sim: Simulator,
+    query: dict[str, str] | None = None,
+    action: str = LIST,
+    key: str = "demo",
+    secret: str = "demo-secret",
+    **options: Any,
+) -> dict[str, str]:
+    """V3 signature headers for a request to `sim` (`options`: version, date, nonce, token)."""
+    options.setdefault("version", VERSION)
+    host = sim.endpoint
+    return signing.sign_rpc_v3(
+        host=host, action=action, query=query or {}, access_key_id=key, secret=secret, **options
+    )
+
+
 def call(
     sim: Simulator,
     action: str,
@@ -92,15 +107,8 @@ def call(
     """A V3-signed CAMS request made with `requests` and our own signing."""
     query = {name: str(value) for name, value in params.items()}
     stamp = date or signing.utc_timestamp(datetime.now(UTC) + timedelta(seconds=offset_s))
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=action,
-        version=VERSION,
-        query=query,
-        access_key_id=key,
-        secret=secret,
-        date=stamp,
-        nonce=nonce,
+    headers = signed(
+        sim, query=query, action=action, key=key, secret=secret, date=stamp, nonce=nonce
     )
     headers.update(extra or {})
     url = f"{sim.url}/?" + "&".join(f"{k}={signing.percent_encode(v)}" for k, v in query.items())
@@ -138,26 +146,13 @@ def metrics(sim: Simulator, code: str, start: int, end: int, **extra: Any) -> li
     return list(body["Data"])
 
 
-def sdk_client(sim: Simulator, *, v1: bool, key: str = "demo", secret: str = "demo-secret") -> Any:
-    config = Config(
-        access_key_id=key,
-        access_key_secret=secret,
-        endpoint=sim.endpoint,
-        protocol="http",
-        region_id="ap-southeast-1",
-    )
-    if v1:
-        config.signature_algorithm = "v2"
-    return Client(config)
-
-
 # ---------------------------------------------------------------------------------------------
 # the official SDK, V3 (default) and V1 (signature_algorithm="v2")
 
 
 @pytest.mark.parametrize("v1", [False, True], ids=["v3", "v1"])
 def test_sdk_lists_every_template_by_paging_and_reads_metrics(sim: Simulator, v1: bool) -> None:
-    client = sdk_client(sim, v1=v1)
+    client = sdk_client(sim, v2=v1)
     seen: list[tuple[str, str, str]] = []
     index, total = 1, None
     while total is None or (index - 1) * 7 < total:
@@ -203,27 +198,18 @@ def test_sdk_lists_every_template_by_paging_and_reads_metrics(sim: Simulator, v1
 def test_sdk_errors_carry_the_api_code(sim: Simulator, v1: bool) -> None:
     request = models.ListChatappTemplateRequest(cust_space_id="cams-test")
     with pytest.raises(Exception) as wrong_secret:
-        sdk_client(sim, v1=v1, secret="not-the-secret").list_chatapp_template(request)
+        sdk_client(sim, secret="not-the-secret", v2=v1).list_chatapp_template(request)
     assert wrong_secret.value.code == "SignatureDoesNotMatch"  # type: ignore[attr-defined]
     with pytest.raises(Exception) as unknown_key:
-        sdk_client(sim, v1=v1, key="nobody").list_chatapp_template(request)
+        sdk_client(sim, key="nobody", v2=v1).list_chatapp_template(request)
     assert unknown_key.value.code == "InvalidAccessKeyId.NotFound"  # type: ignore[attr-defined]
     assert unknown_key.value.status_code == 404  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("v1", [False, True], ids=["v3", "v1"])
 def test_sdk_with_sts_token(sim: Simulator, v1: bool) -> None:
-    config = Config(
-        access_key_id="demo",
-        access_key_secret="demo-secret",
-        security_token="any-token",
-        endpoint=sim.endpoint,
-        protocol="http",
-        region_id="ap-southeast-1",
-    )
-    if v1:
-        config.signature_algorithm = "v2"
-    body = Client(config).list_chatapp_template(models.ListChatappTemplateRequest()).body
+    sdk = sdk_client(sim, token="any-token", v2=v1)
+    body = sdk.list_chatapp_template(models.ListChatappTemplateRequest()).body
     assert body.code == "OK" and body.total == 40
 
 
@@ -265,14 +251,7 @@ def test_v3_refusals(sim: Simulator) -> None:
 
     # a signed header list without x-acs-signature-nonce
     query = {"Page": '{"Index":1,"Size":5}'}
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query=query,
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(sim, query=query)
     nonce = headers.pop("x-acs-signature-nonce")
     headers["Authorization"] = signing.v3_authorization(
         method="POST",
@@ -289,49 +268,19 @@ def test_v3_refusals(sim: Simulator) -> None:
     assert incomplete.status_code == 400 and code_of(incomplete) == "IncompleteSignature"
 
     # the query changed after signing
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query=query,
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(sim, query=query)
     tampered = requests.post(f"{sim.url}/?Name=x", headers=headers, timeout=10)
     assert code_of(tampered) == "SignatureDoesNotMatch"
 
     # a body that does not match x-acs-content-sha256
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(sim)
     wrong_body = requests.post(f"{sim.url}/", headers=headers, data=b"x", timeout=10)
     assert code_of(wrong_body) == "SignatureDoesNotMatch"
 
     # STS: x-acs-accesskey-id must be the credential's key id
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-        security_token="token",
-    )
+    headers = signed(sim, security_token="token")
     assert requests.post(f"{sim.url}/", headers=headers, timeout=10).status_code == 200
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version=VERSION,
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-        security_token="token",
-    )
+    headers = signed(sim, security_token="token")
     headers["x-acs-accesskey-id"] = "someone-else"
     mismatch = requests.post(f"{sim.url}/", headers=headers, timeout=10)
     assert mismatch.status_code == 400 and code_of(mismatch) == "InvalidParameter"
@@ -340,14 +289,7 @@ def test_v3_refusals(sim: Simulator) -> None:
 def test_unknown_action_and_version(sim: Simulator) -> None:
     unknown = call(sim, "DeleteEverything", {})
     assert unknown.status_code == 404 and code_of(unknown) == "InvalidAction.NotFound"
-    headers = signing.sign_rpc_v3(
-        host=sim.endpoint,
-        action=LIST,
-        version="2019-01-01",
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(sim, version="2019-01-01")
     old = requests.post(f"{sim.url}/", headers=headers, timeout=10)
     assert old.status_code == 400 and code_of(old) == "InvalidParameter"
 
@@ -544,14 +486,7 @@ def test_fault_reset_closes_without_bytes(faulty: Simulator) -> None:
     assert time.monotonic() - began < 2
     host, port = faulty.endpoint.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
-    headers = signing.sign_rpc_v3(
-        host=faulty.endpoint,
-        action=LIST,
-        version=VERSION,
-        query={},
-        access_key_id="demo",
-        secret="demo-secret",
-    )
+    headers = signed(faulty)
     connection.request("POST", "/", headers=headers)
     with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
         connection.getresponse()
@@ -899,14 +834,7 @@ def test_keep_alive_and_stop_closes_pooled_connections(make_sim: SimFactory) -> 
     host, port = sim.endpoint.rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
     for _ in range(3):
-        headers = signing.sign_rpc_v3(
-            host=sim.endpoint,
-            action=LIST,
-            version=VERSION,
-            query={},
-            access_key_id="demo",
-            secret="demo-secret",
-        )
+        headers = signed(sim)
         connection.request("POST", "/", headers=headers)
         response = connection.getresponse()
         assert response.status == 200 and json.loads(response.read())["Code"] == "OK"

@@ -14,27 +14,23 @@ units exact during, anomalies counted, units exact after.
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import requests
 
-from exporter.app import Exporter
-from exporter.config import Config, parse_config
-from exporter.simulator import Simulator, SimulatorOptions
+from exporter.simulator import SimulatorOptions
 from exporter.simulator.variants import VARIANTS
-from exporter.web.server import WebServer
-from tests.kit.sim import Truth, running, sdk_client, sdk_sum
-from tests.test_exporter import Series, counters
+from tests.kit.configs import days_back
+from tests.kit.exact import compare, truths
+from tests.kit.inproc import polled_exporter
+from tests.kit.logs import LogLines, captured_logs
+from tests.kit.series import Series
+from tests.kit.sim import running
 
 LANGUAGES = ("en", "pt_BR")
-SINCE = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=5)
-ORIGIN_MS = int(dt.datetime(SINCE.year, SINCE.month, SINCE.day, tzinfo=dt.UTC).timestamp() * 1000)
+SINCE, ORIGIN_MS = days_back(5)
 
 
 @dataclass(frozen=True)
@@ -91,89 +87,10 @@ def test_every_variant_has_an_expectation() -> None:
     assert set(EXPECTED) == set(VARIANTS)
 
 
-def _config(sim: Simulator) -> Config:
-    text = (
-        "poll:\n  interval: 10s\n  lookback: 3d\n  max_range: 30d\n  timeout: 5s\n"
-        f"  counters_since: {SINCE.isoformat()}\n"
-        "accounts:\n  - name: main\n"
-        f"    endpoint: {sim.url}\n"
-        "    credentials: {access_key_id: demo, access_key_secret: demo-secret}\n"
-        "    qps: 50\n    list_qps: 5\n"
-        "    spaces:\n      - cust_space_id: cams-demo\n"
-    )
-    return parse_config(text, env={})
-
-
-class _Warnings(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-        self._guard = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._guard:
-            self.records.append(record)
-
-    def kinds(self) -> list[tuple[str, str, str]]:
-        with self._guard:
-            return [
-                (getattr(r, "kind", ""), getattr(r, "template", ""), getattr(r, "language", ""))
-                for r in self.records
-                if getattr(r, "kind", None)
-            ]
-
-
 @pytest.fixture
-def warnings() -> Iterator[_Warnings]:
-    handler = _Warnings()
-    logger = logging.getLogger("cams_exporter")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-
-
-class Polled:
-    """An exporter with its web server over a simulator; polled by hand."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.exporter = Exporter(_config(sim))
-        self.server = WebServer("127.0.0.1:0", self.exporter.handlers())
-        self.server.start()
-        self.url = f"http://127.0.0.1:{self.server.port}"
-
-    def poll(self, times: int = 1) -> None:
-        scheduler = self.exporter.scheduler
-        for _ in range(times):
-            for account in scheduler.accounts:
-                account.discovery.forget()
-                account.run_cycle(scheduler.stop_event, 4)
-            scheduler.publish()
-
-    def scrape(self) -> Series:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        response = requests.get(f"{self.url}/metrics", timeout=10)
-        assert response.status_code == 200
-        out: Series = {}
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.exporter.stop()
-
-
-def _truth(honest: Simulator) -> dict[tuple[str, str], Truth]:
-    sdk = sdk_client(honest)
-    now = int(time.time() * 1000)
-    return {
-        (t.code, t.language): sdk_sum(sdk, t.code, t.language, ORIGIN_MS, now)
-        for t in honest.templates()
-    }
+def warnings() -> Iterator[LogLines]:
+    with captured_logs(debug=False) as logs:
+        yield logs
 
 
 def _anomalies(series: Series, action: str, kind: str) -> float:
@@ -186,51 +103,23 @@ def _anomalies(series: Series, action: str, kind: str) -> float:
     )
 
 
-def _compare(series: Series, truth: dict[tuple[str, str], Truth]) -> tuple[int, int]:
-    """(units exact, units above the truth)."""
-    exact = above = 0
-    for (code, language), want in truth.items():
-        got = counters(series, code, language)
-        clicks_got = {k: v for k, v in got.clicks.items() if v}
-        clicks_want = {k: v for k, v in want.clicks.items() if v}
-        if (got.sent, got.delivered, got.read) == (want.sent, want.delivered, want.read) and (
-            clicks_got == clicks_want or _same_clicks(clicks_got, clicks_want)
-        ):
-            exact += 1
-        if (
-            got.sent > want.sent
-            or got.delivered > want.delivered
-            or got.read > want.read
-            or sum(clicks_got.values()) > sum(clicks_want.values())
-        ):
-            above += 1
-    return exact, above
-
-
-def _same_clicks(got: dict[str, int], want: dict[str, int]) -> bool:
-    """Clicks equal once the texts a variant spoiled are compared by their safe prefix."""
-    return sorted(got.values()) == sorted(want.values()) and all(
-        any(g.startswith(w) for g in got) for w in want
-    )
-
-
 @pytest.mark.parametrize("variant", sorted(EXPECTED))
-def test_variant(variant: str, warnings: _Warnings) -> None:
+def test_variant(variant: str, warnings: LogLines) -> None:
     expect = EXPECTED[variant]
     base = {"templates": expect.templates, "languages": LANGUAGES, "static": True}
     tuned = {**base, "list_qps_limit": 50, "qps_limit": 1000, **expect.simulator}
     options = SimulatorOptions(**tuned)  # type: ignore[arg-type]
     honest_options = SimulatorOptions(**base)  # type: ignore[arg-type]
     with running(honest_options) as honest, running(options) as sim:
-        truth = _truth(honest)
-        polled = Polled(sim)
-        try:
+        truth = truths(honest, ORIGIN_MS)
+        with polled_exporter(sim.url, SINCE) as polled:
             if variant == "list-empty":  # an empty listing once the templates are known
-                polled.poll()
+                polled.cycle()
             sim.set_variants(variant)
-            polled.poll(expect.polls)
+            for _ in range(expect.polls):
+                polled.cycle()
             during = polled.scrape()
-            exact, above = _compare(during, truth)
+            exact, above = compare(during, truth)
             counted = _anomalies(during, expect.action, expect.kind)
             logged = [k for k in warnings.kinds() if k[0] == expect.kind]
             row = [variant, expect.outcome, f"{exact}/{len(truth)}", f"{counted:g}"]
@@ -259,12 +148,10 @@ def test_variant(variant: str, warnings: _Warnings) -> None:
                     up = [v for (n, _), v in during.items() if n == "cams_up"]
                     assert up == [0.0], "cams_up stayed 1 while answers were not applied"
                 sim.set_variants("")
-                polled.poll()
+                polled.cycle()
                 after = polled.scrape()
-                exact_after, above_after = _compare(after, truth)
+                exact_after, above_after = compare(after, truth)
                 assert above_after == 0
                 assert exact_after == len(truth), "not exact once the API answered honestly"
                 row.append(f"{exact_after}/{len(truth)}")
             print("\n| " + " | ".join(row) + " |")
-        finally:
-            polled.close()

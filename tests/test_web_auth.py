@@ -19,6 +19,7 @@ from exporter.web.config import WebConfig
 from exporter.web.connection import Timeouts
 from exporter.web.live import FixedWebConfig
 from exporter.web.server import WebServer
+from tests.kit.waits import wait_until
 from tests.kit.web import HASH, PASSWORD, basic, raw_request, serve
 
 __all__ = ["serve"]  # the fixture, imported from tests.kit.web
@@ -149,9 +150,7 @@ def test_checks_beyond_the_queue_are_refused_and_cached_scrapes_go_through(
         for thread in threads:
             thread.start()
         assert entered.acquire(timeout=10)  # the first check is running (and stuck)
-        deadline = time.monotonic() + 10
-        while auth.checks_in_progress < MAX_WAITING and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: auth.checks_in_progress >= MAX_WAITING, 10, "checks waiting", every=0.01)
         assert auth.checks_in_progress == MAX_WAITING
         busy = raw_request(server.port, "/", headers=basic("admin", "one-more"))
         assert busy.status == 429

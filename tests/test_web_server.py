@@ -27,6 +27,8 @@ from exporter.web.connection import Timeouts
 from exporter.web.listen import parse_listen_address
 from exporter.web.routes import Handlers, Payload
 from exporter.web.server import WebServer, connection_cap
+from tests.kit.procs import cpu_seconds as kit_cpu_seconds
+from tests.kit.waits import wait_until
 from tests.kit.web import handlers, raw_request, render_metrics, serve
 
 __all__ = ["serve"]  # the fixture, imported from tests.kit.web
@@ -176,9 +178,7 @@ def test_at_the_cap_a_new_connection_replaces_the_longest_idle(
     server = serve(max_connections=20)
     idle = idle_connections(server.port, 20)
     try:
-        deadline = time.monotonic() + 10
-        while server.open_connections < 20 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: server.open_connections >= 20, 10, "20 open connections", every=0.01)
         assert server.open_connections == 20
         started = time.monotonic()
         assert raw_request(server.port, "/-/healthy").status == 200  # a fresh scrape gets in
@@ -206,9 +206,7 @@ def test_when_every_connection_is_busy_new_ones_wait(serve: Callable[..., WebSer
     try:
         for thread in threads[:2]:
             thread.start()
-        deadline = time.monotonic() + 10
-        while server.open_connections < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: server.open_connections >= 2, 10, "2 open connections", every=0.01)
         threads[2].start()
         threads[2].join(0.5)
         assert threads[2].is_alive(), "the third connection should wait for a free slot"
@@ -266,8 +264,9 @@ loop.run()
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    seconds = kit_cpu_seconds(pid)
+    assert seconds is not None, "the server exited"
+    return seconds
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
