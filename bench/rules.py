@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -56,7 +55,6 @@ from bench.harness import (
     Children,
     ExporterProcess,
     exporter_config,
-    free_port,
     http_get,
     machine_info,
     start_exporter,
@@ -64,6 +62,7 @@ from bench.harness import (
     wait_for,
 )
 from bench.history import UnitNow, write_history
+from tests.kit import procs
 
 LANGUAGES = ("en", "es")
 GROUPS = [
@@ -143,9 +142,8 @@ class PrometheusProcess:
 def start_prometheus(
     children: Children, work: Path, target: str | None, data: Path
 ) -> PrometheusProcess:
-    """Prometheus on `data`; with a target, scraping it and evaluating the rules; without one,
-    idle (to let it compact the backfilled blocks first)."""
-    port = free_port()
+    """Prometheus on `data` (127.0.0.1:0, the port read back); with a target, scraping it and
+    evaluating the rules; without one, idle (to let it compact the backfilled blocks first)."""
     config: dict[str, Any] = {
         "global": {"scrape_interval": f"{SCRAPE_S}s", "evaluation_interval": EVAL_INTERVAL}
     }
@@ -153,31 +151,23 @@ def start_prometheus(
         config["rule_files"] = [str(p) for p in rule_files(work)]
         config["scrape_configs"] = [{"job_name": JOB, "static_configs": [{"targets": [target]}]}]
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log_path = work / "prometheus.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={data}",
-                "--storage.tsdb.retention.time=40d",
-                f"--web.listen-address={HOST}:{port}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    child = Child("prometheus", process, log_path)
-    children.started.append(child)
+    server = procs.start_prometheus(
+        work / ("prometheus.log" if target else "prometheus-idle.log"),  # each its own log
+        work / "prometheus.yml",
+        data,
+        "--storage.tsdb.retention.time=40d",
+        timeout=300,
+        new_session=True,
+    )
+    children.add(server)
 
     def ready() -> bool:
-        if not child.alive():
-            raise RuntimeError(f"prometheus exited: {child.log_tail()}")
-        return http_get(port, "/-/ready", timeout=5)[0] == 200
+        if not server.child.alive():
+            raise RuntimeError(f"prometheus exited: {server.child.log_tail()}")
+        return http_get(server.port, "/-/ready", timeout=5)[0] == 200
 
     wait_for("prometheus ready", ready, timeout=300, every=1)
-    return PrometheusProcess(child, port)
+    return PrometheusProcess(server.child, server.port)
 
 
 def query(port: int, expr: str) -> list[dict[str, Any]]:
@@ -330,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         config = exporter_config(
             endpoint=sim.url,
-            accounts=[f"acct{i}" for i in range(args.accounts)],
+            names=[f"acct{i}" for i in range(args.accounts)],
             qps=50,
             list_qps=5,
             interval_s=3600,  # one poll: the rules are measured, not the exporter

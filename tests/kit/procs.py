@@ -366,14 +366,20 @@ def start_simulator(
 
 
 def start_prometheus(
-    log_path: Path, config: Path, data: Path, timeout: float = 60.0, **options: Unpack[Options]
+    log_path: Path,
+    config: Path,
+    data: Path,
+    *flags: str,
+    timeout: float = 60.0,
+    **options: Unpack[Options],
 ) -> Service:
-    """Debian's `prometheus` with `config`, its TSDB in `data`, on 127.0.0.1:0."""
+    """Debian's `prometheus` with `config`, its TSDB in `data`, on 127.0.0.1:0 (and FLAGS)."""
     argv = [
         "prometheus",
         f"--config.file={config}",
         f"--storage.tsdb.path={data}",
         f"--web.listen-address={LOOPBACK_0}",
+        *flags,
     ]
     return serve(
         Service, "prometheus", argv, log_path, PROMETHEUS_LISTENING, timeout=timeout, **options
