@@ -105,7 +105,10 @@ class KeepAlive:
 def start_simulator(children: Children, name: str, flags: Sequence[str]) -> SimulatorProcess:
     """`python -m exporter simulate --listen 127.0.0.1:0 FLAGS`, once it serves."""
     log = children.log_dir / f"{name}.log"
-    return children.add(procs.start_simulator(log, *flags, new_session=True))
+    # Its 1-second windows of arrivals are the measurement: stamped as requests arrive, even
+    # on a loaded machine (see tests.kit.sim.simulator_process).
+    started = procs.start_simulator(log, *flags, new_session=True, preexec=procs.ahead_of_the_load)
+    return children.add(started)
 
 
 def start_exporter(

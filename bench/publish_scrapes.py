@@ -58,9 +58,7 @@ def main() -> int:
             )  # fmt: skip
             config = Path(tmp) / "config.yaml"
             names = [f"acct{i}" for i in range(ACCOUNTS)]
-            text = exporter_config(
-                endpoint=sim.url, accounts=names, qps=50, list_qps=5, interval_s=10
-            )
+            text = exporter_config(endpoint=sim.url, names=names, qps=50, list_qps=5, interval_s=10)
             state = Path(tmp) / "state.json"
             config.write_text(text + f"state:\n  path: {state}\n")
             exporter = start_exporter(children, "exporter", config)

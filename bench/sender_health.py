@@ -98,7 +98,7 @@ def scenario(
         flags += ["--latency", f"{latency:g}", "--phone-numbers", str(numbers)]
         sim = start_simulator(children, "simulator", flags)
         text = exporter_config(
-            endpoint=sim.url, accounts=["main"], qps=qps, list_qps=LIST_QPS, interval_s=interval
+            endpoint=sim.url, names=["main"], qps=qps, list_qps=LIST_QPS, interval_s=interval
         )
         if sender_health is not None:
             text += f"    sender_health: {sender_health}\n"

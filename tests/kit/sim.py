@@ -5,7 +5,6 @@ secret, which `assert_no_secret` looks for wherever the exporter writes."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 
 from exporter.model import DAY_MS
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.kit.procs import SimulatorProcess, start_simulator
+from tests.kit.procs import SimulatorProcess, ahead_of_the_load, start_simulator
 
 SECRET = "S3CR3T-cams-test-7f3a"
 
@@ -63,17 +62,6 @@ def running(options: SimulatorOptions) -> Iterator[Simulator]:
         sim.stop()
 
 
-def _ahead_of_the_load() -> None:
-    """In the child before exec: the lowest real-time priority (round robin) where allowed (as
-    root), else a better nice value, else as it is. The simulator does little work per request,
-    so it takes little from the others; what it gains is being woken at once."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.nice(-10)
-
-
 @contextlib.contextmanager
 def simulator_process(*flags: str, log_dir: Path | None = None) -> Iterator[SimulatorProcess]:
     """`cams-exporter simulate` in its own process, on port 0: a measuring instrument (its
@@ -83,7 +71,7 @@ def simulator_process(*flags: str, log_dir: Path | None = None) -> Iterator[Simu
     limiter leaves 30 ms of slack a second)."""
     with contextlib.ExitStack() as stack:
         where = log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        sim = start_simulator(where / "simulator.log", *flags, preexec=_ahead_of_the_load)
+        sim = start_simulator(where / "simulator.log", *flags, preexec=ahead_of_the_load)
         stack.callback(sim.stop)
         yield sim  # it logs its URL once it serves
 
