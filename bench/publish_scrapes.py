@@ -86,19 +86,21 @@ def main() -> int:
                 labels["generation"]: value
                 for labels, value in samples(after, "cams_exporter_gc_pause_seconds_sum")
             }
-            slow = sum(
-                value for labels, value in samples(after, "cams_exporter_gc_pause_seconds_count")
-            ) - sum(
-                value
-                for labels, value in samples(after, "cams_exporter_gc_pause_seconds_bucket")
-                if labels["le"] == "0.05"
-            )
+            slow_by_gen = {
+                labels["generation"]: value
+                for labels, value in samples(after, "cams_exporter_gc_pause_seconds_count")
+            }
+            for labels, value in samples(after, "cams_exporter_gc_pause_seconds_bucket"):
+                if labels["le"] == "0.05":
+                    slow_by_gen[labels["generation"]] -= value
+            slow = sum(slow_by_gen.values())
         finally:
             children.stop_all()
     print(f"{series} series, {ACCOUNTS} accounts, {args.seconds:.0f} s window, "
           f"{spanned:.0f} publishes in it")  # fmt: skip
     total = ", ".join(f"gen {g}: {v:.1f} s" for g, v in sorted(pauses.items()))
-    print(f"GC pauses since start: {total}; {slow:.0f} collections over 50 ms")
+    by_gen = ", ".join(f"gen {g}: {v:.0f}" for g, v in sorted(slow_by_gen.items()))
+    print(f"GC pauses since start: {total}; {slow:.0f} collections over 50 ms ({by_gen})")
     print("| format | scrapes | median ms | p99 ms | max ms |")
     print("|---|---|---|---|---|")
     for fmt, values in times.items():
