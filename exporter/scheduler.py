@@ -161,20 +161,6 @@ class Scheduler:
     def _sender_for(self, poller: AccountPoller) -> SenderPoller | None:
         return _sender_poller(poller, self.shard, self.clock, self._senders_dirty.set, self.crashed)
 
-    def carry_over(self, old: Scheduler) -> None:
-        """After a reload: keep what the replaced poller knew about each account still
-        configured (first poll done, up, last success, discovery counts), so that /-/ready,
-        cams_up and the landing page do not flap while the new poller's first cycle runs."""
-        previous = {p.account.name: p for p in old.accounts}
-        for poller in self.accounts:
-            before = previous.get(poller.account.name)
-            if before is not None:
-                _carry_account(poller, before)
-        old_senders = {s.account.name: s for s in old.senders}
-        for sender in self.senders:
-            if sender.account.name in old_senders:
-                sender.carry_over(old_senders[sender.account.name])
-
     @property
     def snapshot(self) -> Snapshot:
         """The latest published snapshot (a plain reference read)."""
