@@ -98,6 +98,27 @@ class KeepAlive:
         self._conn.close()
 
 
+def scrape_alternately(port: int, seconds: float) -> tuple[dict[str, list[float]], float]:
+    """Back-to-back GETs of /metrics on one keep-alive connection for `seconds`, plain and gzip
+    in turn: each format's times (send to last byte), and the wall time they took."""
+    conn = KeepAlive(port)
+    times: dict[str, list[float]] = {"plain": [], "gzip": []}
+    started = time.monotonic()
+    i = 0
+    try:
+        while time.monotonic() - started < seconds:
+            fmt = "plain" if i % 2 == 0 else "gzip"
+            encoding = {"Accept-Encoding": "gzip" if fmt == "gzip" else "identity"}
+            elapsed, code, _ = conn.get("/metrics", encoding)
+            if code != 200:
+                raise RuntimeError(f"/metrics answered {code}")
+            times[fmt].append(elapsed)
+            i += 1
+    finally:
+        conn.close()
+    return times, time.monotonic() - started
+
+
 # --------------------------------------------------------------------------------------------
 # The simulator and the exporter as processes (on port 0, the port read back from their logs)
 

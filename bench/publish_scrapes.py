@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -24,11 +23,11 @@ if __package__ in (None, ""):
 
 from bench.harness import (
     Children,
-    KeepAlive,
     exporter_config,
     percentile,
     sample_sum,
     samples,
+    scrape_alternately,
     start_exporter,
     start_simulator,
     wait_for,
@@ -65,21 +64,7 @@ def main() -> int:
             wait_for("first cycle", lambda: exporter.ready() or None, timeout=900, every=2)
             series = sum(1 for line in exporter.metrics_text().splitlines() if line[:1] != "#")
             publishes = sample_sum(exporter.metrics_text(), "cams_state_writes_total")
-            conn = KeepAlive(exporter.port)
-            times: dict[str, list[float]] = {"plain": [], "gzip": []}
-            started = time.monotonic()
-            i = 0
-            try:
-                while time.monotonic() - started < args.seconds:
-                    fmt = "plain" if i % 2 == 0 else "gzip"
-                    headers = {"Accept-Encoding": "gzip"} if fmt == "gzip" else {}
-                    elapsed, code, _ = conn.get("/metrics", headers)
-                    if code != 200:
-                        raise RuntimeError(f"/metrics answered {code}")
-                    times[fmt].append(elapsed)
-                    i += 1
-            finally:
-                conn.close()
+            times, _ = scrape_alternately(exporter.port, args.seconds)
             after = exporter.metrics_text()
             spanned = sample_sum(after, "cams_state_writes_total") - publishes
             pauses = {

@@ -73,6 +73,7 @@ from bench.harness import (
     sample_lines,
     sample_sum,
     samples,
+    scrape_alternately,
     spawn,
     start_exporter,
     start_simulator,
@@ -295,21 +296,7 @@ def measure_scrape_during_poll(
         "the reloaded exporter polling", lambda: sim.action(METRIC)["calls"] > before, timeout=120
     )
     cpu0 = exporter.child.cpu_s() or 0.0
-    conn = KeepAlive(exporter.port)
-    times: dict[str, list[float]] = {"plain": [], "gzip": []}
-    started = time.monotonic()
-    i = 0
-    try:
-        while time.monotonic() - started < seconds:
-            fmt = "plain" if i % 2 == 0 else "gzip"
-            elapsed, code, _ = conn.get("/metrics", _encoding(fmt))
-            if code != 200:
-                raise RuntimeError(f"/metrics answered {code}")
-            times[fmt].append(elapsed)
-            i += 1
-    finally:
-        conn.close()
-    wall = time.monotonic() - started
+    times, wall = scrape_alternately(exporter.port, seconds)
     cpu = (exporter.child.cpu_s() or 0.0) - cpu0
     calls = sim.action(METRIC)["calls"] - before
     result: dict[str, Any] = {
