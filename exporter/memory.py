@@ -14,11 +14,16 @@ collector's reach), and collections only walk what is newer. The exporter's data
 so what it drops is freed by reference counting at once, frozen or not; only a reference cycle
 that was alive at a freeze and died later would wait, so every `refreeze_every` publishes the
 frozen objects are unfrozen and one full collection runs before freezing again.
+
+The GIL's switch interval is set here too (1 ms instead of 5): with dozens of poll threads and
+a publish competing, a scrape thread waits for every holder's slice, so shorter slices cut the
+scrape's tail latency more than they cost in switches.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +34,7 @@ from prometheus_client.registry import Collector
 # Collection thresholds: young objects, then how many collections of each generation trigger
 # one of the next.
 THRESHOLDS = (20_000, 20, 20)
+SWITCH_INTERVAL_S = 0.001
 
 
 class GcPolicy:
@@ -36,8 +42,12 @@ class GcPolicy:
 
     @staticmethod
     def tune() -> None:
-        """Set the collection thresholds (once per process)."""
+        """Set the collection thresholds and the GIL switch interval (once per process)."""
         gc.set_threshold(*THRESHOLDS)
+        # The GIL changes hands every 1 ms instead of 5: a scrape waiting behind the poll
+        # threads and a publish waits for fewer, shorter slices (publish bench at 104k series:
+        # p99 334 -> 165 ms plain, 233 -> 114 ms gzip; 0.3 ms was worse, 211 / 184 ms).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def __init__(
         self, refreeze_every: int = 100, clock: Callable[[], float] = time.monotonic
