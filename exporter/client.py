@@ -17,10 +17,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -99,6 +99,20 @@ def chunk_range(start_ms: int, end_ms: int, max_range_ms: int) -> Iterator[tuple
         upper = min(end_ms, cursor + max_range_ms)
         yield cursor, upper
         cursor = upper
+
+
+R = TypeVar("R")
+
+
+def in_spans(
+    fetch: Callable[[int, int], Sequence[R]], start_ms: int, end_ms: int, max_range_ms: int
+) -> tuple[R, ...]:
+    """The rows `fetch(lower, upper)` returns for each span of `chunk_range`, in order."""
+    return tuple(
+        row
+        for lower, upper in chunk_range(start_ms, end_ms, max_range_ms)
+        for row in fetch(lower, upper)
+    )
 
 
 def _decode(action: str, response: requests.Response) -> dict[str, Any]:
@@ -298,21 +312,21 @@ class CamsClient:
         granularity: str = "DAILY",
     ) -> tuple[MetricRow, ...]:
         """Rows for [start_ms, end_ms), fetched in spans of at most max_range_ms."""
-        rows: list[MetricRow] = []
-        for lower, upper in chunk_range(start_ms, end_ms, max_range_ms):
-            rows.extend(
-                self.metric_chunk(
-                    code=code,
-                    language=language,
-                    start_ms=lower,
-                    end_ms=upper,
-                    template_type=template_type,
-                    cust_space_id=cust_space_id,
-                    isv_code=isv_code,
-                    granularity=granularity,
-                )
-            )
-        return tuple(rows)
+        return in_spans(
+            lambda lower, upper: self.metric_chunk(
+                code=code,
+                language=language,
+                start_ms=lower,
+                end_ms=upper,
+                template_type=template_type,
+                cust_space_id=cust_space_id,
+                isv_code=isv_code,
+                granularity=granularity,
+            ),
+            start_ms,
+            end_ms,
+            max_range_ms,
+        )
 
     def metric_chunk(
         self,
@@ -389,19 +403,19 @@ class CamsClient:
         granularity: str = "DAILY",
     ) -> tuple[PhoneNumberRow, ...]:
         """GetChatappPhoneNumberMetric rows for [start_ms, end_ms), in spans of max_range_ms."""
-        rows: list[PhoneNumberRow] = []
-        for lower, upper in chunk_range(start_ms, end_ms, max_range_ms):
-            rows.extend(
-                self.phone_number_metric_chunk(
-                    phone_number=phone_number,
-                    start_ms=lower,
-                    end_ms=upper,
-                    cust_space_id=cust_space_id,
-                    isv_code=isv_code,
-                    granularity=granularity,
-                )
-            )
-        return tuple(rows)
+        return in_spans(
+            lambda lower, upper: self.phone_number_metric_chunk(
+                phone_number=phone_number,
+                start_ms=lower,
+                end_ms=upper,
+                cust_space_id=cust_space_id,
+                isv_code=isv_code,
+                granularity=granularity,
+            ),
+            start_ms,
+            end_ms,
+            max_range_ms,
+        )
 
     def health_status(
         self,

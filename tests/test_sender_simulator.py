@@ -6,7 +6,7 @@ faults."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,9 +32,8 @@ from tests.kit.senders import (
     sdk_raw,
     signed_call,
 )
-from tests.kit.sim import day_floor
+from tests.kit.sim import SimFactory, day_floor, simulators
 
-SimFactory = Callable[..., Simulator]
 PERIOD_S = 60.0
 FAST = {"qps_limit": 1000, "numbers_qps_limit": 1000, "health_qps_limit": 1000}
 FAST |= {"number_metric_qps_limit": 1000}
@@ -42,17 +41,8 @@ FAST |= {"number_metric_qps_limit": 1000}
 
 @pytest.fixture
 def make_sim() -> Iterator[SimFactory]:
-    started: list[Simulator] = []
-
-    def make(**options: Any) -> Simulator:
-        sim = Simulator(SimulatorOptions(**{**FAST, **options}))
-        sim.start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+    with simulators(**FAST) as make:
+        yield make
 
 
 def periods(sim: Simulator, count: int) -> Iterator[int]:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,12 @@ from exporter.simulator import (
     parse_faults,
 )
 from tests.kit.oracle import sdk_client
+from tests.kit.sim import SimFactory, simulators
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = "2020-06-06"
 METRIC = "GetChatappTemplateMetric"
 LIST = "ListChatappTemplate"
-
-SimFactory = Callable[..., Simulator]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -47,17 +46,8 @@ SimFactory = Callable[..., Simulator]
 @pytest.fixture
 def make_sim() -> Iterator[SimFactory]:
     """Start simulators on free ports; every one is stopped after the test."""
-    started: list[Simulator] = []
-
-    def make(**options: Any) -> Simulator:
-        sim = Simulator(SimulatorOptions(**options))
-        sim.start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+    with simulators() as make:
+        yield make
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,28 @@ def no_secret_in_test_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None
     assert_no_secret(out + err, "the test's output")
     sys.stdout.write(out)
     sys.stderr.write(err)
+
+
+SimFactory = Callable[..., Simulator]
+
+
+@contextlib.contextmanager
+def simulators(**defaults: Any) -> Iterator[SimFactory]:
+    """A factory of simulators on free ports (`defaults` under each call's options); every one
+    it started is stopped on exit."""
+    started: list[Simulator] = []
+
+    def make(**options: Any) -> Simulator:
+        sim = Simulator(SimulatorOptions(**{**defaults, **options}))
+        sim.start()
+        started.append(sim)
+        return sim
+
+    try:
+        yield make
+    finally:
+        for sim in started:
+            sim.stop()
 
 
 @contextlib.contextmanager
