@@ -315,11 +315,14 @@ class Scheduler:
             threads.extend(sender.start(stop))
         self._account_threads[name] = threads
 
-    def _stop_account(self, name: str, timeout: float) -> None:
-        self._stop_for(name).set()
+    def _stop_accounts(self, names: list[str], timeout: float) -> None:
+        """Signal every one first, then wait for all within one `timeout`."""
+        for name in names:
+            self._stop_for(name).set()
         deadline = time.monotonic() + timeout
-        for thread in self._account_threads.pop(name, []):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for name in names:
+            for thread in self._account_threads.pop(name, []):
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def start(self) -> None:
         """Start one thread per account (and its sender-health threads) and the publisher."""
@@ -347,10 +350,10 @@ class Scheduler:
             kept = {a.name for a in self.config.accounts if same_poll and a in config.accounts}
             old = {p.account.name: p for p in self.accounts}
             old_senders = {s.account.name: s for s in self.senders}
-            for name in old:
-                if name not in kept:
-                    self._stop_account(name, timeout)
-                    old[name].client.close()
+            stopping = [name for name in old if name not in kept]
+            self._stop_accounts(stopping, timeout)
+            for name in stopping:
+                old[name].client.close()
             self.config = config
             self._stops.update({n: e for n, e in stops.items() if n not in kept})
             accounts, senders, restarted = [], [], []
