@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Required, TypedDict, TypeVar, Unpack
 from urllib.parse import urlsplit
 
 import requests
@@ -88,6 +88,29 @@ class ListFilters:
     audit_status: str | None = None
     template_type: str | None = None
     category: str | None = None
+
+
+class SpanQuery(TypedDict, total=False):
+    """What a per-span metric action is asked besides its subject and span (None: not sent;
+    granularity DAILY when not given)."""
+
+    cust_space_id: str | None
+    isv_code: str | None
+    granularity: str
+
+
+class TemplateQuery(SpanQuery, total=False):
+    """GetChatappTemplateMetric's subject: a template, in one language or (None) in all."""
+
+    code: Required[str]
+    language: Required[str | None]
+    template_type: str | None
+
+
+class NumberQuery(SpanQuery, total=False):
+    """GetChatappPhoneNumberMetric's subject: one phone number."""
+
+    phone_number: Required[str]
 
 
 def chunk_range(start_ms: int, end_ms: int, max_range_ms: int) -> Iterator[tuple[int, int]]:
@@ -299,61 +322,49 @@ class CamsClient:
     # -- GetChatappTemplateMetric ------------------------------------------------------------
 
     def template_metrics(
-        self,
-        *,
-        code: str,
-        language: str | None,
-        start_ms: int,
-        end_ms: int,
-        max_range_ms: int,
-        template_type: str | None = None,
-        cust_space_id: str | None = None,
-        isv_code: str | None = None,
-        granularity: str = "DAILY",
+        self, *, start_ms: int, end_ms: int, max_range_ms: int, **query: Unpack[TemplateQuery]
     ) -> tuple[MetricRow, ...]:
         """Rows for [start_ms, end_ms), fetched in spans of at most max_range_ms."""
         return in_spans(
-            lambda lower, upper: self.metric_chunk(
-                code=code,
-                language=language,
-                start_ms=lower,
-                end_ms=upper,
-                template_type=template_type,
-                cust_space_id=cust_space_id,
-                isv_code=isv_code,
-                granularity=granularity,
-            ),
+            lambda lower, upper: self.metric_chunk(start_ms=lower, end_ms=upper, **query),
             start_ms,
             end_ms,
             max_range_ms,
         )
 
     def metric_chunk(
-        self,
-        *,
-        code: str,
-        language: str | None,
-        start_ms: int,
-        end_ms: int,
-        template_type: str | None = None,
-        cust_space_id: str | None = None,
-        isv_code: str | None = None,
-        granularity: str = "DAILY",
+        self, *, start_ms: int, end_ms: int, **query: Unpack[TemplateQuery]
     ) -> tuple[MetricRow, ...]:
         """One GetChatappTemplateMetric call for [start_ms, end_ms) (`language` None: every
         language of the template); AnomalousAnswer for an answer that cannot be vouched for."""
-        params = {
+        code, language = query["code"], query["language"]
+        subject = {
             "TemplateCode": code,
             "Language": language,
-            "TemplateType": template_type,
-            "CustSpaceId": cust_space_id,
-            "IsvCode": isv_code,
-            "Granularity": granularity,
+            "TemplateType": query.get("template_type"),
+        }
+        body = self._span_call(METRIC_ACTION, subject, query, start_ms, end_ms)
+        return parse_metric_answer(body, code, language)
+
+    def _span_call(
+        self,
+        action: str,
+        subject: Mapping[str, str | None],
+        query: SpanQuery,
+        start_ms: int,
+        end_ms: int,
+    ) -> dict[str, Any]:
+        """One call of a per-span metric action: its subject, the space, granularity and
+        [start_ms, end_ms) (None values not sent)."""
+        params = {
+            **subject,
+            "CustSpaceId": query.get("cust_space_id"),
+            "IsvCode": query.get("isv_code"),
+            "Granularity": query.get("granularity", "DAILY"),
             "Start": str(start_ms),
             "End": str(end_ms),
         }
-        body = self.call(METRIC_ACTION, {k: v for k, v in params.items() if v is not None})
-        return parse_metric_answer(body, code, language)
+        return self.call(action, {k: v for k, v in params.items() if v is not None})
 
     # -- sender health -----------------------------------------------------------------------
 
@@ -370,47 +381,22 @@ class CamsClient:
         return parse_phone_numbers(body)
 
     def phone_number_metric_chunk(
-        self,
-        *,
-        phone_number: str,
-        start_ms: int,
-        end_ms: int,
-        cust_space_id: str | None = None,
-        isv_code: str | None = None,
-        granularity: str = "DAILY",
+        self, *, start_ms: int, end_ms: int, **query: Unpack[NumberQuery]
     ) -> tuple[PhoneNumberRow, ...]:
         """One GetChatappPhoneNumberMetric call for [start_ms, end_ms)."""
-        params = {
-            "PhoneNumber": phone_number,
-            "CustSpaceId": cust_space_id,
-            "IsvCode": isv_code,
-            "Granularity": granularity,
-            "Start": str(start_ms),
-            "End": str(end_ms),
-        }
-        body = self.call(PHONE_METRIC_ACTION, {k: v for k, v in params.items() if v is not None})
-        return parse_phone_number_rows(body, phone_number)
+        number = query["phone_number"]
+        body = self._span_call(
+            PHONE_METRIC_ACTION, {"PhoneNumber": number}, query, start_ms, end_ms
+        )
+        return parse_phone_number_rows(body, number)
 
     def phone_number_metrics(
-        self,
-        *,
-        phone_number: str,
-        start_ms: int,
-        end_ms: int,
-        max_range_ms: int,
-        cust_space_id: str | None = None,
-        isv_code: str | None = None,
-        granularity: str = "DAILY",
+        self, *, start_ms: int, end_ms: int, max_range_ms: int, **query: Unpack[NumberQuery]
     ) -> tuple[PhoneNumberRow, ...]:
         """GetChatappPhoneNumberMetric rows for [start_ms, end_ms), in spans of max_range_ms."""
         return in_spans(
             lambda lower, upper: self.phone_number_metric_chunk(
-                phone_number=phone_number,
-                start_ms=lower,
-                end_ms=upper,
-                cust_space_id=cust_space_id,
-                isv_code=isv_code,
-                granularity=granularity,
+                start_ms=lower, end_ms=upper, **query
             ),
             start_ms,
             end_ms,
