@@ -13,6 +13,7 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 from urllib.parse import quote
 
 V3_ALGORITHM = "ACS3-HMAC-SHA256"
@@ -50,45 +51,41 @@ def canonical_headers_v3(headers: Mapping[str, str]) -> tuple[str, str]:
     return block, ";".join(names)
 
 
-def v3_signature(
-    *,
-    method: str,
-    pathname: str,
-    query: Mapping[str, str],
-    headers: Mapping[str, str],
-    payload_hash: str,
-    secret: str,
-) -> tuple[str, str]:
+class V3Request(TypedDict):
+    """What a V3 signature covers (`headers`: the signed ones), and the secret that signs it."""
+
+    method: str
+    pathname: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    payload_hash: str
+    secret: str
+
+
+def v3_signature(**request: Unpack[V3Request]) -> tuple[str, str]:
     """(signature hex, signed header list) for a request whose signed headers are `headers`."""
-    block, signed = canonical_headers_v3(headers)
+    block, signed = canonical_headers_v3(request["headers"])
     canonical_request = "\n".join(
-        [method, pathname or "/", canonical_query_v3(query), block, signed, payload_hash]
+        [
+            request["method"],
+            request["pathname"] or "/",
+            canonical_query_v3(request["query"]),
+            block,
+            signed,
+            request["payload_hash"],
+        ]
     )
     digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
     string_to_sign = f"{V3_ALGORITHM}\n{digest}"
-    mac = hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256)
+    mac = hmac.new(
+        request["secret"].encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256
+    )
     return mac.hexdigest(), signed
 
 
-def v3_authorization(
-    *,
-    method: str,
-    pathname: str,
-    query: Mapping[str, str],
-    headers: Mapping[str, str],
-    payload_hash: str,
-    access_key_id: str,
-    secret: str,
-) -> str:
+def v3_authorization(*, access_key_id: str, **request: Unpack[V3Request]) -> str:
     """The full `Authorization` header value for a V3-signed request."""
-    signature, signed = v3_signature(
-        method=method,
-        pathname=pathname,
-        query=query,
-        headers=headers,
-        payload_hash=payload_hash,
-        secret=secret,
-    )
+    signature, signed = v3_signature(**request)
     return f"{V3_ALGORITHM} Credential={access_key_id},SignedHeaders={signed},Signature={signature}"
 
 
