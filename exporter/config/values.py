@@ -12,8 +12,9 @@ import datetime as dt
 import difflib
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from exporter.config.env import Expanded, Unresolved
 from exporter.durations import format_duration, parse_duration
@@ -23,6 +24,8 @@ _ENV_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _ENV_INT = re.compile(r"[+-]?\d+")
 _MAX_SHOWN = 60
 ABSENT = object()
+N = TypeVar("N", int, float)
+T = TypeVar("T")
 
 
 def _is_datetime(text: str) -> bool:
@@ -81,6 +84,98 @@ def number_text(value: float) -> str:
     if math.isfinite(value) and value.is_integer():
         return _clip(str(int(value)))
     return _clip(repr(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a value was not taken (the message after `key.path: `)."""
+
+    message: str
+
+
+def _int_text(value: int) -> str:
+    return _clip(str(value))
+
+
+def _as_float(value: Any) -> float | None:
+    """The number a config value stands for (inf past the float range), None if it is none."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Expanded):
+        return None
+    if isinstance(value, Expanded):
+        return float(value) if _ENV_NUMBER.fullmatch(value.strip()) else None
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf")
+
+
+def _as_int(value: Any) -> int | None:
+    """The integer a config value stands for, None if it is none."""
+    if isinstance(value, Expanded) and _ENV_INT.fullmatch(value.strip()):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _ranged(
+    value: Any,
+    bounds: tuple[N, N],
+    kind: str,
+    parse: Callable[[Any], N | None],
+    text: Callable[[N], str],
+) -> N | Refusal:
+    """`value` as `parse` reads it, when it is within `bounds` (inclusive)."""
+    number = parse(value)
+    if number is None:
+        return Refusal(f"must be {kind}, got {show(value)}")
+    low, high = bounds
+    if not low <= number <= high:
+        return Refusal(f"must be between {text(low)} and {text(high)}, got {text(number)}")
+    return number
+
+
+def _as_boolean(value: Any) -> bool | Refusal:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Expanded) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return Refusal(f"must be true or false, got {show(value)}")
+
+
+def _as_duration(value: Any) -> float | Refusal:
+    example = "such as 30s, 5m, 1h, 3d"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Refusal(f"must be a duration {example}, got {show(value)} (add a unit, e.g. 300s)")
+    if not isinstance(value, str):
+        return Refusal(f"must be a duration {example}, got {show(value)}")
+    try:
+        seconds = parse_duration(value)
+    except (ValueError, OverflowError):
+        return Refusal(f"must be a duration {example}, got {show(value)}")
+    if not seconds > 0:
+        return Refusal(f"must be greater than 0, got {show(value)}")
+    return seconds
+
+
+def _as_date(value: Any, today: dt.date) -> dt.date | Refusal:
+    day: dt.date
+    if isinstance(value, dt.datetime):
+        return Refusal(f"must be a date (YYYY-MM-DD) without a time, got {show(value)}")
+    if isinstance(value, dt.date):
+        day = value
+    elif isinstance(value, str):
+        try:
+            day = dt.date.fromisoformat(value.strip())
+        except ValueError:
+            if _is_datetime(value):
+                return Refusal(f"must be a date (YYYY-MM-DD) without a time, got {show(value)}")
+            return Refusal(f"must be an ISO date (YYYY-MM-DD), got {show(value)}")
+    else:
+        return Refusal(f"must be an ISO date (YYYY-MM-DD), got {show(value)}")
+    if day > today:
+        return Refusal(f"must not be in the future, got {day.isoformat()}")
+    return day
 
 
 def duration_text(seconds: float) -> str:
@@ -196,118 +291,41 @@ class Checker:
             return None
         return str(value)
 
-    def number(
-        self, node: Mapping[Any, Any], key: str, path: str, low: float, high: float
-    ) -> float | None:
+    def _read(
+        self, node: Mapping[Any, Any], key: str, path: str, convert: Callable[[Any], T | Refusal]
+    ) -> T | None:
+        """What `convert` makes of the value at `key`; None when absent or refused."""
         full = child(path, key)
         value = self._raw(node, key, full)
         if value is ABSENT:
             return None
-        number: float
-        if isinstance(value, bool) or not isinstance(value, int | float | Expanded):
-            self.add(full, f"must be a number, got {show(value)}")
+        result = convert(value)
+        if isinstance(result, Refusal):
+            self.add(full, result.message)
             return None
-        if isinstance(value, Expanded):
-            if not _ENV_NUMBER.fullmatch(value.strip()):
-                self.add(full, f"must be a number, got {show(value)}")
-                return None
-            number = float(value)
-        else:
-            try:
-                number = float(value)
-            except OverflowError:
-                number = float("inf")
-        if not low <= number <= high:
-            shown = number_text(number)
-            self.add(
-                full,
-                f"must be between {number_text(low)} and {number_text(high)}, got {shown}",
-            )
-            return None
-        return number
+        return result
+
+    def number(
+        self, node: Mapping[Any, Any], key: str, path: str, low: float, high: float
+    ) -> float | None:
+        return self._read(
+            node, key, path, lambda v: _ranged(v, (low, high), "a number", _as_float, number_text)
+        )
 
     def integer(
         self, node: Mapping[Any, Any], key: str, path: str, low: int, high: int
     ) -> int | None:
-        full = child(path, key)
-        value = self._raw(node, key, full)
-        if value is ABSENT:
-            return None
-        number: int
-        if isinstance(value, Expanded) and _ENV_INT.fullmatch(value.strip()):
-            number = int(value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        else:
-            self.add(full, f"must be an integer, got {show(value)}")
-            return None
-        if not low <= number <= high:
-            self.add(full, f"must be between {low} and {high}, got {_clip(str(number))}")
-            return None
-        return number
+        return self._read(
+            node, key, path, lambda v: _ranged(v, (low, high), "an integer", _as_int, _int_text)
+        )
 
     def boolean(self, node: Mapping[Any, Any], key: str, path: str) -> bool | None:
-        full = child(path, key)
-        value = self._raw(node, key, full)
-        if value is ABSENT:
-            return None
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, Expanded) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        self.add(full, f"must be true or false, got {show(value)}")
-        return None
+        return self._read(node, key, path, _as_boolean)
 
     def duration(self, node: Mapping[Any, Any], key: str, path: str) -> float | None:
         """A Prometheus-style duration string, in seconds, > 0."""
-        full = child(path, key)
-        value = self._raw(node, key, full)
-        if value is ABSENT:
-            return None
-        example = "such as 30s, 5m, 1h, 3d"
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            self.add(
-                full, f"must be a duration {example}, got {show(value)} (add a unit, e.g. 300s)"
-            )
-            return None
-        if not isinstance(value, str):
-            self.add(full, f"must be a duration {example}, got {show(value)}")
-            return None
-        try:
-            seconds = parse_duration(value)
-        except (ValueError, OverflowError):
-            self.add(full, f"must be a duration {example}, got {show(value)}")
-            return None
-        if not seconds > 0:
-            self.add(full, f"must be greater than 0, got {show(value)}")
-            return None
-        return seconds
+        return self._read(node, key, path, _as_duration)
 
     def date(self, node: Mapping[Any, Any], key: str, path: str) -> dt.date | None:
         """A calendar date (YAML date or ISO string), not after today (UTC)."""
-        full = child(path, key)
-        value = self._raw(node, key, full)
-        if value is ABSENT:
-            return None
-        day: dt.date
-        if isinstance(value, dt.datetime):
-            self.add(full, f"must be a date (YYYY-MM-DD) without a time, got {show(value)}")
-            return None
-        if isinstance(value, dt.date):
-            day = value
-        elif isinstance(value, str):
-            try:
-                day = dt.date.fromisoformat(value.strip())
-            except ValueError:
-                if _is_datetime(value):
-                    self.add(full, f"must be a date (YYYY-MM-DD) without a time, got {show(value)}")
-                else:
-                    self.add(full, f"must be an ISO date (YYYY-MM-DD), got {show(value)}")
-                return None
-        else:
-            self.add(full, f"must be an ISO date (YYYY-MM-DD), got {show(value)}")
-            return None
-        if day > self.today:
-            self.add(full, f"must not be in the future, got {day.isoformat()}")
-            return None
-        return day
+        return self._read(node, key, path, lambda v: _as_date(v, self.today))
