@@ -24,17 +24,15 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import __version__
-from exporter.anomalies import AnomalyLog
-from exporter.client import (
+from exporter.actions import (
     HEALTH_ACTION,
     LIST_ACTION,
     METRIC_ACTION,
     PHONE_METRIC_ACTION,
     PHONE_NUMBERS_ACTION,
-    CamsClient,
-    CredentialSource,
-    RequestEvent,
 )
+from exporter.anomalies import AnomalyLog
+from exporter.client import CamsClient, CredentialSource, RequestEvent
 from exporter.config import Account, Config, ConfigError, default_credentials_provider, load_config
 from exporter.exposition import Exposition
 from exporter.instruments import Instruments

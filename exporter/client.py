@@ -26,6 +26,14 @@ from urllib.parse import urlsplit
 import requests
 
 from exporter import __version__
+from exporter.actions import (
+    API_VERSION,
+    HEALTH_ACTION,
+    LIST_ACTION,
+    METRIC_ACTION,
+    PHONE_METRIC_ACTION,
+    PHONE_NUMBERS_ACTION,
+)
 from exporter.answers import count_value, parse_metric_answer, parse_templates
 from exporter.config import StaticCredentials
 from exporter.errors import (
@@ -49,13 +57,6 @@ from exporter.senders.answers import (
 from exporter.senders.model import HealthStatus, PhoneNumber, PhoneNumberRow
 from exporter.signing import percent_encode, sign_rpc_v3, utc_timestamp
 from exporter.transport import Transport
-
-API_VERSION = "2020-06-06"
-LIST_ACTION = "ListChatappTemplate"
-METRIC_ACTION = "GetChatappTemplateMetric"
-PHONE_NUMBERS_ACTION = "QueryChatappPhoneNumbers"
-PHONE_METRIC_ACTION = "GetChatappPhoneNumberMetric"
-HEALTH_ACTION = "GetWhatsappHealthStatus"
 
 log = logging.getLogger("cams_exporter.client")
 

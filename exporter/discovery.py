@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
+from exporter.actions import LIST_ACTION
 from exporter.anomalies import AnomalyLog
 from exporter.answers import safe_text
-from exporter.client import LIST_ACTION, CamsClient, ListFilters
+from exporter.client import CamsClient, ListFilters
 from exporter.config import Account, PollConfig, Space
 from exporter.errors import AnomalousAnswer, CamsError
 from exporter.model import Template, UnitKey

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from exporter.actions import METRIC_ACTION
 from exporter.anomalies import AnomalyLog
-from exporter.client import METRIC_ACTION, CamsClient
+from exporter.client import CamsClient
 from exporter.config import Account, PollConfig
 from exporter.counting import Counting, Fetch, Member
 from exporter.discovery import Discovery, Unit

@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from exporter.actions import LIST_ACTION, METRIC_ACTION
 from exporter.answers import count_value, normal_language, parse_templates
-from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient, RequestEvent
+from exporter.client import CamsClient, RequestEvent
 from exporter.config import Account, PollConfig, Space
 from exporter.discovery import Unit
 from exporter.errors import CamsError, is_throttle_code

@@ -17,7 +17,8 @@ from dataclasses import asdict
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient, CredentialSource, RequestEvent
+from exporter.actions import LIST_ACTION, METRIC_ACTION
+from exporter.client import CamsClient, CredentialSource, RequestEvent
 from exporter.config import Account, Config, ConfigError, default_credentials_provider
 from exporter.config.loader import load_or_report
 from exporter.findings import AccountReport

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from exporter.actions import HEALTH_ACTION, PHONE_METRIC_ACTION, PHONE_NUMBERS_ACTION
 from exporter.answers import count_value, safe_text
 from exporter.errors import AnomalousAnswer
 from exporter.senders.model import (
@@ -23,10 +24,6 @@ from exporter.senders.model import (
     PhoneNumber,
     PhoneNumberRow,
 )
-
-NUMBERS_ACTION = "QueryChatappPhoneNumbers"
-NUMBER_METRIC_ACTION = "GetChatappPhoneNumberMetric"
-HEALTH_ACTION = "GetWhatsappHealthStatus"
 
 
 def _text(item: Mapping[str, Any], key: str) -> str:
@@ -76,8 +73,10 @@ def _count(item: Mapping[str, Any], key: str, action: str) -> int:
 def parse_phone_numbers(body: Mapping[str, Any]) -> tuple[PhoneNumber, ...]:
     """`PhoneNumbers` of a QueryChatappPhoneNumbers answer (elements without a number skipped,
     a number listed twice kept once), or AnomalousAnswer."""
-    _success(body, NUMBERS_ACTION)
-    items = _objects(_present(body, "PhoneNumbers", NUMBERS_ACTION), "PhoneNumbers", NUMBERS_ACTION)
+    _success(body, PHONE_NUMBERS_ACTION)
+    items = _objects(
+        _present(body, "PhoneNumbers", PHONE_NUMBERS_ACTION), "PhoneNumbers", PHONE_NUMBERS_ACTION
+    )
     out: dict[str, PhoneNumber] = {}
     for item in items:
         number = _text(item, "PhoneNumber")
@@ -97,7 +96,7 @@ def parse_phone_numbers(body: Mapping[str, Any]) -> tuple[PhoneNumber, ...]:
 
 def parse_phone_number_rows(body: Mapping[str, Any], number: str) -> tuple[PhoneNumberRow, ...]:
     """`Data` of a GetChatappPhoneNumberMetric answer, or AnomalousAnswer."""
-    action = NUMBER_METRIC_ACTION
+    action = PHONE_METRIC_ACTION
     _success(body, action)
     rows = []
     for item in _objects(_present(body, "Data", action), "Data", action):

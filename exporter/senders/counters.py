@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from exporter.actions import PHONE_METRIC_ACTION
 from exporter.anomalies import AnomalyLog
-from exporter.client import PHONE_METRIC_ACTION, CamsClient
+from exporter.client import CamsClient
 from exporter.config import Account, PollConfig
 from exporter.config.schema import PhoneNumberMetricsConfig
 from exporter.counting import Counting, Member

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from exporter.client import (
+from exporter.actions import (
     HEALTH_ACTION,
     LIST_ACTION,
     METRIC_ACTION,

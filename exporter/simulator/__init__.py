@@ -22,18 +22,20 @@ The package, one job per module:
 - `cli`: `cams-exporter simulate`.
 """
 
+from exporter.actions import (
+    API_VERSION,
+    HEALTH_ACTION,
+    LIST_ACTION,
+    METRIC_ACTION,
+    PHONE_METRIC_ACTION,
+    PHONE_NUMBERS_ACTION,
+)
 from exporter.simulator.cli import main
 from exporter.simulator.data import build_templates
 from exporter.simulator.options import (
     ACTIONS,
-    API_VERSION,
     GRANULARITIES,
-    HEALTH_ACTION,
-    LIST_ACTION,
     MAX_PAGE_SIZE,
-    METRIC_ACTION,
-    PHONE_METRIC_ACTION,
-    PHONE_NUMBERS_ACTION,
     SENDER_ACTIONS,
     SHAPES,
     FaultSpec,

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from exporter.actions import LIST_ACTION, METRIC_ACTION
 from exporter.durations import format_duration
 from exporter.model import DAY_MS, HALF_HOUR_MS, Template
 from exporter.simulator.data import (
@@ -25,13 +26,7 @@ from exporter.simulator.data import (
     build_templates,
     shaped_rows,
 )
-from exporter.simulator.options import (
-    GRANULARITIES,
-    LIST_ACTION,
-    MAX_PAGE_SIZE,
-    METRIC_ACTION,
-    SimulatorOptions,
-)
+from exporter.simulator.options import GRANULARITIES, MAX_PAGE_SIZE, SimulatorOptions
 from exporter.simulator.params import int_param
 from exporter.simulator.senders import SenderApi
 from exporter.simulator.traffic import Clock

@@ -18,7 +18,8 @@ from typing import Final
 from cachetools import TTLCache
 
 from exporter import signing
-from exporter.simulator.options import API_VERSION, SIGNATURE_WINDOW_S
+from exporter.actions import API_VERSION
+from exporter.simulator.options import SIGNATURE_WINDOW_S
 from exporter.simulator.traffic import Clock
 from exporter.simulator.wire import ApiError, Request, invalid, missing
 

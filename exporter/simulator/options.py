@@ -11,14 +11,15 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.actions import (
+    HEALTH_ACTION,
+    LIST_ACTION,
+    METRIC_ACTION,
+    PHONE_METRIC_ACTION,
+    PHONE_NUMBERS_ACTION,
+)
 from exporter.simulator.variants import parse_variants
 
-API_VERSION: Final = "2020-06-06"
-METRIC_ACTION: Final = "GetChatappTemplateMetric"
-LIST_ACTION: Final = "ListChatappTemplate"
-PHONE_NUMBERS_ACTION: Final = "QueryChatappPhoneNumbers"
-PHONE_METRIC_ACTION: Final = "GetChatappPhoneNumberMetric"
-HEALTH_ACTION: Final = "GetWhatsappHealthStatus"
 SENDER_ACTIONS: Final = (PHONE_NUMBERS_ACTION, PHONE_METRIC_ACTION, HEALTH_ACTION)
 ACTIONS: Final = (METRIC_ACTION, LIST_ACTION, *SENDER_ACTIONS)
 SHAPES: Final = ("per-bucket", "aggregate", "utc8", "sparse")

@@ -29,13 +29,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from exporter.actions import HEALTH_ACTION, PHONE_METRIC_ACTION, PHONE_NUMBERS_ACTION
 from exporter.simulator.data import Counts, TemplateDef, shaped_rows
-from exporter.simulator.options import (
-    HEALTH_ACTION,
-    PHONE_METRIC_ACTION,
-    PHONE_NUMBERS_ACTION,
-    SimulatorOptions,
-)
+from exporter.simulator.options import SimulatorOptions
 from exporter.simulator.params import metric_range
 from exporter.simulator.traffic import Clock
 from exporter.simulator.variants import Variants
