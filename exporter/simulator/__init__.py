@@ -9,7 +9,7 @@ answers carry Alibaba's JSON error body; faults can be injected with seeded prob
 alone with `cams-exporter simulate`; the demo and the tests embed it.
 
 The package, one job per module:
-- `options`: the options, fault spec and API constants (frozen values);
+- `options`: the options and fault spec (frozen values; the action names are `exporter.actions`);
 - `data`: templates and their counts per bucket, computed on demand from hashes;
 - `api`: the actions' parameters and answers over that data;
 - `senders`: the sender-health actions: phone numbers whose rating and tier move over time,
@@ -22,14 +22,6 @@ The package, one job per module:
 - `cli`: `cams-exporter simulate`.
 """
 
-from exporter.actions import (
-    API_VERSION,
-    HEALTH_ACTION,
-    LIST_ACTION,
-    METRIC_ACTION,
-    PHONE_METRIC_ACTION,
-    PHONE_NUMBERS_ACTION,
-)
 from exporter.simulator.cli import main
 from exporter.simulator.data import build_templates
 from exporter.simulator.options import (
@@ -46,14 +38,8 @@ from exporter.simulator.server import Simulator
 
 __all__ = [
     "ACTIONS",
-    "API_VERSION",
     "GRANULARITIES",
-    "HEALTH_ACTION",
-    "LIST_ACTION",
     "MAX_PAGE_SIZE",
-    "METRIC_ACTION",
-    "PHONE_METRIC_ACTION",
-    "PHONE_NUMBERS_ACTION",
     "SENDER_ACTIONS",
     "SHAPES",
     "FaultSpec",
