@@ -21,17 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (
-    Children,
-    exporter_config,
-    percentile,
-    sample_sum,
-    samples,
-    scrape_alternately,
-    start_exporter,
-    start_simulator,
-    wait_for,
-)
+from bench import harness
 
 ACCOUNTS = 4
 TEMPLATES = 875
@@ -44,9 +34,9 @@ def main() -> int:
     parser.add_argument("--log-dir", type=Path, help="keep the children's logs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
-        children = Children(args.log_dir or Path(tmp))
+        children = harness.Children(args.log_dir or Path(tmp))
         try:
-            sim = start_simulator(
+            sim = harness.start_simulator(
                 children,
                 "simulator",
                 [
@@ -57,25 +47,27 @@ def main() -> int:
             )  # fmt: skip
             config = Path(tmp) / "config.yaml"
             names = [f"acct{i}" for i in range(ACCOUNTS)]
-            text = exporter_config(endpoint=sim.url, names=names, qps=50, list_qps=5, interval_s=10)
+            text = harness.exporter_config(
+                endpoint=sim.url, names=names, qps=50, list_qps=5, interval_s=10
+            )
             state = Path(tmp) / "state.json"
             config.write_text(text + f"state:\n  path: {state}\n")
-            exporter = start_exporter(children, "exporter", config)
-            wait_for("first cycle", lambda: exporter.ready() or None, timeout=900, every=2)
+            exporter = harness.start_exporter(children, "exporter", config)
+            harness.wait_for("first cycle", lambda: exporter.ready() or None, timeout=900, every=2)
             series = sum(1 for line in exporter.metrics_text().splitlines() if line[:1] != "#")
-            publishes = sample_sum(exporter.metrics_text(), "cams_state_writes_total")
-            times, _ = scrape_alternately(exporter.port, args.seconds)
+            publishes = harness.sample_sum(exporter.metrics_text(), "cams_state_writes_total")
+            times, _ = harness.scrape_alternately(exporter.port, args.seconds)
             after = exporter.metrics_text()
-            spanned = sample_sum(after, "cams_state_writes_total") - publishes
+            spanned = harness.sample_sum(after, "cams_state_writes_total") - publishes
             pauses = {
                 labels["generation"]: value
-                for labels, value in samples(after, "cams_exporter_gc_pause_seconds_sum")
+                for labels, value in harness.samples(after, "cams_exporter_gc_pause_seconds_sum")
             }
             slow_by_gen = {
                 labels["generation"]: value
-                for labels, value in samples(after, "cams_exporter_gc_pause_seconds_count")
+                for labels, value in harness.samples(after, "cams_exporter_gc_pause_seconds_count")
             }
-            for labels, value in samples(after, "cams_exporter_gc_pause_seconds_bucket"):
+            for labels, value in harness.samples(after, "cams_exporter_gc_pause_seconds_bucket"):
                 if labels["le"] == "0.05":
                     slow_by_gen[labels["generation"]] -= value
             slow = sum(slow_by_gen.values())
@@ -90,8 +82,8 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for fmt, values in times.items():
         print(
-            f"| {fmt} | {len(values)} | {percentile(values, 50) * 1000:.1f} | "
-            f"{percentile(values, 99) * 1000:.1f} | {max(values) * 1000:.1f} |"
+            f"| {fmt} | {len(values)} | {harness.percentile(values, 50) * 1000:.1f} | "
+            f"{harness.percentile(values, 99) * 1000:.1f} | {max(values) * 1000:.1f} |"
         )
     return 0
 

@@ -24,21 +24,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (
-    exporter_config,
-    sample_sum,
-    samples,
-    start_exporter,
-    start_simulator,
-    wait_for,
-)
+from bench import harness
+from exporter.actions import METRIC_ACTION as METRIC
 from tests.kit.procs import Children
-
-METRIC = "GetChatappTemplateMetric"
 
 
 def _cycle_end(text: str) -> float:
-    return sample_sum(text, "cams_poll_last_success_timestamp_seconds")
+    return harness.sample_sum(text, "cams_poll_last_success_timestamp_seconds")
 
 
 def run(name: str, templates: int, variant: str, workdir: Path) -> dict[str, object]:
@@ -47,32 +39,36 @@ def run(name: str, templates: int, variant: str, workdir: Path) -> dict[str, obj
         flags = ["--templates", str(templates), "--languages", "en,es,pt_BR", "--static"]
         if variant:
             flags += ["--variant", variant]
-        sim = start_simulator(children, f"{name}-simulator", flags)
+        sim = harness.start_simulator(children, f"{name}-simulator", flags)
         config = workdir / f"{name}.yaml"
         config.write_text(
-            exporter_config(endpoint=sim.url, names=["bench"], qps=50, list_qps=5, interval_s=90)
+            harness.exporter_config(
+                endpoint=sim.url, names=["bench"], qps=50, list_qps=5, interval_s=90
+            )
         )
-        exporter = start_exporter(children, f"{name}-exporter", config)
-        wait_for("first cycle", lambda: exporter.ready() or None, timeout=900, every=1)
+        exporter = harness.start_exporter(children, f"{name}-exporter", config)
+        harness.wait_for("first cycle", lambda: exporter.ready() or None, timeout=900, every=1)
         first_end = _cycle_end(exporter.metrics_text())
         sim.reset()
         # Cycles start every 90 s, so the second has not begun yet: count until it ends.
-        wait_for(
+        harness.wait_for(
             "steady cycle",
             lambda: _cycle_end(exporter.metrics_text()) > first_end or None,
             timeout=900,
             every=1,
         )
         text = exporter.metrics_text()
-        modes = {labels["mode"]: value for labels, value in samples(text, "cams_poll_units")}
+        modes = {
+            labels["mode"]: value for labels, value in harness.samples(text, "cams_poll_units")
+        }
         return {
             "run": name,
             "mode": ", ".join(modes),
             "units": int(sum(modes.values())),
-            "reads per cycle": int(sample_sum(text, "cams_poll_reads")),
+            "reads per cycle": int(harness.sample_sum(text, "cams_poll_reads")),
             "metric calls in the cycle": sim.action(METRIC)["calls"],
             "of them throttled": sim.action(METRIC)["throttled"],
-            "cycle (s)": round(sample_sum(text, "cams_poll_duration_seconds"), 1),
+            "cycle (s)": round(harness.sample_sum(text, "cams_poll_duration_seconds"), 1),
         }
     finally:
         children.stop_all()

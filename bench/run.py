@@ -60,39 +60,13 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import harness
 from bench import render as rendering
-from bench.harness import (
-    KeepAlive,
-    exporter_config,
-    git_state,
-    http_get,
-    http_post,
-    machine_info,
-    median,
-    percentile,
-    sample_lines,
-    sample_sum,
-    samples,
-    scrape_alternately,
-    spawn,
-    start_exporter,
-    start_simulator,
-    wait_for,
-)
-from tests.kit.procs import (
-    LOOPBACK_0,
-    ROOT,
-    STATIC_LISTENING,
-    Children,
-    ExporterProcess,
-    Service,
-    SimulatorProcess,
-    serve,
-)
+from exporter.actions import LIST_ACTION as LIST
+from exporter.actions import METRIC_ACTION as METRIC
+from tests.kit import procs
 from tests.kit.waits import WaitTimeout, wait_until
 
-METRIC = "GetChatappTemplateMetric"
-LIST = "ListChatappTemplate"
 PAGE_SIZE = 100  # the exporter's ListChatappTemplate page size
 LIST_QPS = 4.0
 TARGET_CYCLE_RATIO = 1.1
@@ -109,7 +83,7 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _write_config(children: Children, name: str, text: str) -> Path:
+def _write_config(children: procs.Children, name: str, text: str) -> Path:
     path = children.log_dir / f"{name}.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -140,6 +114,23 @@ def _sim_flags(
     ]
 
 
+def _start_simulator(
+    children: procs.Children,
+    templates: int,
+    languages: Sequence[str],
+    latency: float,
+    **limits: float,
+) -> procs.SimulatorProcess:
+    """The scenarios' simulator (`_sim_flags`), as the child `simulator`."""
+    flags = _sim_flags(templates, languages, latency, **limits)
+    return harness.start_simulator(children, "simulator", flags)
+
+
+def _start_exporter(children: procs.Children, config: str) -> procs.ExporterProcess:
+    """The scenarios' exporter on `config` (written as `config.yaml`), as the child `exporter`."""
+    return harness.start_exporter(children, "exporter", _write_config(children, "config", config))
+
+
 def _discovery_s(units: int, list_qps: float = LIST_QPS) -> float:
     return math.ceil(units / PAGE_SIZE) * 1.03 / list_qps
 
@@ -148,13 +139,13 @@ def _account_values(text: str) -> dict[str, float]:
     """cams_poll_duration_seconds and cams_poll_last_success_timestamp_seconds, summed, and how
     many accounts have a duration yet."""
     return {
-        "duration": sample_sum(text, "cams_poll_duration_seconds"),
-        "last_success": sample_sum(text, "cams_poll_last_success_timestamp_seconds"),
-        "accounts": float(sum(1 for _ in samples(text, "cams_poll_duration_seconds"))),
+        "duration": harness.sample_sum(text, "cams_poll_duration_seconds"),
+        "last_success": harness.sample_sum(text, "cams_poll_last_success_timestamp_seconds"),
+        "accounts": float(sum(1 for _ in harness.samples(text, "cams_poll_duration_seconds"))),
     }
 
 
-def _published_cycle(exporter: ExporterProcess, accounts: int, timeout: float = 30) -> str:
+def _published_cycle(exporter: procs.ExporterProcess, accounts: int, timeout: float = 30) -> str:
     """/metrics once it carries a finished cycle of every account.
 
     /-/ready reads the newest snapshot while /metrics serves the newest *rendered* one, so right
@@ -165,7 +156,7 @@ def _published_cycle(exporter: ExporterProcess, accounts: int, timeout: float = 
         text = exporter.metrics_text()
         return text if _account_values(text)["accounts"] >= accounts else None
 
-    return wait_for("the first cycle on /metrics", check, timeout=timeout)
+    return harness.wait_for("the first cycle on /metrics", check, timeout=timeout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,34 +164,36 @@ def _published_cycle(exporter: ExporterProcess, accounts: int, timeout: float = 
 
 
 def measure_scrape(
-    exporter: ExporterProcess, children: Children, gets: int, render_runs: int, log: Log
+    exporter: procs.ExporterProcess, children: procs.Children, gets: int, render_runs: int, log: Log
 ) -> dict[str, Any]:
     """Exporter vs static server vs rendering on every scrape, on the exporter's current data."""
-    status, _, plain = http_get(exporter.port, "/metrics")
-    status_gz, headers, zipped = http_get(exporter.port, "/metrics", {"Accept-Encoding": "gzip"})
+    status, _, plain = harness.http_get(exporter.port, "/metrics")
+    status_gz, headers, zipped = harness.http_get(
+        exporter.port, "/metrics", {"Accept-Encoding": "gzip"}
+    )
     if status != 200 or status_gz != 200 or headers.get("content-encoding") != "gzip":
         raise RuntimeError("the exporter did not serve /metrics plain and gzipped")
-    series = sample_lines(plain)
+    series = harness.sample_lines(plain)
     plain_path = children.log_dir / "metrics.txt"
     zipped_path = children.log_dir / "metrics.txt.gz"
     plain_path.write_bytes(plain)
     zipped_path.write_bytes(zipped)
     static = children.add(
-        serve(
-            Service,
+        procs.serve(
+            procs.Service,
             "static-server",
             [
                 sys.executable,
-                str(ROOT / "bench" / "static_server.py"),
+                str(procs.ROOT / "bench" / "static_server.py"),
                 "--listen",
-                LOOPBACK_0,
+                procs.LOOPBACK_0,
                 "--plain",
                 str(plain_path),
                 "--gzip",
                 str(zipped_path),
             ],
             children.log_dir / "static-server.log",
-            STATIC_LISTENING,
+            procs.STATIC_LISTENING,
             new_session=True,
         )
     )
@@ -212,7 +205,7 @@ def measure_scrape(
         "static_plain": [],
         "static_gzip": [],
     }
-    conns = {"exporter": KeepAlive(exporter.port), "static": KeepAlive(port)}
+    conns = {"exporter": harness.KeepAlive(exporter.port), "static": harness.KeepAlive(port)}
     kinds = [
         ("exporter", "plain"),
         ("static", "plain"),
@@ -278,25 +271,25 @@ def _encoding(fmt: str) -> dict[str, str]:
 def _dist(seconds: Sequence[float]) -> dict[str, float]:
     return {
         "n": len(seconds),
-        "median_ms": median(seconds) * 1000,
-        "p99_ms": percentile(seconds, 99) * 1000,
+        "median_ms": harness.median(seconds) * 1000,
+        "p99_ms": harness.percentile(seconds, 99) * 1000,
         "min_ms": min(seconds) * 1000,
         "max_ms": max(seconds) * 1000,
     }
 
 
 def measure_scrape_during_poll(
-    exporter: ExporterProcess, sim: SimulatorProcess, seconds: float, log: Log
+    exporter: procs.ExporterProcess, sim: procs.SimulatorProcess, seconds: float, log: Log
 ) -> dict[str, Any]:
     """GETs (plain and gzip alternating) while every account polls again after a reload."""
     before = sim.action(METRIC)["calls"]
-    if http_post(exporter.port, "/-/reload") != 200:
+    if harness.http_post(exporter.port, "/-/reload") != 200:
         raise RuntimeError("POST /-/reload failed")
-    wait_for(
+    harness.wait_for(
         "the reloaded exporter polling", lambda: sim.action(METRIC)["calls"] > before, timeout=120
     )
     cpu0 = exporter.child.cpu_s() or 0.0
-    times, wall = scrape_alternately(exporter.port, seconds)
+    times, wall = harness.scrape_alternately(exporter.port, seconds)
     cpu = (exporter.child.cpu_s() or 0.0) - cpu0
     calls = sim.action(METRIC)["calls"] - before
     result: dict[str, Any] = {
@@ -320,7 +313,7 @@ def measure_scrape_during_poll(
     return result
 
 
-def wait_quiet(exporter: ExporterProcess, timeout: float = 120.0) -> float:
+def wait_quiet(exporter: procs.ExporterProcess, timeout: float = 120.0) -> float:
     """Wait until the exporter uses < 5% of a core over a second (no render in progress)."""
     started = time.monotonic()
 
@@ -329,7 +322,7 @@ def wait_quiet(exporter: ExporterProcess, timeout: float = 120.0) -> float:
         time.sleep(1.0)
         return (exporter.child.cpu_s() or 0.0) - before < 0.05
 
-    wait_for("exporter quiet", quiet, timeout=timeout, every=0)
+    harness.wait_for("exporter quiet", quiet, timeout=timeout, every=0)
     return time.monotonic() - started
 
 
@@ -356,15 +349,17 @@ def scenario_cycle(
     gap = max(8.0, 0.1 * cycle_est)
     interval = max(10, math.ceil(discovery + cycle_est * 1.05 + gap))
     log(f"{name}: {units} units at qps {qps:g}, latency {latency:g}s; poll.interval {interval}s")
-    children = Children(log_dir / name)
+    children = procs.Children(log_dir / name)
     try:
-        sim = start_simulator(children, "simulator", _sim_flags(templates, languages, latency))
-        config = exporter_config(
+        sim = _start_simulator(children, templates, languages, latency)
+        config = harness.exporter_config(
             endpoint=sim.url, names=["main"], qps=qps, list_qps=LIST_QPS, interval_s=interval
         )
         spawned = time.monotonic()
-        exporter = start_exporter(children, "exporter", _write_config(children, "config", config))
-        wait_for("first cycle (ready)", exporter.ready, timeout=discovery + cycle_est * 2 + 60)
+        exporter = _start_exporter(children, config)
+        harness.wait_for(
+            "first cycle (ready)", exporter.ready, timeout=discovery + cycle_est * 2 + 60
+        )
         ready_s = time.monotonic() - spawned
         first = _account_values(_published_cycle(exporter, 1))
         first_metric = sim.action(METRIC)
@@ -383,7 +378,7 @@ def scenario_cycle(
             changed = values["last_success"] != first["last_success"]
             return values if changed or values["duration"] != first["duration"] else None
 
-        second = wait_for(
+        second = harness.wait_for(
             "second cycle", second_done, timeout=interval + cycle_est * 2 + 60, every=0.5
         )
         cpu = (exporter.child.cpu_s() or 0.0) - cpu0
@@ -415,8 +410,8 @@ def scenario_cycle(
             "cycle_max_ok_in_1s": metric["max_ok_in_1s"],
             "max_calls_in_1s": max(metric["max_calls_in_1s"], first_metric["max_calls_in_1s"]),
             "throttled": metric["throttled"] + first_metric["throttled"],
-            "exporter_throttled_total": sample_sum(text, "cams_api_throttled_total"),
-            "poll_errors_total": sample_sum(text, "cams_poll_errors_total"),
+            "exporter_throttled_total": harness.sample_sum(text, "cams_api_throttled_total"),
+            "poll_errors_total": harness.sample_sum(text, "cams_poll_errors_total"),
             "cycle_exporter_cpu_s": cpu,
             "cycle_exporter_cpu_ms_per_call": cpu * 1000 / max(1, metric["calls"]),
             "series": sum(1 for line in text.splitlines() if line and line[0] != "#"),
@@ -454,20 +449,17 @@ def scenario_scrape(
     units = accounts * templates * len(languages)
     qps = 50.0
     log(f"{name}: {accounts} accounts x {templates * len(languages)} units = {units} units")
-    children = Children(log_dir / name)
+    children = procs.Children(log_dir / name)
     try:
-        sim = start_simulator(
+        sim = _start_simulator(
             children,
-            "simulator",
-            _sim_flags(
-                templates,
-                languages,
-                0.05,
-                qps_limit=qps * accounts,
-                list_qps_limit=5 * accounts,
-            ),
+            templates,
+            languages,
+            0.05,
+            qps_limit=qps * accounts,
+            list_qps_limit=5 * accounts,
         )
-        config = exporter_config(
+        config = harness.exporter_config(
             endpoint=sim.url,
             names=[f"acct{i}" for i in range(accounts)],
             qps=qps,
@@ -475,10 +467,10 @@ def scenario_scrape(
             interval_s=3600,
         )
         spawned = time.monotonic()
-        exporter = start_exporter(children, "exporter", _write_config(children, "config", config))
+        exporter = _start_exporter(children, config)
         per_account = templates * len(languages)
         budget = _discovery_s(per_account, 5) + per_account * 1.03 / qps * 3 + 120
-        wait_for("first cycle (ready)", exporter.ready, timeout=budget)
+        harness.wait_for("first cycle (ready)", exporter.ready, timeout=budget)
         ready_s = time.monotonic() - spawned
         _published_cycle(exporter, accounts)
         quiet_s = wait_quiet(exporter)
@@ -525,10 +517,10 @@ def scenario_backfill(
     per_unit = math.ceil(BACKFILL_SPAN_DAYS / max_range_days)
     limit = units * per_unit / qps
     log(f"{name}: {units} units, counters_since {since}, max_range {max_range_days}d")
-    children = Children(log_dir / name)
+    children = procs.Children(log_dir / name)
     try:
-        sim = start_simulator(children, "simulator", _sim_flags(templates, languages, latency))
-        config = exporter_config(
+        sim = _start_simulator(children, templates, languages, latency)
+        config = harness.exporter_config(
             endpoint=sim.url,
             names=["main"],
             qps=qps,
@@ -538,8 +530,8 @@ def scenario_backfill(
             max_range=f"{max_range_days}d",
         )
         spawned = time.monotonic()
-        exporter = start_exporter(children, "exporter", _write_config(children, "config", config))
-        wait_for("backfill (ready)", exporter.ready, timeout=limit * 2 + 60)
+        exporter = _start_exporter(children, config)
+        harness.wait_for("backfill (ready)", exporter.ready, timeout=limit * 2 + 60)
         ready_s = time.monotonic() - spawned
         text = _published_cycle(exporter, 1)
         metric = sim.action(METRIC)
@@ -555,12 +547,12 @@ def scenario_backfill(
             "list_calls": sim.action(LIST)["calls"],
             "calls_per_unit": metric["calls"] / units,
             "ready_s": ready_s,
-            "cycle_s": sample_sum(text, "cams_poll_duration_seconds"),
+            "cycle_s": harness.sample_sum(text, "cams_poll_duration_seconds"),
             "limit_s": limit,
             "ratio": ready_s / limit,
             "max_calls_in_1s": metric["max_calls_in_1s"],
             "throttled": metric["throttled"],
-            "poll_errors_total": sample_sum(text, "cams_poll_errors_total"),
+            "poll_errors_total": harness.sample_sum(text, "cams_poll_errors_total"),
             "peak_rss_mb": exporter.child.peak_rss_mb(),
         }
         log(
@@ -591,16 +583,16 @@ def scenario_adaptive(
         f"{name}: exporter qps {qps:g}, competitor {competitor_rate:g}/s for {compete_s:g}s,"
         " simulator limit 50/s"
     )
-    children = Children(log_dir / name)
+    children = procs.Children(log_dir / name)
     stop = threading.Event()
     rows: list[dict[str, float]] = []
     try:
-        sim = start_simulator(children, "simulator", _sim_flags(templates, languages, latency))
-        config = exporter_config(
+        sim = _start_simulator(children, templates, languages, latency)
+        config = harness.exporter_config(
             endpoint=sim.url, names=["main"], qps=qps, list_qps=LIST_QPS, interval_s=10
         )
-        exporter = start_exporter(children, "exporter", _write_config(children, "config", config))
-        wait_for("polling started", lambda: sim.action(METRIC)["calls"] > 0, timeout=60)
+        exporter = _start_exporter(children, config)
+        harness.wait_for("polling started", lambda: sim.action(METRIC)["calls"] > 0, timeout=60)
 
         def sample() -> None:
             while not stop.is_set():
@@ -614,11 +606,17 @@ def scenario_adaptive(
                 rows.append(
                     {
                         "t": at,
-                        "calls": sample_sum(text, "cams_api_requests_total", action=METRIC),
-                        "ok": sample_sum(text, "cams_api_requests_total", action=METRIC, code="OK"),
-                        "throttled": sample_sum(text, "cams_api_throttled_total", action=METRIC),
-                        "rate": sample_sum(text, "cams_api_rate_limit_per_second", action=METRIC),
-                        "poll_errors": sample_sum(text, "cams_poll_errors_total"),
+                        "calls": harness.sample_sum(text, "cams_api_requests_total", action=METRIC),
+                        "ok": harness.sample_sum(
+                            text, "cams_api_requests_total", action=METRIC, code="OK"
+                        ),
+                        "throttled": harness.sample_sum(
+                            text, "cams_api_throttled_total", action=METRIC
+                        ),
+                        "rate": harness.sample_sum(
+                            text, "cams_api_rate_limit_per_second", action=METRIC
+                        ),
+                        "poll_errors": harness.sample_sum(text, "cams_poll_errors_total"),
                         "sim_calls": metric["calls"],
                         "sim_throttled": metric["throttled"],
                     }
@@ -630,11 +628,11 @@ def scenario_adaptive(
         t0 = time.time()
         time.sleep(base_s)
         out = children.log_dir / "competitor.json"
-        competitor = spawn(
+        competitor = harness.spawn(
             children,
             "competitor",
             [
-                str(ROOT / "bench" / "competitor.py"),
+                str(procs.ROOT / "bench" / "competitor.py"),
                 "--endpoint",
                 sim.url,
                 "--rate",
@@ -1055,7 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--results-dir",
         type=Path,
-        default=ROOT / "bench" / "results",
+        default=procs.ROOT / "bench" / "results",
         help="where the JSON (and the logs) go (default bench/results)",
     )
     parser.add_argument(
@@ -1071,7 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mode": mode_name,
         "command": "python bench/run.py"
         + {"full": "", "quick": " --quick", "smoke": " --smoke"}[mode_name],
-        "machine": machine_info(),
+        "machine": harness.machine_info(),
         "scenarios": {},
         "errors": {},
     }
@@ -1081,7 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wanted and name not in wanted:
             continue
         try:
-            tree = git_state()  # other people commit while the bench runs: note each start
+            tree = harness.git_state()  # other people commit while the bench runs: note each start
             results["scenarios"][name] = runner()
             results["scenarios"][name]["git"] = tree
         except Exception as exc:  # report the others; the failure is in the JSON and the exit code

@@ -42,22 +42,11 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/sender_health.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (
-    ROOT,
-    Children,
-    ExporterProcess,
-    exporter_config,
-    machine_info,
-    sample_sum,
-    samples,
-    start_exporter,
-    start_simulator,
-    wait_for,
-)
+from bench import harness
+from exporter.actions import HEALTH_ACTION as HEALTH
+from exporter.actions import METRIC_ACTION as METRIC
+from exporter.actions import PHONE_NUMBERS_ACTION as NUMBERS
 
-METRIC = "GetChatappTemplateMetric"
-NUMBERS = "QueryChatappPhoneNumbers"
-HEALTH = "GetWhatsappHealthStatus"
 LIST_QPS = 4.0
 SCENARIOS: dict[str, str | None] = {
     "off": None,
@@ -72,9 +61,9 @@ def _log(message: str) -> None:
 
 def _cycle_values(text: str) -> tuple[float, float, int]:
     """(cams_poll_duration_seconds, last success, accounts with a duration) of one scrape."""
-    duration = sample_sum(text, "cams_poll_duration_seconds")
-    last = sample_sum(text, "cams_poll_last_success_timestamp_seconds")
-    return duration, last, sum(1 for _ in samples(text, "cams_poll_duration_seconds"))
+    duration = harness.sample_sum(text, "cams_poll_duration_seconds")
+    last = harness.sample_sum(text, "cams_poll_last_success_timestamp_seconds")
+    return duration, last, sum(1 for _ in harness.samples(text, "cams_poll_duration_seconds"))
 
 
 def scenario(
@@ -92,26 +81,26 @@ def scenario(
     units = templates * len(languages)
     cycle_est = units * 1.03 / qps + latency
     interval = max(10, math.ceil(math.ceil(units / 100) * 1.03 / LIST_QPS + cycle_est * 1.05 + 8))
-    children = Children(log_dir / name)
+    children = harness.Children(log_dir / name)
     try:
         flags = ["--templates", str(templates), "--languages", ",".join(languages)]
         flags += ["--latency", f"{latency:g}", "--phone-numbers", str(numbers)]
-        sim = start_simulator(children, "simulator", flags)
-        text = exporter_config(
+        sim = harness.start_simulator(children, "simulator", flags)
+        text = harness.exporter_config(
             endpoint=sim.url, names=["main"], qps=qps, list_qps=LIST_QPS, interval_s=interval
         )
         if sender_health is not None:
             text += f"    sender_health: {sender_health}\n"
         config = children.log_dir / "config.yaml"
         config.write_text(text, encoding="utf-8")
-        exporter: ExporterProcess = start_exporter(children, "exporter", config)
-        wait_for("first cycle (ready)", exporter.ready, timeout=cycle_est * 2 + 60)
+        exporter: harness.ExporterProcess = harness.start_exporter(children, "exporter", config)
+        harness.wait_for("first cycle (ready)", exporter.ready, timeout=cycle_est * 2 + 60)
 
         def published() -> tuple[float, float, int] | None:
             values = _cycle_values(exporter.metrics_text())
             return values if values[2] >= 1 else None
 
-        first = wait_for("the first cycle on /metrics", published, timeout=30)
+        first = harness.wait_for("the first cycle on /metrics", published, timeout=30)
         sim.reset()
         reset_at = time.monotonic()
         cpu0 = exporter.child.cpu_s() or 0.0
@@ -120,7 +109,7 @@ def scenario(
             values = _cycle_values(exporter.metrics_text())
             return values if values[1] != first[1] else None  # a newer cycle ended
 
-        second = wait_for(
+        second = harness.wait_for(
             "second cycle", second_done, timeout=interval + cycle_est * 2 + 60, every=0.5
         )
         window = time.monotonic() - reset_at
@@ -183,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="40 units and 3 numbers")
     parser.add_argument(
-        "--results-dir", type=Path, default=ROOT / "bench" / "results", help="JSON and logs"
+        "--results-dir", type=Path, default=harness.ROOT / "bench" / "results", help="JSON and logs"
     )
     parser.add_argument("--only", default="", help="comma-separated scenarios (off,on,ceilings)")
     args = parser.parse_args(argv)
@@ -201,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, sender_health in SCENARIOS.items():
         if name in wanted:
             results.append(scenario(name, sender_health, log_dir=log_dir, **size))
-    machine = machine_info()
+    machine = harness.machine_info()
     document = {
         "started": stamp,
         "command": "python bench/sender_health.py" + (" --smoke" if args.smoke else ""),
