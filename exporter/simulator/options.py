@@ -18,7 +18,7 @@ from exporter.actions import (
     PHONE_METRIC_ACTION,
     PHONE_NUMBERS_ACTION,
 )
-from exporter.simulator.variants import parse_variants
+from exporter.simulator.variants import parse_fraction, parse_variants
 
 SENDER_ACTIONS: Final = (PHONE_NUMBERS_ACTION, PHONE_METRIC_ACTION, HEALTH_ACTION)
 ACTIONS: Final = (METRIC_ACTION, LIST_ACTION, *SENDER_ACTIONS)
@@ -85,13 +85,7 @@ def parse_faults(spec: str) -> FaultSpec:
             raise ValueError(f"fault {item!r}: unknown fault {name!r} (known: {known})")
         if attrs[name] in values:
             raise ValueError(f"fault {item!r}: {name} is given twice")
-        try:
-            probability = float(text)
-        except ValueError:
-            raise ValueError(f"fault {item!r}: probability must be a number") from None
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError(f"fault {item!r}: probability must be between 0 and 1")
-        values[attrs[name]] = probability
+        values[attrs[name]] = parse_fraction(text, f"fault {item!r}: probability")
     total = sum(values.values())
     if total > 1.0 + 1e-9:
         raise ValueError(f"faults {spec.strip()!r}: probabilities add up to {total:g}, more than 1")

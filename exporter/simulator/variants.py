@@ -71,6 +71,17 @@ class VariantSpec:
         return any(n == name for n, _ in self.shares)
 
 
+def parse_fraction(text: str, what: str) -> float:
+    """`text` as a number from 0 to 1 (a share or a probability); ValueError `{what} must ...`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{what} must be between 0 and 1")
+    return value
+
+
 def parse_variants(spec: str) -> VariantSpec:
     """`name[=share],...`; ValueError naming the bad item."""
     shares: dict[str, float] = {}
@@ -83,15 +94,9 @@ def parse_variants(spec: str) -> VariantSpec:
             raise ValueError(f"variant {item!r}: unknown (known: {', '.join(VARIANTS)})")
         if name in shares:
             raise ValueError(f"variant {item!r}: {name} is given twice")
-        share = VARIANTS[name][1]
-        if sep:
-            try:
-                share = float(text)
-            except ValueError:
-                raise ValueError(f"variant {item!r}: the share must be a number") from None
-            if not 0.0 <= share <= 1.0:
-                raise ValueError(f"variant {item!r}: the share must be between 0 and 1")
-        shares[name] = share
+        shares[name] = (
+            parse_fraction(text, f"variant {item!r}: the share") if sep else VARIANTS[name][1]
+        )
     return VariantSpec(tuple(shares.items()))
 
 
