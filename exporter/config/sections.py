@@ -9,8 +9,8 @@ an account's `sender_health`, checked by `exporter.config.senders`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from exporter.config import credentials as credential_chain
@@ -31,6 +31,8 @@ from exporter.config.schema import (
 )
 from exporter.config.senders import SenderHealthChecks
 from exporter.config.values import ABSENT, duration_text, show
+
+T = TypeVar("T")
 
 _ROOT_KEYS = ("poll", "state", "accounts")
 _POLL_KEYS = (
@@ -168,33 +170,54 @@ class ConfigChecker(SenderHealthChecks):
         return StateConfig(path=self.string(node, "path", "state"))
 
     def accounts(self, value: Any) -> tuple[Account, ...]:
+        return self.unique_items(
+            value,
+            "accounts",
+            "account",
+            self.account,
+            lambda account: account.name or None,
+            lambda account, first: (
+                ".name",
+                f"duplicate account name {account.name!r} (also accounts[{first}])",
+            ),
+        )
+
+    def unique_items(
+        self,
+        value: Any,
+        path: str,
+        what: str,
+        read: Callable[[Any, str], T | None],
+        key: Callable[[T], str | None],
+        duplicate: Callable[[T, int], tuple[str, str]],
+    ) -> tuple[T, ...]:
+        """The items of the non-empty list at `path` that `read` takes; an item whose `key`
+        an earlier one has is kept and reported (`duplicate`: the path suffix and message,
+        given the earlier index)."""
         if value is ABSENT or value is None:
-            self.add("accounts", "at least one account is required")
+            self.add(path, f"at least one {what} is required")
             return ()
-        items = self.items(value, "accounts", "accounts")
+        items = self.items(value, path, f"{what}s")
         if items is None:
             return ()
         if not items:
-            self.add("accounts", "at least one account is required")
+            self.add(path, f"at least one {what} is required")
             return ()
-        accounts: list[Account] = []
+        taken: list[T] = []
         first_index: dict[str, int] = {}
         for index, item in enumerate(items):
-            path = f"accounts[{index}]"
-            account = self.account(item, path)
-            if account is None:
+            item_path = f"{path}[{index}]"
+            found = read(item, item_path)
+            if found is None:
                 continue
-            if account.name:
-                if account.name in first_index:
-                    self.add(
-                        f"{path}.name",
-                        f"duplicate account name {account.name!r} "
-                        f"(also accounts[{first_index[account.name]}])",
-                    )
-                else:
-                    first_index[account.name] = index
-            accounts.append(account)
-        return tuple(accounts)
+            name = key(found)
+            if name is not None and name in first_index:
+                suffix, message = duplicate(found, first_index[name])
+                self.add(item_path + suffix, message)
+            elif name is not None:
+                first_index[name] = index
+            taken.append(found)
+        return tuple(taken)
 
     def account(self, value: Any, path: str) -> Account | None:
         node = self.mapping(value, path, _ACCOUNT_KEYS)
@@ -275,31 +298,18 @@ class ConfigChecker(SenderHealthChecks):
         )
 
     def spaces(self, value: Any, path: str) -> tuple[Space, ...]:
-        if value is ABSENT or value is None:
-            self.add(path, "at least one space is required")
-            return ()
-        items = self.items(value, path, "spaces")
-        if items is None:
-            return ()
-        if not items:
-            self.add(path, "at least one space is required")
-            return ()
-        spaces: list[Space] = []
-        first_index: dict[str, int] = {}
-        for index, item in enumerate(items):
-            space = self.space(item, f"{path}[{index}]")
-            if space is None:
-                continue
-            if space.label in first_index:
-                what = repr(space.label) if space.label else "without cust_space_id"
-                self.add(
-                    f"{path}[{index}]",
-                    f"duplicate space {what} (also spaces[{first_index[space.label]}])",
-                )
-            else:
-                first_index[space.label] = index
-            spaces.append(space)
-        return tuple(spaces)
+        return self.unique_items(
+            value,
+            path,
+            "space",
+            self.space,
+            lambda space: space.label,
+            lambda space, first: (
+                "",
+                f"duplicate space {repr(space.label) if space.label else 'without cust_space_id'}"
+                f" (also spaces[{first}])",
+            ),
+        )
 
     def space(self, value: Any, path: str) -> Space | None:
         node = self.mapping(value, path, _SPACE_KEYS)
