@@ -27,6 +27,7 @@ from exporter.model import Template, UnitKey
 from exporter.paging import Listing
 from exporter.sharding import Shard
 from exporter.state import CounterStore
+from exporter.vanishing import merge_listing
 
 log = logging.getLogger("cams_exporter.poller")
 
@@ -169,27 +170,14 @@ class Discovery:
 
     def _merge(self, found: dict[UnitKey, Unit], fresh: set[str]) -> None:
         """Called with the lock held: the new unit set from `found` and the known units."""
-        for key in found:
-            self._missing.pop(key, None)
-        for key, unit in self._units.items():
-            if key in found:
-                continue
-            if key.space not in fresh:
-                found[key] = unit  # no fresh discovery of its space: keep it
-                continue
-            misses = self._missing.get(key, 0) + 1
-            if misses >= 2:
-                self._missing.pop(key, None)
-                log.info(
-                    "gone from discovery, dropping its series",
-                    extra={
-                        "account": key.account,
-                        "space": key.space,
-                        "template": key.template_code,
-                        "language": key.language,
-                    },
-                )
-            else:
-                self._missing[key] = misses
-                found[key] = unit
+        for key in merge_listing(found, self._units, self._missing, fresh):
+            log.info(
+                "gone from discovery, dropping its series",
+                extra={
+                    "account": key.account,
+                    "space": key.space,
+                    "template": key.template_code,
+                    "language": key.language,
+                },
+            )
         self._units = {k: u for k, u in found.items() if self.shard.owns(k)}

@@ -23,6 +23,7 @@ from exporter.errors import AnomalousAnswer, CamsError
 from exporter.model import NumberKey, UnitKey
 from exporter.senders.model import PhoneNumber
 from exporter.sharding import Shard
+from exporter.vanishing import merge_listing
 
 log = logging.getLogger("cams_exporter.senders")
 
@@ -106,25 +107,12 @@ class PhoneNumberDiscovery:
 
     def _merge(self, found: dict[NumberKey, DiscoveredNumber], fresh: set[str]) -> None:
         """With the lock held: the new set from `found`, keeping vanished numbers once."""
-        for key in found:
-            self._missing.pop(key, None)
-        for key, known in self._numbers.items():
-            if key in found:
-                continue
-            if key.space not in fresh:
-                found[key] = known
-                continue
-            misses = self._missing.get(key, 0) + 1
-            if misses >= 2:
-                self._missing.pop(key, None)
-                log.info(
-                    "phone number %s gone from QueryChatappPhoneNumbers, dropping its series",
-                    key.phone_number,
-                    extra={"account": key.account, "space": key.space},
-                )
-            else:
-                self._missing[key] = misses
-                found[key] = known
+        for key in merge_listing(found, self._numbers, self._missing, fresh):
+            log.info(
+                "phone number %s gone from QueryChatappPhoneNumbers, dropping its series",
+                key.phone_number,
+                extra={"account": key.account, "space": key.space},
+            )
         self._numbers = found
 
     def carry_over(self, old: PhoneNumberDiscovery) -> None:
