@@ -14,7 +14,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from exporter.errors import AnomalousAnswer
 from exporter.instruments import Instruments
+from exporter.model import NumberKey, UnitKey
 from exporter.snapshot import AnomalyRecord
 
 log = logging.getLogger("cams_exporter.answers")
@@ -36,14 +38,14 @@ class AnomalyLog:
         self,
         account: str,
         action: str,
-        kind: str,
-        detail: str,
+        anomaly: AnomalousAnswer,
         *,
         space: str = "",
         template: str = "",
         language: str = "",
     ) -> None:
         """One anomalous answer: counted always, logged the first time for its subject."""
+        kind, detail = anomaly.kind, anomaly.detail
         self._instruments.anomaly(account, action, kind)
         key = (account, action, space, template, language, kind)
         with self._lock:
@@ -69,6 +71,16 @@ class AnomalyLog:
                 detail,
                 extra=fields,
             )
+
+    def report_for(self, key: UnitKey | NumberKey, action: str, anomaly: AnomalousAnswer) -> None:
+        """`report` for the subject a series key names: a template-language or a phone number."""
+        if isinstance(key, NumberKey):
+            template, language = key.phone_number, ""
+        else:
+            template, language = key.template_code, key.language
+        self.report(
+            key.account, action, anomaly, space=key.space, template=template, language=language
+        )
 
     def recent(self) -> tuple[AnomalyRecord, ...]:
         """The anomalies kept for the status page, newest first."""

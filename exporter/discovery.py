@@ -117,7 +117,8 @@ class Discovery:
             )
         )
         for kind, detail in listing.notes:
-            self.anomalies.report(self.account.name, LIST_ACTION, kind, detail, space=space.label)
+            note = AnomalousAnswer(kind, detail, action=LIST_ACTION)
+            self.anomalies.report(self.account.name, LIST_ACTION, note, space=space.label)
         if f.name_regex is not None:
             pattern = f.name_regex
             rows = tuple(t for t in listing.rows if pattern.search(t.name))
@@ -144,9 +145,7 @@ class Discovery:
             except AnomalousAnswer as error:
                 errors.append(error.code)
                 self.errors.setdefault(error.code, str(error))
-                self.anomalies.report(
-                    self.account.name, LIST_ACTION, error.kind, error.detail, space=space.label
-                )
+                self.anomalies.report(self.account.name, LIST_ACTION, error, space=space.label)
                 continue
             except CamsError as error:
                 errors.append(error.code)

@@ -130,15 +130,7 @@ class AccountPoller:
 
     def _report(self, failed: Mapping[UnitKey, AnomalousAnswer]) -> None:
         for key, anomaly in failed.items():
-            self.anomalies.report(
-                key.account,
-                METRIC_ACTION,
-                anomaly.kind,
-                anomaly.detail,
-                space=key.space,
-                template=key.template_code,
-                language=key.language,
-            )
+            self.anomalies.report_for(key, METRIC_ACTION, anomaly)
 
     def poll_unit(self, unit: Unit) -> None:
         """Read one unit on its own and apply it; raises CamsError on failure."""

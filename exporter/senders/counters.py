@@ -98,14 +98,7 @@ class NumberCounters:
         except CamsError as read_error:
             error = read_error
         if isinstance(error, AnomalousAnswer):
-            self.anomalies.report(
-                key.account,
-                PHONE_METRIC_ACTION,
-                error.kind,
-                error.detail,
-                space=key.space,
-                template=key.phone_number,
-            )
+            self.anomalies.report_for(key, PHONE_METRIC_ACTION, error)
         with self.store.lock:
             state = self.store.numbers.get(key)
             if state is not None:

@@ -158,8 +158,7 @@ class HealthRounds:
                 self.anomalies.report(
                     self.account,
                     error.action,
-                    error.kind,
-                    error.detail,
+                    error,
                     space=target.space.label,
                     template=target.template_code,
                     language=target.language,

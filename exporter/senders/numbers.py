@@ -81,9 +81,7 @@ class PhoneNumberDiscovery:
             except CamsError as exc:
                 error = exc.code
                 if isinstance(exc, AnomalousAnswer) and self.anomalies is not None:
-                    self.anomalies.report(
-                        self.account.name, exc.action, exc.kind, exc.detail, space=space.label
-                    )
+                    self.anomalies.report(self.account.name, exc.action, exc, space=space.label)
                     continue  # reported (and logged once) there
                 log.warning(
                     "QueryChatappPhoneNumbers failed, keeping the known numbers: %s",
