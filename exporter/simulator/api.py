@@ -20,8 +20,8 @@ from exporter.durations import format_duration
 from exporter.model import DAY_MS, HALF_HOUR_MS, Template
 from exporter.simulator.data import (
     UTC8_MS,
-    Counts,
     DataModel,
+    Horizon,
     TemplateDef,
     build_templates,
     shaped_rows,
@@ -101,7 +101,9 @@ class CamsApi:
             clock,
             self._defs,
             self._live,
-            lambda t, lang, size, start, end: self._buckets(t, lang, size, start, end, self._model),
+            lambda t, lang, size, start, end: self._model.buckets(
+                t, lang, size, start, end, self._horizon(self._model)
+            ),
             lambda: self.variants,
         )
         self.answers: Mapping[str, Answer] = {
@@ -247,20 +249,12 @@ class CamsApi:
         end: int,
         model: DataModel,
     ) -> list[dict[str, Any]]:
-        buckets = self._buckets(template, language, size, start, end, model)
+        buckets = model.buckets(template, language, size, start, end, self._horizon(model))
         shape = "per-bucket" if model is self._utc8_model else self._options.shape
         rows = shaped_rows(template, language, buckets, size, shape, start, end)
         return self.variants.rows(rows, start, end) if self.variants.any() else rows
 
-    def _buckets(
-        self,
-        template: TemplateDef,
-        language: str,
-        size: int,
-        start: int,
-        end: int,
-        model: DataModel,
-    ) -> list[tuple[int, Counts]]:
+    def _horizon(self, model: DataModel) -> Horizon:
         anchor_ms = int(self._clock.anchor() * 1000)
         first_day = model.day_of(anchor_ms - int(self._options.history_s * 1000))
         static = self._options.static
@@ -270,9 +264,7 @@ class CamsApi:
             if static
             else int(self._clock.now() * 1000)
         )
-        return model.buckets(
-            template, language, size, start, end, now_ms=now_ms, first_day=first_day, static=static
-        )
+        return Horizon(now_ms=now_ms, first_day=first_day, static=static)
 
 
 def _summed_languages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

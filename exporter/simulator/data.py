@@ -142,6 +142,16 @@ def _split(final: int, current: int, k: int) -> int:
     return min(max(current, low), high) - low
 
 
+@dataclass(frozen=True, slots=True)
+class Horizon:
+    """How far a simulator's counts reach: buckets begun by `now_ms`, from day `first_day` on
+    (earlier days are silent); `static`: each day's counts are final at once."""
+
+    now_ms: int
+    first_day: int
+    static: bool
+
+
 class DataModel:
     """Counts per (unit, bucket), computed on demand from hashes."""
 
@@ -197,13 +207,11 @@ class DataModel:
         size_ms: int,
         start_ms: int,
         end_ms: int,
-        *,
-        now_ms: int,
-        first_day: int,
-        static: bool,
+        horizon: Horizon,
     ) -> list[tuple[int, Counts]]:
         """(bucket start, counts) of every bucket of `size_ms` overlapping [start_ms, end_ms)
-        that has begun by `now_ms`; days before `first_day` are silent."""
+        that has begun by the horizon's `now_ms`; days before its `first_day` are silent."""
+        now_ms, first_day, static = horizon.now_ms, horizon.first_day, horizon.static
         offset = self.day_offset_ms
         first_bucket = (start_ms + offset) // size_ms
         end_bucket = min(-(-(end_ms + offset) // size_ms), (now_ms + offset) // size_ms + 1)
