@@ -27,7 +27,7 @@ from exporter.simulator.data import (
     shaped_rows,
 )
 from exporter.simulator.options import GRANULARITIES, MAX_PAGE_SIZE, SimulatorOptions
-from exporter.simulator.params import int_param
+from exporter.simulator.params import int_param, text_param
 from exporter.simulator.senders import SenderApi
 from exporter.simulator.traffic import Clock
 from exporter.simulator.variants import Variants, parse_variants
@@ -194,9 +194,7 @@ class CamsApi:
     def template_metric(self, params: Mapping[str, str]) -> dict[str, Any]:
         """GetChatappTemplateMetric: the rows of one template (every language when `Language`
         is omitted) for [Start, End)."""
-        code = params.get("TemplateCode", "")
-        if not code:
-            raise missing("TemplateCode")
+        code = text_param(params, "TemplateCode")
         granularity = params.get("Granularity") or "DAILY"
         if granularity not in GRANULARITIES:
             raise invalid("Granularity", f"expected DAILY or HALF_HOUR, got {granularity!r}")

@@ -1,5 +1,6 @@
-"""Parameter checks the metric actions share: Start and End in milliseconds, their longest
-range, and Granularity, answered with the errors the real API gives for them."""
+"""Parameter checks the actions share: required parameters, and for the metric actions Start
+and End in milliseconds, their longest range, and Granularity, answered with the errors the
+real API gives for them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from exporter.durations import format_duration
 from exporter.model import DAY_MS, HALF_HOUR_MS
 from exporter.simulator.options import GRANULARITIES
 from exporter.simulator.wire import invalid, missing
+
+
+def text_param(params: Mapping[str, str], name: str) -> str:
+    """A required parameter, not empty."""
+    value = params.get(name, "")
+    if not value:
+        raise missing(name)
+    return value
 
 
 def int_param(params: Mapping[str, str], name: str) -> int:

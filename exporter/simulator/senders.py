@@ -32,10 +32,10 @@ from typing import Any, Final
 from exporter.actions import HEALTH_ACTION, PHONE_METRIC_ACTION, PHONE_NUMBERS_ACTION
 from exporter.simulator.data import Counts, TemplateDef, shaped_rows
 from exporter.simulator.options import SimulatorOptions
-from exporter.simulator.params import metric_range
+from exporter.simulator.params import metric_range, text_param
 from exporter.simulator.traffic import Clock
 from exporter.simulator.variants import Variants
-from exporter.simulator.wire import invalid, missing, request_id
+from exporter.simulator.wire import invalid, request_id
 
 Answer = Callable[[Mapping[str, str]], dict[str, Any]]
 Buckets = Callable[[TemplateDef, str, int, int, int], list[tuple[int, Counts]]]
@@ -322,9 +322,7 @@ class SenderApi:
     def phone_number_metric(self, params: Mapping[str, str]) -> dict[str, Any]:
         """GetChatappPhoneNumberMetric: one number's rows for [Start, End), in the shape of
         --shape (an unknown number has no rows)."""
-        phone = params.get("PhoneNumber", "")
-        if not phone:
-            raise missing("PhoneNumber")
+        phone = text_param(params, "PhoneNumber")
         query = metric_range(params, self._options.max_range_s)
         number = self._by_number.get(phone)
         data: list[dict[str, Any]] = []
@@ -361,17 +359,19 @@ class SenderApi:
             entity["Errors"] = errors
         return entity
 
-    def _parents(self) -> list[dict[str, Any]]:
-        waba = self._entity(
-            "WABA", "WABA", self._waba_can_send(), WabaId=self.waba_id, BusinessId=self.business_id
+    def _in_waba(self, entity_type: str, why: str, can_send: str, **ids: str) -> dict[str, Any]:
+        """An entity of this space's WABA: its own ids, then the WABA's and the business's."""
+        return self._entity(
+            entity_type, why, can_send, **ids, WabaId=self.waba_id, BusinessId=self.business_id
         )
+
+    def _parents(self) -> list[dict[str, Any]]:
+        waba = self._in_waba("WABA", "WABA", self._waba_can_send())
         business = self._entity("BUSINESS", "BUSINESS", "AVAILABLE", BusinessId=self.business_id)
         return [waba, business]
 
     def _template_node(self, params: Mapping[str, str]) -> dict[str, Any]:
-        code = params.get("TemplateCode", "")
-        if not code:
-            raise missing("TemplateCode")
+        code = text_param(params, "TemplateCode")
         language = params.get("Language") or self._options.languages[0]
         template = self._live(code)
         unit = self._unit_index.get((code, language))
@@ -380,42 +380,24 @@ class SenderApi:
         step = (unit + self.period()) % 10
         computed = {0: "LIMITED", 5: "BLOCKED"}.get(step, "AVAILABLE")
         can_send = self._can_send("template", f"{code}:{language}", computed)
-        return self._entity(
-            "MESSAGE_TEMPLATE",
-            "TEMPLATE",
-            can_send,
-            TemplateCode=code,
-            Language=language,
-            WabaId=self.waba_id,
-            BusinessId=self.business_id,
+        return self._in_waba(
+            "MESSAGE_TEMPLATE", "TEMPLATE", can_send, TemplateCode=code, Language=language
         )
 
     def _phone_node(self, params: Mapping[str, str]) -> dict[str, Any]:
-        phone = params.get("PhoneNumber", "")
-        if not phone:
-            raise missing("PhoneNumber")
+        phone = text_param(params, "PhoneNumber")
         fields = next((f for f in self.phone_numbers() if f["PhoneNumber"] == phone), None)
         if fields is None:
             raise invalid("PhoneNumber", f"no phone number {phone!r} in this space")
         status = fields["Status"]
         can_send = self._can_send("phone", phone, _phone_can_send(status))
         why = status if status in ("FLAGGED", "RATE_LIMITED") else "PHONE"
-        return self._entity(
-            "PHONE_NUMBER",
-            why,
-            can_send,
-            PhoneNumber=phone,
-            WabaId=self.waba_id,
-            BusinessId=self.business_id,
-        )
+        return self._in_waba("PHONE_NUMBER", why, can_send, PhoneNumber=phone)
 
     def health_status(self, params: Mapping[str, str]) -> dict[str, Any]:
         """GetWhatsappHealthStatus for one node and the nodes above it."""
-        node = params.get("NodeType", "")
-        if not node:
-            raise missing("NodeType")
-        if not params.get("CustSpaceId"):
-            raise missing("CustSpaceId")
+        node = text_param(params, "NodeType")
+        text_param(params, "CustSpaceId")
         waba_id = params.get("WabaId", "")
         if waba_id and waba_id != self.waba_id:
             raise invalid("WabaId", f"no WABA {waba_id!r} in this space")
