@@ -11,8 +11,9 @@ has no such field, so the real API may not send it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Container, Mapping
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 from exporter.actions import HEALTH_ACTION, PHONE_METRIC_ACTION, PHONE_NUMBERS_ACTION
 from exporter.answers import count_value, safe_text
@@ -25,10 +26,25 @@ from exporter.senders.model import (
     PhoneNumberRow,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 
 def _text(item: Mapping[str, Any], key: str) -> str:
     value = item.get(key)
     return "" if value is None else safe_text(value).strip()
+
+
+def _verbatim(
+    item: Mapping[str, Any], record: type[DataclassInstance], given: Container[str] = ()
+) -> dict[str, str]:
+    """The item's text for each field of `record` but those `given`, under the CamelCase of the
+    field's name (`verified_name` from `VerifiedName`)."""
+    return {
+        f.name: _text(item, "".join(part.capitalize() for part in f.name.split("_")))
+        for f in fields(record)
+        if f.name not in given
+    }
 
 
 def _success(body: Mapping[str, Any], action: str) -> None:
@@ -82,15 +98,7 @@ def parse_phone_numbers(body: Mapping[str, Any]) -> tuple[PhoneNumber, ...]:
         number = _text(item, "PhoneNumber")
         if not number or number in out:
             continue
-        out[number] = PhoneNumber(
-            phone_number=number,
-            verified_name=_text(item, "VerifiedName"),
-            status=_text(item, "Status"),
-            quality_rating=_text(item, "QualityRating"),
-            messaging_limit_tier=_text(item, "MessagingLimitTier"),
-            code_verification_status=_text(item, "CodeVerificationStatus"),
-            name_status=_text(item, "NameStatus"),
-        )
+        out[number] = PhoneNumber(**_verbatim(item, PhoneNumber))
     return tuple(out.values())
 
 
@@ -152,13 +160,8 @@ def parse_health_status(body: Mapping[str, Any]) -> HealthStatus:
     raw = data.get("Entities")
     entities = tuple(
         HealthEntity(
-            entity_type=_text(item, "EntityType"),
+            **_verbatim(item, HealthEntity, given=("can_send", "errors")),
             can_send=_text(item, "CanSendMessage"),
-            template_code=_text(item, "TemplateCode"),
-            language=_text(item, "Language"),
-            phone_number=_text(item, "PhoneNumber"),
-            waba_id=_text(item, "WabaId"),
-            business_id=_text(item, "BusinessId"),
             errors=_errors(item),
         )
         for item in (_objects(raw, "Entities", HEALTH_ACTION) if raw is not None else [])

@@ -67,7 +67,8 @@ def messaging_limit(tier: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class PhoneNumber:
-    """One element of QueryChatappPhoneNumbers' `PhoneNumbers` (values verbatim, "" if absent)."""
+    """One element of QueryChatappPhoneNumbers' `PhoneNumbers` (values verbatim, "" if absent),
+    each field named after its key (`verified_name`: `VerifiedName`)."""
 
     phone_number: str
     verified_name: str = ""
@@ -106,7 +107,8 @@ class HealthError:
 
 @dataclass(frozen=True, slots=True)
 class HealthEntity:
-    """One element of `Data.Entities` of GetWhatsappHealthStatus (values verbatim)."""
+    """One element of `Data.Entities` of GetWhatsappHealthStatus (values verbatim), each field
+    named after its key but `can_send` (`CanSendMessage`) and `errors`."""
 
     entity_type: str
     can_send: str
