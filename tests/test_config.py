@@ -28,9 +28,8 @@ from exporter.config import (
     parse_config,
 )
 from exporter.config.schema import Account, Filters, Space, StateConfig, TemplateSpec
+from tests.kit.configs import EXAMPLE
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "config.example.yaml"
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SECRET = "SUPERSECRET-123"
 ENV = {

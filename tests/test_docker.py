@@ -26,6 +26,7 @@ import yaml
 from tests.kit.procs import (
     EXPORTER_LISTENING,
     LOOPBACK_0,
+    ROOT,
     SIMULATOR_LISTENING,
     Children,
     Service,
@@ -34,7 +35,6 @@ from tests.kit.procs import (
 )
 from tests.kit.waits import wait_http
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 CONFIG_PATH = "/etc/cams-exporter/config.yml"

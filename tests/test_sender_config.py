@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import check_config_main
-from exporter.client import (
+from exporter.actions import (
     HEALTH_ACTION,
     LIST_ACTION,
     METRIC_ACTION,
     PHONE_METRIC_ACTION,
     PHONE_NUMBERS_ACTION,
 )
+from exporter.cli import check_config_main
 from exporter.config import (
     ConfigError,
     HealthStatusConfig,
@@ -27,9 +27,9 @@ from exporter.config import (
     parse_config,
 )
 from exporter.senders.plan import calls_per_hour
+from tests.kit.configs import EXAMPLE
+from tests.kit.procs import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "config.example.yaml"
 ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "AKID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "SECRET-X"}
 KEYS = (
     "sender_health",

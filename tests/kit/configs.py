@@ -23,7 +23,9 @@ from typing import Any
 import yaml
 
 from exporter.config import Config, parse_config
+from tests.kit.procs import ROOT
 
+EXAMPLE = ROOT / "config.example.yaml"  # the documented config
 SPACE = "cams-demo"
 DEMO_KEY = ("demo", "demo-secret")
 
