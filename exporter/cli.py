@@ -19,10 +19,9 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from exporter import __version__
-from exporter.app import Exporter
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.config.loader import load_or_report
 from exporter.logs import LEVELS, setup_logging
@@ -30,6 +29,9 @@ from exporter.sharding import Shard
 from exporter.web.config import WebConfigError
 from exporter.web.live import WatchedWebConfig
 from exporter.web.server import DEFAULT_MAX_CONNECTIONS, WebServer
+
+if TYPE_CHECKING:  # imported when the exporter starts: check-config and bad configs stay quick
+    from exporter.app import Exporter
 
 DEFAULT_LISTEN = ":10731"
 log = logging.getLogger("cams_exporter")
@@ -253,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
+
+    from exporter.app import Exporter  # the client, poller and collectors: after the config
 
     exporter = Exporter(config, config_path=args.config_file, shard=shard)
     try:

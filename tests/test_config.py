@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import copy
 import dataclasses
+import functools
 import datetime as dt
 import io
 import re
@@ -1213,8 +1214,14 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-def _example_tree() -> Any:
+@functools.cache
+def _parsed_example() -> Any:
     return yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+
+
+def _example_tree() -> Any:
+    """A fresh copy of the example config's tree, to mutate (parsed once per process)."""
+    return copy.deepcopy(_parsed_example())
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -235,7 +235,10 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert build.returncode == 0, build.stdout + build.stderr
     (wheel,) = dist.glob("cams_exporter-*.whl")
     env_dir = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=120)
+    # Without a pip of its own (ensurepip takes seconds): this interpreter's pip installs into it.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120
+    )
     # The dependencies come from the environment running the tests (a virtualenv or the system
     # interpreter alike): its site-packages are appended to the new venv's path, so --no-index
     # finds them installed. Only its directories, not its .pth files: an editable install of
@@ -253,7 +256,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout.strip()
     outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     Path(inner, "outer-site-packages.pth").write_text("\n".join(sorted(outer)) + "\n")
-    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--no-index", "-q"]
+    pip = [sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python")]
+    pip += ["install", "--no-index", "-q"]
     # The wheel itself, from the file (even if the package is also installed system-wide), then
     # the `credentials` extra as the image installs it; --no-index: nothing is downloaded.
     for args in (["--no-deps", "--force-reinstall", str(wheel)], [f"{wheel}[credentials]"]):
