@@ -5,8 +5,8 @@ from __future__ import annotations
 import builtins
 import copy
 import dataclasses
-import functools
 import datetime as dt
+import functools
 import io
 import re
 from collections.abc import Callable, Mapping
