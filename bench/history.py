@@ -10,8 +10,9 @@ exporter exposes, what those reads find in production:
   rules' interval) around 6 hours, 1 day and 8 days before the run, where the windows and
   baselines look them up, and the delivered sum over the last hour (its mean over 1 hour);
 - the hourly delivered sum over 33 hours (the means over 8 and 32 hours), the hourly
-  `cams:template_messages_sent:nonzero24h` over a day, its daily minimum over 22 days (the
-  always-on checks) and, for the UTILITY units, `cams:template_always_on:flag` over a day.
+  `cams:template_messages_sent:nonzero24h` over a day, the start of each unit's run of sending
+  days over 2 days (the always-on checks) and, for the UTILITY units,
+  `cams:template_always_on:flag` over a day.
 
 Values continue the exporter's current counters backwards at each unit's own daily rate, so the
 rules' live results carry the same series on. Samples are written as OpenMetrics, one file per
@@ -162,10 +163,12 @@ def write_history(
     for u in units:
         for ts in _every(now - DAY_S - HOUR_S, end, HOUR_S):
             files.add(_unit_labels(u), 1, ts)
-    files.begin("cams:template_messages_sent:nonzero24h_min1d")
+    files.begin("cams:template_messages_sent:every_day_since")
     for u in units:
-        for ts in _every(now - 22 * DAY_S, end, DAY_S):
-            files.add(_unit_labels(u), 0 if rng.random() < 0.03 else 1, ts)
+        # most have sent every day for a month, a few broke their run days ago
+        since = now - (rng.uniform(1, 6) if rng.random() < 0.03 else 30) * DAY_S
+        for ts in _every(now - 2 * DAY_S, end, DAY_S):
+            files.add(_unit_labels(u), since, ts)
     files.begin("cams:template_always_on:flag")
     for u in units:
         if u.category in ("UTILITY", "AUTHENTICATION"):

@@ -62,6 +62,7 @@ NEEDS_HISTORY = {
     "cams:template_delivery_rate:threshold",
     "cams:template_delivery_rate:zscore_24h",
     "cams:template_messages_sent:nonzero24h_min1d",
+    "cams:template_messages_sent:every_day_since",
     "cams:template_always_on:qualified",
     "cams:template_always_on:flag",
 }
