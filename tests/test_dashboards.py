@@ -60,7 +60,7 @@ NEEDS_HISTORY = {
     "cams:template_read_rate:own",
     "cams:template_read_rate:peers",
     "cams:template_delivery_rate:threshold",
-    "cams:template_delivery_rate:zscore_24h",
+    "cams:template_delivery_rate:floor_24h",
     "cams:template_messages_sent:nonzero24h_min1d",
     "cams:template_messages_sent:every_day_since",
     "cams:template_always_on:qualified",
