@@ -9,8 +9,9 @@ The young generation is also collected less often (every 20,000 net allocations 
 700): answers are parsed into many short-lived objects that reference counting frees anyway,
 and each collection is a pause for the threads waiting on the GIL.
 
-So after each publish the objects alive then are frozen (`gc.freeze()`: moved out of the
-collector's reach), and collections only walk what is newer. The exporter's data is acyclic,
+So a publish runs with automatic collection paused, and after it the objects alive then are
+frozen (`gc.freeze()`: moved out of the collector's reach), and collections only walk what is
+newer. The exporter's data is acyclic,
 so what it drops is freed by reference counting at once, frozen or not; only a reference cycle
 that was alive at a freeze and died later would wait, so every `refreeze_every` publishes the
 frozen objects are unfrozen and one full collection runs before freezing again.
@@ -22,6 +23,7 @@ scrape's tail latency more than they cost in switches.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import threading
@@ -58,6 +60,23 @@ class GcPolicy:
         self._publishes = 0
         self.full_collections = 0
         self.last_full_s = 0.0  # how long the last full collection took
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No automatic collection while a publish builds and renders its snapshot.
+
+        A publish makes hundreds of thousands of objects that live on (the snapshot, its
+        rendering); each young collection in the meantime walks the ones made so far, and the
+        older generations then walk them again, all holding the GIL while scrapes wait. They are
+        frozen right after (`after_publish`), so collecting them first finds nothing.
+        """
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def after_publish(self) -> None:
         """Call after a new snapshot is in service (the old one is released)."""

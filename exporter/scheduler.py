@@ -184,7 +184,7 @@ class Scheduler:
         rendered: sender health changed (the exposition reuses the template families).
         """
         reuse = progress_only or senders_only
-        with self._publish_lock:
+        with self._publish_lock, self.gc.paused():
             self._dirty.clear()
             if not progress_only:
                 self._senders_dirty.clear()
