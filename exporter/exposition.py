@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -24,7 +24,7 @@ from prometheus_client.utils import floatToGoString as _go_float
 
 from exporter.collector import status_registry
 from exporter.families import LABELS, TEMPLATE_FAMILIES, label_values
-from exporter.snapshot import Snapshot
+from exporter.snapshot import Snapshot, TemplateSeries
 
 _GZIP_LEVEL = 6
 
@@ -45,64 +45,83 @@ class FamilyChunk:
     """One rendered template family: its header in each format and its sample lines.
 
     The sample lines are the same bytes in the text format and in OpenMetrics, so they are
-    rendered and kept once.
+    rendered and kept once; they come in parts (one per account: `Snapshot.parts`), so that a
+    publish renders again only the accounts whose series changed.
     """
 
     text_header: bytes
     openmetrics_header: bytes
-    samples: bytes
+    samples: tuple[bytes, ...]
 
 
-def render_template_chunks(snapshot: Snapshot) -> tuple[FamilyChunk, ...]:
-    """The template families of `snapshot`, exactly as client_python would render them.
+def _headers() -> list[tuple[bytes, bytes]]:
+    out = []
+    for family in TEMPLATE_FAMILIES:
+        sample = family.name + "_total" if family.kind == "counter" else family.name
+        text_help = family.help.replace("\\", r"\\").replace("\n", r"\n")
+        om_help = _escape_value(family.help)
+        out.append(
+            (
+                f"# HELP {sample} {text_help}\n# TYPE {sample} {family.kind}\n".encode(),
+                f"# HELP {family.name} {om_help}\n# TYPE {family.name} {family.kind}\n".encode(),
+            )
+        )
+    return out
 
-    Joined per format (`render_template_families`), the same bytes as `generate_latest` over
-    `TemplateCollector` and `TemplateInfoCollector` (tests compare them), several times faster:
-    the label set of each series is escaped and joined once and shared by every family without
-    extra labels, the label order of each family is worked out once, and sample lines are
-    rendered once for both formats.
-    """
-    common = [tuple(_escape_value(v) for v in label_values(s)) for s in snapshot.series]
+
+def render_samples(series: Sequence[TemplateSeries]) -> tuple[bytes, ...]:
+    """The sample lines of `series` in each template family (one bytes per family), exactly as
+    client_python renders them: the label set of each series is escaped and joined once and
+    shared by every family without extra labels, and the label order of each family is worked
+    out once."""
+    common = [tuple(_escape_value(v) for v in label_values(s)) for s in series]
     plain_order = sorted(range(len(LABELS)), key=lambda i: LABELS[i])
     plain = ['",'.join(f'{LABELS[i]}="{labels[i]}' for i in plain_order) for labels in common]
-    chunks = []
+    out = []
     for family in TEMPLATE_FAMILIES:
         names = (*LABELS, *family.extra)
         order = sorted(range(len(names)), key=lambda i: names[i])
         heads = [f'{names[i]}="' for i in order]
         sample = family.name + "_total" if family.kind == "counter" else family.name
-        text_help = family.help.replace("\\", r"\\").replace("\n", r"\n")
-        om_help = _escape_value(family.help)
         lines: list[str] = []
-        for index, series in enumerate(snapshot.series):
-            for extra, value in family.samples(series):
+        for index, one in enumerate(series):
+            for extra, value in family.samples(one):
                 if extra:
                     values = (*common[index], *(_escape_value(v) for v in extra))
                     body = '",'.join(head + values[i] for head, i in zip(heads, order, strict=True))
                 else:
                     body = plain[index]
                 lines.append(f'{sample}{{{body}"}} {_format_value(value)}\n')
-        chunks.append(
-            FamilyChunk(
-                f"# HELP {sample} {text_help}\n# TYPE {sample} {family.kind}\n".encode(),
-                f"# HELP {family.name} {om_help}\n# TYPE {family.name} {family.kind}\n".encode(),
-                "".join(lines).encode("utf-8"),
-            )
-        )
-    return tuple(chunks)
+        out.append("".join(lines).encode("utf-8"))
+    return tuple(out)
+
+
+def render_template_chunks(
+    parts: Sequence[Sequence[TemplateSeries]],
+    rendered: Callable[[Sequence[TemplateSeries]], tuple[bytes, ...]] = render_samples,
+) -> tuple[FamilyChunk, ...]:
+    """The template families of the series in `parts` (in that order), each part's sample lines
+    from `rendered` (a cache may stand in for `render_samples`)."""
+    samples = [rendered(part) for part in parts if part]
+    return tuple(
+        FamilyChunk(text, om, tuple(part[index] for part in samples))
+        for index, (text, om) in enumerate(_headers())
+    )
 
 
 def _format_chunks(chunks: tuple[FamilyChunk, ...], openmetrics: bool) -> list[bytes]:
     out = []
     for chunk in chunks:
         out.append(chunk.openmetrics_header if openmetrics else chunk.text_header)
-        out.append(chunk.samples)
+        out.extend(chunk.samples)
     return out
 
 
 def render_template_families(snapshot: Snapshot, openmetrics: bool) -> str:
-    """All template families of `snapshot` in one format, as one string."""
-    return b"".join(_format_chunks(render_template_chunks(snapshot), openmetrics)).decode()
+    """All template families of `snapshot` in one format, as one string (the same bytes as
+    `generate_latest` over `TemplateCollector` and `TemplateInfoCollector`: tests compare them)."""
+    chunks = render_template_chunks(snapshot.parts or (snapshot.series,))
+    return b"".join(_format_chunks(chunks, openmetrics)).decode()
 
 
 def _gzip_chunks(chunks: list[bytes]) -> bytes:
@@ -139,6 +158,16 @@ class Exposition:
         self._rendered: Snapshot | None = None
         self._families: tuple[FamilyChunk, ...] = ()
         self._cache: dict[bool, tuple[tuple[bytes, ...], bytes]] = {}
+        # the sample lines of the parts rendered last (a part is reused while it is the same
+        # tuple: an account that has not published since)
+        self._parts: dict[int, tuple[Sequence[TemplateSeries], tuple[bytes, ...]]] = {}
+        self._seen: dict[int, tuple[Sequence[TemplateSeries], tuple[bytes, ...]]] = {}
+
+    def _part(self, part: Sequence[TemplateSeries]) -> tuple[bytes, ...]:
+        cached = self._parts.get(id(part))
+        samples = cached[1] if cached is not None and cached[0] is part else render_samples(part)
+        self._seen[id(part)] = (part, samples)
+        return samples
 
     def prepare(self, snap: Snapshot) -> None:
         """Render `snap` in both formats now (the poller calls this when it publishes). The
@@ -151,7 +180,8 @@ class Exposition:
             if previous is not None and snap.series is previous.series:
                 families = self._families
             else:
-                families = render_template_chunks(snap)
+                families = render_template_chunks(snap.parts or (snap.series,), self._part)
+                self._parts, self._seen = self._seen, {}
             accounts = status_registry(snap)
             cache = {}
             for openmetrics in (False, True):

@@ -14,6 +14,7 @@ When they change something, the publisher publishes their part at most every few
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import threading
@@ -167,7 +168,11 @@ class Scheduler:
         return self._snapshot
 
     def publish(
-        self, save: bool = False, progress_only: bool = False, senders_only: bool = False
+        self,
+        save: bool = False,
+        progress_only: bool = False,
+        senders_only: bool = False,
+        cycled: AccountPoller | None = None,
     ) -> Snapshot:
         """Build a snapshot from the store and swap it in.
 
@@ -182,17 +187,20 @@ class Scheduler:
 
         With `senders_only`, the series are the previous snapshot's too, but the snapshot is
         rendered: sender health changed (the exposition reuses the template families).
+        With `cycled` (the account whose cycle just ended), only that account's series are
+        built again: the others are the ones they published at the end of their own cycles
+        (and the exposition renders only the new part).
         """
         reuse = progress_only or senders_only
         with self._publish_lock, self.gc.paused():
             self._dirty.clear()
             if not progress_only:
                 self._senders_dirty.clear()
-            series: list[TemplateSeries] = []
+            parts = self._snapshot.parts
+            if not reuse:
+                parts = self._parts(cycled)
             statuses = []
             for poller in self.accounts:
-                if not reuse:
-                    series.extend(poller.series())
                 with poller.lock:
                     status = poller.status
                 statuses.append(replace(status, revisions_held=poller.revisions_held()))
@@ -203,8 +211,9 @@ class Scheduler:
                 accounts=tuple(statuses),
                 anomalies=self.anomalies.recent(),
                 series=(
-                    self._snapshot.series if reuse else tuple(sorted(series, key=lambda s: s.key))
+                    self._snapshot.series if reuse else tuple(itertools.chain.from_iterable(parts))
                 ),
+                parts=parts,
                 senders=tuple(sender.view() for sender in self.senders),
             )
             if save and not reuse:
@@ -219,6 +228,20 @@ class Scheduler:
             if not progress_only:
                 self.gc.after_publish()
             return snap
+
+    def _parts(self, cycled: AccountPoller | None) -> tuple[tuple[TemplateSeries, ...], ...]:
+        """Each account's series, sorted, in account order (so that their concatenation is
+        sorted by key): built again for `cycled` (for every account without it), the previous
+        snapshot's part for the others."""
+        previous = {part[0].key.account: part for part in self._snapshot.parts if part}
+        parts = []
+        for poller in sorted(self.accounts, key=lambda p: p.account.name):
+            name = poller.account.name
+            if cycled is not None and poller is not cycled and name in previous:
+                parts.append(previous[name])
+            else:
+                parts.append(tuple(sorted(poller.series(), key=lambda s: s.key)))
+        return tuple(parts)
 
     def crashed(self, where: str) -> None:
         """Called in an `except` block: count the unexpected error, log it with its traceback
@@ -266,7 +289,7 @@ class Scheduler:
             if stop.is_set():
                 break
             try:
-                self.publish(save=True)
+                self.publish(save=True, cycled=poller)
             except Exception:
                 self.crashed("publish")
             interval = self.config.poll.interval_s

@@ -80,6 +80,8 @@ class Snapshot:
     created: float = 0.0
     accounts: tuple[AccountStatus, ...] = ()
     series: tuple[TemplateSeries, ...] = field(default_factory=tuple)
+    # `series` per account, in the same order (their concatenation is `series`); empty: one part
+    parts: tuple[tuple[TemplateSeries, ...], ...] = ()
     anomalies: tuple[AnomalyRecord, ...] = ()  # recent answers not applied, newest first
     senders: tuple[SenderStatus, ...] = ()  # accounts with sender_health, in config order
 

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from exporter import exposition
 from exporter.exposition import render_template_families
 from exporter.model import UnitKey
 from exporter.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
@@ -67,3 +68,36 @@ def test_tricky_label_values_are_escaped_the_same_way() -> None:
         rendered = render_template_families(snapshot, openmetrics)
         assert rendered == reference(snapshot, openmetrics)
         assert 'button="quote \\" backslash \\\\ newline \\n unicode ✓"' in rendered
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(series, max_size=4), st.lists(series, max_size=4), st.lists(series, max_size=4))
+def test_a_publish_renders_again_only_the_parts_that_changed(
+    first: list[TemplateSeries], second: list[TemplateSeries], second_again: list[TemplateSeries]
+) -> None:
+    """The exposition of a snapshot in parts (one per account) is the same bytes as the whole
+    snapshot rendered at once, and a part that is the same tuple as before is not rendered
+    again."""
+    rendered: list[tuple[TemplateSeries, ...]] = []
+    original = exposition.render_samples
+
+    def counting(part: tuple[TemplateSeries, ...]) -> tuple[bytes, ...]:
+        rendered.append(part)
+        return original(part)
+
+    a, b, b2 = tuple(first), tuple(second), tuple(second_again)
+    out = exposition.Exposition(lambda: Snapshot(), lambda om: (b"", b""))
+    exposition.render_samples = counting  # type: ignore[assignment]
+    try:
+        out.prepare(Snapshot(1, 0.0, (), (*a, *b), parts=(a, b)))
+        rendered.clear()
+        snap = Snapshot(2, 0.0, (), (*a, *b2), parts=(a, b2))
+        out.prepare(snap)
+    finally:
+        exposition.render_samples = original  # type: ignore[assignment]
+    assert all(part is not a for part in rendered) or not a
+    assert [part for part in rendered if part] == [b2] if b2 else not rendered
+    for openmetrics in (False, True):
+        _, chunks, _ = out.render(openmetrics)
+        body = b"".join(chunks).decode()
+        assert body.startswith(reference(Snapshot(series=snap.series), openmetrics))

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,9 +77,9 @@ def test_a_crashing_poll_cycle_leaves_the_thread_running(
         account.run_cycle = crash  # type: ignore[method-assign]
         original = scheduler.publish
 
-        def publish(save: bool = False, progress_only: bool = False) -> object:
+        def publish(*args: Any, **kwargs: Any) -> object:
             published.set()
-            return original(save, progress_only)
+            return original(*args, **kwargs)
 
         scheduler.publish = publish  # type: ignore[method-assign]
         poll = dataclasses.replace(scheduler.config.poll, interval_s=0.05)
