@@ -180,6 +180,7 @@ class Exposition:
             if previous is not None and snap.series is previous.series:
                 families = self._families
             else:
+                self._seen = {}
                 families = render_template_chunks(snap.parts or (snap.series,), self._part)
                 self._parts, self._seen = self._seen, {}
             accounts = status_registry(snap)
