@@ -23,7 +23,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString as _go_float
 
 from exporter.collector import status_registry
-from exporter.families import LABELS, TEMPLATE_FAMILIES, label_values
+from exporter.families import LABELS, TEMPLATE_FAMILIES, TemplateFamily, label_values
 from exporter.snapshot import Snapshot, TemplateSeries
 
 _GZIP_LEVEL = 6
@@ -54,10 +54,15 @@ class FamilyChunk:
     samples: tuple[bytes, ...]
 
 
-def _headers() -> list[tuple[bytes, bytes]]:
+def _sample_name(family: TemplateFamily) -> str:
+    return family.name + "_total" if family.kind == "counter" else family.name
+
+
+def _headers() -> tuple[tuple[bytes, bytes], ...]:
+    """(text, OpenMetrics) HELP and TYPE lines of each template family."""
     out = []
     for family in TEMPLATE_FAMILIES:
-        sample = family.name + "_total" if family.kind == "counter" else family.name
+        sample = _sample_name(family)
         text_help = family.help.replace("\\", r"\\").replace("\n", r"\n")
         om_help = _escape_value(family.help)
         out.append(
@@ -66,7 +71,10 @@ def _headers() -> list[tuple[bytes, bytes]]:
                 f"# HELP {family.name} {om_help}\n# TYPE {family.name} {family.kind}\n".encode(),
             )
         )
-    return out
+    return tuple(out)
+
+
+_HEADERS = _headers()
 
 
 def render_samples(series: Sequence[TemplateSeries]) -> tuple[bytes, ...]:
@@ -82,7 +90,7 @@ def render_samples(series: Sequence[TemplateSeries]) -> tuple[bytes, ...]:
         names = (*LABELS, *family.extra)
         order = sorted(range(len(names)), key=lambda i: names[i])
         heads = [f'{names[i]}="' for i in order]
-        sample = family.name + "_total" if family.kind == "counter" else family.name
+        sample = _sample_name(family)
         lines: list[str] = []
         for index, one in enumerate(series):
             for extra, value in family.samples(one):
@@ -105,7 +113,7 @@ def render_template_chunks(
     samples = [rendered(part) for part in parts if part]
     return tuple(
         FamilyChunk(text, om, tuple(part[index] for part in samples))
-        for index, (text, om) in enumerate(_headers())
+        for index, (text, om) in enumerate(_HEADERS)
     )
 
 
@@ -161,13 +169,20 @@ class Exposition:
         # the sample lines of the parts rendered last (a part is reused while it is the same
         # tuple: an account that has not published since)
         self._parts: dict[int, tuple[Sequence[TemplateSeries], tuple[bytes, ...]]] = {}
-        self._seen: dict[int, tuple[Sequence[TemplateSeries], tuple[bytes, ...]]] = {}
 
-    def _part(self, part: Sequence[TemplateSeries]) -> tuple[bytes, ...]:
-        cached = self._parts.get(id(part))
-        samples = cached[1] if cached is not None and cached[0] is part else render_samples(part)
-        self._seen[id(part)] = (part, samples)
-        return samples
+    def _render_parts(self, parts: Sequence[Sequence[TemplateSeries]]) -> tuple[FamilyChunk, ...]:
+        """The template families, rendering only the parts not rendered last time."""
+        kept: dict[int, tuple[Sequence[TemplateSeries], tuple[bytes, ...]]] = {}
+
+        def samples_of(part: Sequence[TemplateSeries]) -> tuple[bytes, ...]:
+            cached = self._parts.get(id(part))
+            samples = cached[1] if cached and cached[0] is part else render_samples(part)
+            kept[id(part)] = (part, samples)
+            return samples
+
+        families = render_template_chunks(parts, samples_of)
+        self._parts = kept
+        return families
 
     def prepare(self, snap: Snapshot) -> None:
         """Render `snap` in both formats now (the poller calls this when it publishes). The
@@ -180,9 +195,7 @@ class Exposition:
             if previous is not None and snap.series is previous.series:
                 families = self._families
             else:
-                self._seen = {}
-                families = render_template_chunks(snap.parts or (snap.series,), self._part)
-                self._parts, self._seen = self._seen, {}
+                families = self._render_parts(snap.parts or (snap.series,))
             accounts = status_registry(snap)
             cache = {}
             for openmetrics in (False, True):

@@ -11,10 +11,10 @@ and each collection is a pause for the threads waiting on the GIL.
 
 So a publish runs with automatic collection paused, and after it the objects alive then are
 frozen (`gc.freeze()`: moved out of the collector's reach), and collections only walk what is
-newer. The exporter's data is acyclic,
-so what it drops is freed by reference counting at once, frozen or not; only a reference cycle
-that was alive at a freeze and died later would wait, so every `refreeze_every` publishes the
-frozen objects are unfrozen and one full collection runs before freezing again.
+newer. The exporter's data is acyclic, so what it drops is freed by reference counting at once,
+frozen or not; only a reference cycle that was alive at a freeze and died later would wait, so
+every `refreeze_every` publishes the frozen objects are unfrozen and one full collection runs
+before freezing again.
 
 The GIL's switch interval is set here too (1 ms instead of 5): with dozens of poll threads and
 a publish competing, a scrape thread waits for every holder's slice, so shorter slices cut the
