@@ -243,8 +243,8 @@ class Exporter:
     def stop(self) -> None:
         """Stop polling and write the state one last time."""
         self.scheduler.stop()
-        for client in self.scheduler.accounts:
-            client.client.close()
+        for poller in self.scheduler.accounts:
+            poller.context.client.close()
         self.gc_pauses.uninstall()
 
     def reload(self) -> tuple[bool, str]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cachetools import TTLCache
@@ -20,8 +19,9 @@ from cachetools import TTLCache
 from exporter.actions import LIST_ACTION
 from exporter.anomalies import AnomalyLog
 from exporter.answers import safe_text
-from exporter.client import CamsClient, ListFilters
-from exporter.config import Account, PollConfig, Space
+from exporter.client import ListFilters
+from exporter.config import Space
+from exporter.context import AccountContext
 from exporter.errors import AnomalousAnswer, CamsError
 from exporter.model import Template, UnitKey
 from exporter.paging import Listing
@@ -47,22 +47,17 @@ class Discovery:
     """The units of one account, refreshed once per cycle; thread-safe."""
 
     def __init__(
-        self,
-        account: Account,
-        poll: PollConfig,
-        client: CamsClient,
-        store: CounterStore,
-        anomalies: AnomalyLog,
-        *,
-        shard: Shard,
-        clock: Callable[[], float] = time.time,
+        self, context: AccountContext, store: CounterStore, anomalies: AnomalyLog, *, shard: Shard
     ) -> None:
-        self.account, self.client, self.shard, self.anomalies = account, client, shard, anomalies
+        self.account, self.client = context.account, context.client
+        self.shard, self.anomalies = shard, anomalies
         self.lock = threading.Lock()
         self._units: dict[UnitKey, Unit] = {}
         self._missing: dict[UnitKey, int] = {}
         self._cache: TTLCache[str, Listing] = TTLCache(
-            maxsize=max(1, len(account.spaces)), ttl=poll.discovery_interval_s, timer=clock
+            maxsize=max(1, len(self.account.spaces)),
+            ttl=context.poll.discovery_interval_s,
+            timer=context.clock,
         )
         self.discovered: dict[str, int] = {}  # space -> templates found by the last listing
         self.errors: dict[str, str] = {}  # code -> message, of the last refresh

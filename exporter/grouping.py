@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from exporter.answers import normal_language
-from exporter.client import CamsClient
-from exporter.config import PollConfig
+from exporter.context import AccountContext
 from exporter.counting import floor_to
 from exporter.discovery import Unit
 from exporter.errors import CamsError
@@ -72,15 +70,9 @@ def _between(low: Tally, middle: Tally, high: Tally) -> bool:
 class Grouping:
     """The read mode of one account (per-language or per-template) and its evidence."""
 
-    def __init__(
-        self,
-        account: str,
-        client: CamsClient,
-        poll: PollConfig,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.account, self.client, self.poll, self.clock = account, client, poll, clock
+    def __init__(self, context: AccountContext) -> None:
+        self.account, self.client = context.account.name, context.client
+        self.poll, self.clock = context.poll, context.clock
         self.mode = PER_LANGUAGE
         self._checked_at: float | None = None
         self._lock = threading.Lock()

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from exporter.actions import METRIC_ACTION
 from exporter.anomalies import AnomalyLog
-from exporter.client import CamsClient
-from exporter.config import Account, PollConfig
+from exporter.context import AccountContext
 from exporter.counting import Counting, Fetch, Member
 from exporter.discovery import Discovery, Unit
 from exporter.errors import STOPPED, AnomalousAnswer, CamsError
@@ -62,26 +60,22 @@ class AccountPoller:
 
     def __init__(
         self,
-        account: Account,
-        poll: PollConfig,
-        client: CamsClient,
+        context: AccountContext,
         store: CounterStore,
         instruments: Instruments,
         *,
         shard: Shard | None = None,
-        clock: Callable[[], float] = time.time,
         on_progress: Callable[[], None] = lambda: None,
         anomalies: AnomalyLog | None = None,
     ) -> None:
-        self.account, self.poll, self.client, self.store = account, poll, client, store
-        self.instruments, self.clock, self.on_progress = instruments, clock, on_progress
+        self.context, self.store, self.instruments = context, store, instruments
+        self.account, self.clock, self.on_progress = context.account, context.clock, on_progress
         self.lock = threading.Lock()
-        self.anomalies = anomalies or AnomalyLog(instruments, clock)
-        self.discovery = Discovery(
-            account, poll, client, store, self.anomalies, shard=shard or Shard(0, 1), clock=clock
-        )
-        self.counting = Counting(account.name, poll, store, clock=clock)
-        self.grouping = Grouping(account.name, client, poll, clock=clock)
+        self.anomalies = anomalies or AnomalyLog(instruments, self.clock)
+        self.discovery = Discovery(context, store, self.anomalies, shard=shard or Shard(0, 1))
+        account, poll = context.account, context.poll
+        self.counting = Counting(account.name, poll, store, clock=self.clock)
+        self.grouping = Grouping(context)
         self.status = AccountStatus(
             name=account.name,
             endpoint=account.endpoint,
@@ -102,16 +96,16 @@ class AccountPoller:
         language = key.language if len(group) == 1 else None
 
         def fetch(start_ms: int, end_ms: int) -> Sequence[MetricRow]:
-            return self.client.template_metrics(
+            return self.context.client.template_metrics(
                 code=key.template_code,
                 language=language,
                 start_ms=start_ms,
                 end_ms=end_ms,
-                max_range_ms=int(self.poll.max_range_s * 1000),
+                max_range_ms=int(self.context.poll.max_range_s * 1000),
                 template_type=key.template_type,
                 cust_space_id=first.space.cust_space_id,
                 isv_code=first.space.isv_code,
-                granularity=self.poll.granularity,
+                granularity=self.context.poll.granularity,
             )
 
         return fetch

@@ -24,6 +24,7 @@ from exporter.actions import LIST_ACTION, METRIC_ACTION
 from exporter.answers import count_value, normal_language, parse_templates
 from exporter.client import CamsClient, RequestEvent
 from exporter.config import Account, PollConfig, Space
+from exporter.context import AccountContext
 from exporter.discovery import Unit
 from exporter.errors import CamsError, is_throttle_code
 from exporter.findings import AccountReport, Finding, recommend
@@ -343,8 +344,8 @@ class Prober:
                 )
                 for lang in languages[:3]
             ]
-            grouping = Grouping(self.account.name, self.client, self.poll, clock=self.clock)
-            verdict = grouping.matches(units) if len(units) > 1 else None
+            context = AccountContext(self.account, self.poll, self.client, self.clock)
+            verdict = Grouping(context).matches(units) if len(units) > 1 else None
             answer = {
                 True: "one row per language, summing to the per-language answers",
                 False: "rows per language that do not match the per-language answers",

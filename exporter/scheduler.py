@@ -25,6 +25,7 @@ from dataclasses import replace
 from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient
 from exporter.config import Account, Config
+from exporter.context import AccountContext
 from exporter.instruments import Instruments
 from exporter.memory import GcPolicy
 from exporter.poller import AccountPoller
@@ -55,7 +56,7 @@ def _sender_poller(
     return SenderPoller(
         poller.account,
         settings,
-        poller.client,
+        poller.context.client,
         discovery.units,
         units_ready=lambda: bool(discovery.discovered) or bool(discovery.units()),
         shard=shard,
@@ -64,13 +65,7 @@ def _sender_poller(
         anomalies=poller.anomalies,
         on_crash=on_crash,
         counters=NumberCounters(
-            poller.account,
-            poller.poll,
-            settings.phone_number_metrics,
-            poller.client,
-            poller.store,
-            poller.anomalies,
-            clock=clock,
+            poller.context, settings.phone_number_metrics, poller.store, poller.anomalies
         )
         if settings.phone_number_metrics.enabled
         else None,
@@ -148,13 +143,10 @@ class Scheduler:
 
     def _account_poller(self, account: Account, client: CamsClient) -> AccountPoller:
         return AccountPoller(
-            account,
-            self.config.poll,
-            client,
+            AccountContext(account, self.config.poll, client, self.clock),
             self.store,
             self.instruments,
             shard=self.shard,
-            clock=self.clock,
             on_progress=self._dirty.set,
             anomalies=self.anomalies,
         )
@@ -376,7 +368,7 @@ class Scheduler:
             stopping = [name for name in old if name not in kept]
             self._stop_accounts(stopping, timeout)
             for name in stopping:
-                old[name].client.close()
+                old[name].context.client.close()
             self.config = config
             self._stops.update({n: e for n, e in stops.items() if n not in kept})
             accounts, senders, restarted = [], [], []

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient
 from exporter.config import StaticCredentials
+from exporter.context import AccountContext
 from exporter.instruments import Instruments
 from exporter.model import DAY_MS, ButtonCount, MetricRow, UnitKey, button_type_label
 from exporter.poller import AccountPoller
@@ -329,14 +330,9 @@ class World:
         account = Account(sim.url, secret=SECRET, qps=None, list_qps=None)
         config = parsed(account, poll={**poll, "counters_since": self.since})
         self.shape = shape
-        return AccountPoller(
-            config.accounts[0],
-            config.poll,
-            make_client(sim, self.clock, self.stop),
-            self.store,
-            self.instruments,
-            clock=self.clock,
-        )
+        client = make_client(sim, self.clock, self.stop)
+        context = AccountContext(config.accounts[0], config.poll, client, self.clock)
+        return AccountPoller(context, self.store, self.instruments)
 
     def advance(self, hours: int) -> None:
         self.offset_s += hours * 3600
@@ -345,7 +341,7 @@ class World:
 
     def restart(self, shape: str) -> None:
         self.store.save(self.state)
-        self.poller.client.close()
+        self.poller.context.client.close()
         self.store, warning = CounterStore.load(self.state)
         assert warning is None
         self.poller = self.build(shape)
@@ -394,7 +390,7 @@ class World:
         return out
 
     def close(self) -> None:
-        self.poller.client.close()
+        self.poller.context.client.close()
         for sim in self.sims.values():
             sim.set_clock_offset(0)
             sim.set_faults("")

@@ -70,7 +70,7 @@ def test_replicas_split_an_account_and_its_qps() -> None:
                 account = poller.accounts[0]
                 assert account.run_cycle(poller.stop_event, 4)
                 assert (
-                    account.client._limiters["GetChatappTemplateMetric"].rate
+                    account.context.client._limiters["GetChatappTemplateMetric"].rate
                     == config.accounts[0].qps / 3
                 )
                 seen.append({u.key for u in account.discovery.units()})

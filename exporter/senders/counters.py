@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from exporter.actions import PHONE_METRIC_ACTION
 from exporter.anomalies import AnomalyLog
-from exporter.client import CamsClient
-from exporter.config import Account, PollConfig
 from exporter.config.schema import PhoneNumberMetricsConfig
+from exporter.context import AccountContext
 from exporter.counting import Counting, Member
 from exporter.errors import AnomalousAnswer, CamsError
 from exporter.model import MetricRow, NumberKey
@@ -38,18 +36,14 @@ class NumberCounters:
 
     def __init__(
         self,
-        account: Account,
-        poll: PollConfig,
+        context: AccountContext,
         settings: PhoneNumberMetricsConfig,
-        client: CamsClient,
         store: CounterStore,
         anomalies: AnomalyLog,
-        *,
-        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.account = account
-        self.poll_config = poll
-        self.client, self.store, self.anomalies, self.clock = client, store, anomalies, clock
+        account, poll, clock = context.account, context.poll, context.clock
+        self.account, self.poll_config, self.client = account, poll, context.client
+        self.store, self.anomalies, self.clock = store, anomalies, clock
         self.interval_s = settings.interval_s or poll.interval_s
         self.workers = max(1, min(8, int(settings.qps)))
         self.counting = Counting(
