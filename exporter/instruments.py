@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import platform
 import threading
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -20,6 +21,7 @@ from exporter import __version__
 from exporter.client import RequestEvent
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_PER_ACTION = ("account", "action")  # the labels of what each account's calls of an action do
 
 
 class Instruments:
@@ -29,63 +31,55 @@ class Instruments:
         self._lock = threading.Lock()
         self._version = 0
         self._cache: dict[bool, tuple[int, bytes, bytes]] = {}
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.api_requests = Counter(
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        counter = partial(Counter, registry=registry)
+        gauge = partial(Gauge, registry=registry)
+        self.api_requests = counter(
             "cams_api_requests",
             "CAMS API requests by account, action and result code (OK or the error code).",
             ["account", "action", "code"],
-            registry=self.registry,
         )
         self.api_duration = Histogram(
             "cams_api_request_duration_seconds",
             "Duration of CAMS API requests, retries counted separately.",
-            ["account", "action"],
+            _PER_ACTION,
             buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
-        self.api_throttled = Counter(
+        self.api_throttled = counter(
             "cams_api_throttled",
             "CAMS API requests refused for flow control (System.LimitControl, Throttling*).",
-            ["account", "action"],
-            registry=self.registry,
+            _PER_ACTION,
         )
-        self.api_rate = Gauge(
+        self.api_rate = gauge(
             "cams_api_rate_limit_per_second",
             "Calls per second the exporter currently allows itself (lowered while throttled).",
-            ["account", "action"],
-            registry=self.registry,
+            _PER_ACTION,
         )
-        self.poll_errors = Counter(
+        self.poll_errors = counter(
             "cams_poll_errors",
             "Template-language units whose poll failed, by error code.",
             ["account", "code"],
-            registry=self.registry,
         )
-        self.anomalies = Counter(
+        self.anomalies = counter(
             "cams_api_answer_anomalies",
             "CAMS API answers the exporter could not take at face value and did not apply, "
             "by kind.",
             ["account", "action", "kind"],
-            registry=self.registry,
         )
-        self.internal_errors = Counter(
+        self.internal_errors = counter(
             "cams_exporter_internal_errors",
             "Unexpected errors caught in the exporter's background work, by where they "
             "happened; the exporter went on serving the last good snapshot.",
             ["where"],
-            registry=self.registry,
         )
-        self.state_writes = Counter(
-            "cams_state_writes",
-            "Writes of the state file, by result.",
-            ["result"],
-            registry=self.registry,
+        self.state_writes = counter(
+            "cams_state_writes", "Writes of the state file, by result.", ["result"]
         )
-        info = Gauge(
+        info = gauge(
             "cams_exporter_build_info",
             "Build information of the cams-exporter; the value is always 1.",
             ["version", "python_version"],
-            registry=self.registry,
         )
         info.labels(__version__, platform.python_version()).set(1)
         for result in ("ok", "error"):
