@@ -20,6 +20,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RatePolicy:
+    """How a limiter spaces its slots and backs off when throttled (the same for every limiter
+    unless a test says otherwise)."""
+
+    # Slots are spaced a little wider than 1/rate, so that rate+1 consecutive calls span more
+    # than a second even when one of them reaches the server `margin/rate` late.
+    margin: float = 0.03
+    decrease: float = 0.7  # the rate is multiplied by this when the API throttles
+    increase: float = 1.0  # calls per second added back per second, once recovering
+    recovery_s: float = 2.0  # how long after the last cut the rate starts rising again
 
 
 class RateLimiter:
@@ -31,10 +45,7 @@ class RateLimiter:
         rate: float,
         *,
         min_rate: float | None = None,
-        decrease: float = 0.7,
-        increase: float = 1.0,
-        recovery_s: float = 2.0,
-        margin: float = 0.03,
+        policy: RatePolicy = RatePolicy(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -42,13 +53,9 @@ class RateLimiter:
             raise ValueError(f"rate must be positive, got {rate}")
         self._max_rate = float(rate)
         self._rate = float(rate)
+        # the floor a throttle cannot cut below (lowered with the ceiling, never above it)
         self._min_rate = min(float(min_rate if min_rate is not None else 1.0), self._max_rate)
-        self._decrease = decrease
-        self._increase = increase
-        self._recovery_s = recovery_s
-        # Slots are spaced a little wider than 1/rate, so that rate+1 consecutive calls span
-        # more than a second even when one of them reaches the server `margin/rate` late.
-        self._margin = margin
+        self._policy = policy
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -86,19 +93,23 @@ class RateLimiter:
         """How many times the rate was cut because the API throttled."""
         return self._throttles
 
+    def _spacing(self) -> float:
+        """The time between two slots at the rate in force (called with the lock held)."""
+        return (1.0 + self._policy.margin) / self._rate
+
     def reserve(self) -> float:
         """Take the next send slot and return the monotonic time at which it opens."""
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_slot)
-            self._next_slot = slot + (1.0 + self._margin) / self._rate
+            self._next_slot = slot + self._spacing()
             return slot
 
     def _admit(self) -> float:
         """Grant the caller a call now (0.0), or say how long to wait for the window."""
         with self._lock:
             now = self._clock()
-            window = 1.0 + self._margin
+            window = 1.0 + self._policy.margin
             sent = self._sent
             while sent and now - sent[0] >= window:
                 sent.popleft()
@@ -115,7 +126,7 @@ class RateLimiter:
         so that the waiters of a stopped poller (replaced by a reload) do not push every later
         slot into the future. Never before the latest grant plus one spacing."""
         with self._lock:
-            spacing = (1.0 + self._margin) / self._rate
+            spacing = self._spacing()
             floor = max(self._clock(), self._last_admitted + spacing)
             self._next_slot = max(floor, self._next_slot - spacing)
 
@@ -162,9 +173,9 @@ class RateLimiter:
             self._last_cut = now
             self._last_raise = now
             self._throttles += 1
-            self._rate = max(self._min_rate, self._rate * self._decrease)
+            self._rate = max(self._min_rate, self._rate * self._policy.decrease)
             # Let the spacing take effect at once for the slots not yet handed out.
-            self._next_slot = max(self._next_slot, now + (1.0 + self._margin) / self._rate)
+            self._next_slot = max(self._next_slot, now + self._spacing())
 
     def on_success(self) -> None:
         """A call went through: once `recovery_s` passed since the last cut, raise the rate
@@ -173,9 +184,9 @@ class RateLimiter:
             return
         with self._lock:
             now = self._clock()
-            if now - self._last_cut >= self._recovery_s and now - self._last_raise >= 1.0:
+            if now - self._last_cut >= self._policy.recovery_s and now - self._last_raise >= 1.0:
                 self._last_raise = now
-                self._rate = min(self._max_rate, self._rate + self._increase)
+                self._rate = min(self._max_rate, self._rate + self._policy.increase)
 
 
 class Grant:

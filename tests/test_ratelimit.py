@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from exporter.ratelimit import RateLimiter
+from exporter.ratelimit import RateLimiter, RatePolicy
 
 
 def max_in_window(times: list[float], width: float = 1.0) -> int:
@@ -83,7 +83,7 @@ def test_a_granted_call_counts_until_it_is_sent_or_released() -> None:
 
 def test_aimd_cuts_on_throttling_and_recovers() -> None:
     now = [0.0]
-    limiter = RateLimiter(40, clock=lambda: now[0], recovery_s=2.0)
+    limiter = RateLimiter(40, clock=lambda: now[0], policy=RatePolicy(recovery_s=2.0))
     limiter.on_throttled()
     assert limiter.rate == 28
     limiter.on_throttled()  # within the same second: one cut only
