@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +122,22 @@ def scrape_alternately(port: int, seconds: float) -> tuple[dict[str, list[float]
 
 # --------------------------------------------------------------------------------------------
 # The simulator and the exporter as processes (on port 0, the port read back from their logs)
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What a scenario asks of one account: `templates` x `languages` units, read at `qps`
+    from a simulator answering each call after `latency` seconds."""
+
+    templates: int
+    languages: tuple[str, ...]
+    qps: float
+    latency: float
+
+    @property
+    def units(self) -> int:
+        """Template-language units: one GetChatappTemplateMetric call each per cycle."""
+        return self.templates * len(self.languages)
 
 
 def start_simulator(children: Children, name: str, flags: Sequence[str]) -> SimulatorProcess:

@@ -89,20 +89,14 @@ def _write_config(children: procs.Children, name: str, text: str) -> Path:
     return path
 
 
-def _sim_flags(
-    templates: int,
-    languages: Sequence[str],
-    latency: float,
-    qps_limit: float = 50,
-    list_qps_limit: float = 5,
-) -> list[str]:
+def _sim_flags(load: harness.Load, qps_limit: float = 50, list_qps_limit: float = 5) -> list[str]:
     return [
         "--templates",
-        str(templates),
+        str(load.templates),
         "--languages",
-        ",".join(languages),
+        ",".join(load.languages),
         "--latency",
-        f"{latency:g}",
+        f"{load.latency:g}",
         "--qps-limit",
         f"{qps_limit:g}",
         "--list-qps-limit",
@@ -115,14 +109,10 @@ def _sim_flags(
 
 
 def _start_simulator(
-    children: procs.Children,
-    templates: int,
-    languages: Sequence[str],
-    latency: float,
-    **limits: float,
+    children: procs.Children, load: harness.Load, **limits: float
 ) -> procs.SimulatorProcess:
     """The scenarios' simulator (`_sim_flags`), as the child `simulator`."""
-    flags = _sim_flags(templates, languages, latency, **limits)
+    flags = _sim_flags(load, **limits)
     return harness.start_simulator(children, "simulator", flags)
 
 
@@ -332,18 +322,15 @@ def wait_quiet(exporter: procs.ExporterProcess, timeout: float = 120.0) -> float
 
 def scenario_cycle(
     name: str,
+    load: harness.Load,
     *,
-    templates: int,
-    languages: Sequence[str],
-    qps: float,
-    latency: float,
     log_dir: Path,
     log: Log,
     scrape_gets: int = 0,
     render_runs: int = 3,
 ) -> dict[str, Any]:
     """Discovery + first cycle, then the second (steady-state) cycle measured on its own."""
-    units = templates * len(languages)
+    units, qps, latency = load.units, load.qps, load.latency
     discovery = _discovery_s(units)
     cycle_est = units * 1.03 / qps + latency
     gap = max(8.0, 0.1 * cycle_est)
@@ -351,7 +338,7 @@ def scenario_cycle(
     log(f"{name}: {units} units at qps {qps:g}, latency {latency:g}s; poll.interval {interval}s")
     children = procs.Children(log_dir / name)
     try:
-        sim = _start_simulator(children, templates, languages, latency)
+        sim = _start_simulator(children, load)
         config = harness.exporter_config(
             endpoint=sim.url, names=["main"], qps=qps, list_qps=LIST_QPS, interval_s=interval
         )
@@ -390,8 +377,8 @@ def scenario_cycle(
         result: dict[str, Any] = {
             "kind": "cycle",
             "units": units,
-            "templates": templates,
-            "languages": list(languages),
+            "templates": load.templates,
+            "languages": list(load.languages),
             "qps": qps,
             "latency_s": latency,
             "poll_interval_s": interval,
@@ -435,29 +422,24 @@ def scenario_cycle(
 
 def scenario_scrape(
     name: str,
+    load: harness.Load,
     *,
     accounts: int,
-    templates: int,
-    languages: Sequence[str],
     gets: int,
     render_runs: int,
     during_poll_s: float,
     log_dir: Path,
     log: Log,
 ) -> dict[str, Any]:
-    """A big /metrics: several accounts on one simulator, then the scrape measurements."""
-    units = accounts * templates * len(languages)
-    qps = 50.0
-    log(f"{name}: {accounts} accounts x {templates * len(languages)} units = {units} units")
+    """A big /metrics: several accounts on one simulator (each with `load`), then the scrape
+    measurements."""
+    per_account, qps = load.units, load.qps
+    units = accounts * per_account
+    log(f"{name}: {accounts} accounts x {per_account} units = {units} units")
     children = procs.Children(log_dir / name)
     try:
         sim = _start_simulator(
-            children,
-            templates,
-            languages,
-            0.05,
-            qps_limit=qps * accounts,
-            list_qps_limit=5 * accounts,
+            children, load, qps_limit=qps * accounts, list_qps_limit=5 * accounts
         )
         config = harness.exporter_config(
             endpoint=sim.url,
@@ -468,7 +450,6 @@ def scenario_scrape(
         )
         spawned = time.monotonic()
         exporter = _start_exporter(children, config)
-        per_account = templates * len(languages)
         budget = _discovery_s(per_account, 5) + per_account * 1.03 / qps * 3 + 120
         harness.wait_for("first cycle (ready)", exporter.ready, timeout=budget)
         ready_s = time.monotonic() - spawned
@@ -502,24 +483,21 @@ def scenario_scrape(
 
 def scenario_backfill(
     name: str,
+    load: harness.Load,
     *,
-    templates: int,
-    languages: Sequence[str],
-    qps: float,
-    latency: float,
     max_range_days: int,
     log_dir: Path,
     log: Log,
 ) -> dict[str, Any]:
     """A fresh exporter with counters_since 90 days back (today included)."""
-    units = templates * len(languages)
+    units, qps = load.units, load.qps
     since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=BACKFILL_SPAN_DAYS - 1)
     per_unit = math.ceil(BACKFILL_SPAN_DAYS / max_range_days)
     limit = units * per_unit / qps
     log(f"{name}: {units} units, counters_since {since}, max_range {max_range_days}d")
     children = procs.Children(log_dir / name)
     try:
-        sim = _start_simulator(children, templates, languages, latency)
+        sim = _start_simulator(children, load)
         config = harness.exporter_config(
             endpoint=sim.url,
             names=["main"],
@@ -539,7 +517,7 @@ def scenario_backfill(
             "kind": "backfill",
             "units": units,
             "qps": qps,
-            "latency_s": latency,
+            "latency_s": load.latency,
             "counters_since": since.isoformat(),
             "max_range_days": max_range_days,
             "target_calls_per_unit": per_unit,
@@ -566,18 +544,15 @@ def scenario_backfill(
 
 def scenario_adaptive(
     name: str,
+    load: harness.Load,
     *,
-    templates: int,
-    languages: Sequence[str],
-    qps: float,
-    latency: float,
     competitor_rate: float,
     phases: tuple[float, float, float],
     log_dir: Path,
     log: Log,
 ) -> dict[str, Any]:
     """The exporter at `qps` while another client on the same key sends `competitor_rate`/s."""
-    units = templates * len(languages)
+    units, qps = load.units, load.qps
     base_s, compete_s, recover_s = phases
     log(
         f"{name}: exporter qps {qps:g}, competitor {competitor_rate:g}/s for {compete_s:g}s,"
@@ -587,7 +562,7 @@ def scenario_adaptive(
     stop = threading.Event()
     rows: list[dict[str, float]] = []
     try:
-        sim = _start_simulator(children, templates, languages, latency)
+        sim = _start_simulator(children, load)
         config = harness.exporter_config(
             endpoint=sim.url, names=["main"], qps=qps, list_qps=LIST_QPS, interval_s=10
         )
@@ -1013,31 +988,43 @@ FOUR = ("en", "es", "pt", "id")
 def plan(mode: str, log_dir: Path, log: Log) -> list[Step]:
     """(name, runner) of every scenario of a mode."""
     where: dict[str, Any] = {"log_dir": log_dir, "log": log}
-    paced: dict[str, Any] = {"qps": 40, "latency": 0.15, **where}
+    qps, latency = (20, 0.05) if mode == "smoke" else (40, 0.15)
 
-    def cycle(name: str, templates: int, languages: Sequence[str], **options: Any) -> Step:
-        options = {**paced, "scrape_gets": 50, "render_runs": 3, **options}
-        return name, partial(
-            scenario_cycle, name, templates=templates, languages=languages, **options
-        )
+    def paced(templates: int, languages: tuple[str, ...]) -> harness.Load:
+        return harness.Load(templates, languages, qps, latency)
+
+    def cycle(name: str, templates: int, languages: tuple[str, ...], **options: Any) -> Step:
+        options = {"scrape_gets": 50, "render_runs": 3, **where, **options}
+        return name, partial(scenario_cycle, name, paced(templates, languages), **options)
 
     if mode == "smoke":
-        small = {"qps": 20, "latency": 0.05, "scrape_gets": 10, "render_runs": 2}
-        return [cycle("cycle-40", 20, TWO, **small)]
+        return [cycle("cycle-40", 20, TWO, scrape_gets=10, render_runs=2)]
     quick = mode == "quick"
     steps = [cycle("cycle-1k", 500, TWO, scrape_gets=50 if quick else 0)]
     if not quick:
         steps.append(cycle("cycle-10k", 2500, FOUR))
     backfill = "backfill-300" if quick else "backfill-1k"
-    filling = {"templates": 150 if quick else 500, "languages": TWO, "max_range_days": 30}
-    steps.append((backfill, partial(scenario_backfill, backfill, **filling, **paced)))
-    competing = {"templates": 500, "languages": TWO, "competitor_rate": 25}
-    competing["phases"] = (8, 15, 75) if quick else (15, 30, 90)
-    steps.append(("adaptive", partial(scenario_adaptive, "adaptive", **competing, **paced)))
+    filling = paced(150 if quick else 500, TWO)
+    steps.append(
+        (backfill, partial(scenario_backfill, backfill, filling, max_range_days=30, **where))
+    )
+    phases = (8, 15, 75) if quick else (15, 30, 90)
+    adaptive = partial(
+        scenario_adaptive, "adaptive", paced(500, TWO), competitor_rate=25, phases=phases, **where
+    )
+    steps.append(("adaptive", adaptive))
     if not quick:
-        scrape = {"accounts": 4, "templates": 875, "gets": 200, "render_runs": 5}
+        # 4 accounts x 3,500 units, each at the simulator's 50/s, answered after 50 ms
+        big = harness.Load(875, FOUR, qps=50.0, latency=0.05)
         runner = partial(
-            scenario_scrape, "scrape-100k", languages=FOUR, during_poll_s=30, **scrape, **where
+            scenario_scrape,
+            "scrape-100k",
+            big,
+            accounts=4,
+            gets=200,
+            render_runs=5,
+            during_poll_s=30,
+            **where,
         )
         steps.append(("scrape-100k", runner))
     return steps

@@ -69,21 +69,18 @@ def _cycle_values(text: str) -> tuple[float, float, int]:
 def scenario(
     name: str,
     sender_health: str | None,
+    load: harness.Load,
     *,
-    templates: int,
-    languages: Sequence[str],
     numbers: int,
-    qps: float,
-    latency: float,
     log_dir: Path,
 ) -> dict[str, Any]:
     """Discovery and the first cycle, then the second cycle measured on its own."""
-    units = templates * len(languages)
+    units, qps, latency = load.units, load.qps, load.latency
     cycle_est = units * 1.03 / qps + latency
     interval = max(10, math.ceil(math.ceil(units / 100) * 1.03 / LIST_QPS + cycle_est * 1.05 + 8))
     children = harness.Children(log_dir / name)
     try:
-        flags = ["--templates", str(templates), "--languages", ",".join(languages)]
+        flags = ["--templates", str(load.templates), "--languages", ",".join(load.languages)]
         flags += ["--latency", f"{latency:g}", "--phone-numbers", str(numbers)]
         sim = harness.start_simulator(children, "simulator", flags)
         text = harness.exporter_config(
@@ -176,11 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--only", default="", help="comma-separated scenarios (off,on,ceilings)")
     args = parser.parse_args(argv)
-    size: dict[str, Any] = {"languages": ("en", "es")}
     if args.smoke:
-        size |= {"templates": 20, "numbers": 3, "qps": 20.0, "latency": 0.05}
+        load, numbers = harness.Load(20, ("en", "es"), qps=20.0, latency=0.05), 3
     else:
-        size |= {"templates": 500, "numbers": 10, "qps": 40.0, "latency": 0.15}
+        load, numbers = harness.Load(500, ("en", "es"), qps=40.0, latency=0.15), 10
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     args.results_dir.mkdir(parents=True, exist_ok=True)
     log_dir = args.results_dir / f"sender-health-{stamp}-logs"
@@ -189,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for name, sender_health in SCENARIOS.items():
         if name in wanted:
-            results.append(scenario(name, sender_health, log_dir=log_dir, **size))
+            results.append(scenario(name, sender_health, load, numbers=numbers, log_dir=log_dir))
     machine = harness.machine_info()
     document = {
         "started": stamp,
