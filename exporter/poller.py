@@ -73,13 +73,12 @@ class AccountPoller:
         self.lock = threading.Lock()
         self.anomalies = anomalies or AnomalyLog(instruments, self.clock)
         self.discovery = Discovery(context, store, self.anomalies, shard=shard or Shard(0, 1))
-        account, poll = context.account, context.poll
-        self.counting = Counting(account.name, poll, store, clock=self.clock)
+        self.counting = Counting(self.account.name, context.poll, store, clock=self.clock)
         self.grouping = Grouping(context)
         self.status = AccountStatus(
-            name=account.name,
-            endpoint=account.endpoint,
-            spaces=tuple(s.label for s in account.spaces),
+            name=self.account.name,
+            endpoint=self.account.endpoint,
+            spaces=tuple(s.label for s in self.account.spaces),
             shape=self.counting.shape,
         )
 
