@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 from typing import Any, Required, TypedDict, TypeVar, Unpack
 from urllib.parse import urlsplit
 
-import requests
-
 from exporter import __version__
 from exporter.actions import (
     API_VERSION,
@@ -56,7 +54,7 @@ from exporter.senders.answers import (
 )
 from exporter.senders.model import HealthStatus, PhoneNumber, PhoneNumberRow
 from exporter.signing import percent_encode, sign_rpc_v3, utc_timestamp
-from exporter.transport import Transport
+from exporter.transport import Answer, Transport, TransportError, TransportTimeout
 
 log = logging.getLogger("cams_exporter.client")
 
@@ -139,25 +137,25 @@ def in_spans(
     )
 
 
-def _decode(action: str, response: requests.Response) -> dict[str, Any]:
+def _decode(action: str, response: Answer) -> dict[str, Any]:
     try:
         # Undecodable bytes become U+FFFD here; no label value can carry them further.
-        body = json.loads(response.content.decode("utf-8", "replace"))
+        body = json.loads(response.body.decode("utf-8", "replace"))
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise CamsError(
             action,
-            MALFORMED if response.status_code < 500 else f"HTTP{response.status_code}",
+            MALFORMED if response.status < 500 else f"HTTP{response.status}",
             "the answer is not a JSON object",
-            status=response.status_code,
+            status=response.status,
         )
     return body
 
 
-def _check_answer(action: str, response: requests.Response) -> dict[str, Any]:
+def _check_answer(action: str, response: Answer) -> dict[str, Any]:
     """The JSON body of a successful answer; CamsError for an error answer."""
-    status = response.status_code
+    status = response.status
     body = _decode(action, response)
     code = str(body.get("Code") or body.get("code") or ("OK" if status < 400 else ""))
     if status < 400 and code == "OK":
@@ -191,7 +189,7 @@ class CamsClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-        self._base = f"{parts.scheme}://{parts.netloc}/"
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._host = parts.netloc
         self._credentials = credentials
         self._limiters = dict(limiters)
@@ -233,7 +231,7 @@ class CamsClient:
         code = "OK"
         try:
             response = self._send(action, params, grant)
-            status = response.status_code
+            status = response.status
             return _check_answer(action, response)
         except CamsError as error:
             code = error.code
@@ -257,9 +255,7 @@ class CamsClient:
                     )
                 )
 
-    def _send(
-        self, action: str, params: Mapping[str, str], grant: Grant | None
-    ) -> requests.Response:
+    def _send(self, action: str, params: Mapping[str, str], grant: Grant | None) -> Answer:
         creds = self._creds(action)
         query = {k: v for k, v in params.items() if v is not None}
         headers = sign_rpc_v3(
@@ -272,15 +268,14 @@ class CamsClient:
             security_token=creds.security_token,
             date=utc_timestamp(datetime.fromtimestamp(self._clock(), UTC)),
         )
-        url = self._base + "?" + "&".join(f"{k}={percent_encode(v)}" for k, v in query.items())
+        target = "/?" + "&".join(f"{k}={percent_encode(v)}" for k, v in query.items())
         try:
-            return self._transport.post(
-                url, headers, self._timeout, grant.sent if grant is not None else None
-            )
-        except requests.Timeout:
+            written = grant.sent if grant is not None else None
+            return self._transport.post(self._origin, target, headers, self._timeout, written)
+        except TransportTimeout:
             raise CamsError(action, TIMEOUT, f"no answer within {self._timeout:g}s") from None
-        except requests.RequestException as exc:
-            raise CamsError(action, CONNECTION_ERROR, type(exc).__name__) from None
+        except TransportError as exc:
+            raise CamsError(action, CONNECTION_ERROR, exc.kind) from None
 
     # -- ListChatappTemplate ----------------------------------------------------------------
 

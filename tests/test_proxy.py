@@ -1,9 +1,21 @@
 """The rate guarantee holds behind an HTTPS proxy: calls tunnelled through a local CONNECT proxy
 to a TLS simulator never put more than `qps` calls in any 1-second window (counted by the
-simulator), and the limiter's count-from-the-write hook is in force (no fallback warning)."""
+simulator), and the limiter's count-from-the-write hook is in force (no fallback warning).
+
+A TLS endpoint whose certificate the CA bundle does not vouch for, or a CA bundle that does
+not exist, fails the call as a ConnectionError (SSLError where the handshake failed), never as
+a crash.
+
+A plain-HTTP endpoint goes through an `HTTP_PROXY` as requests sends it (absolute-form
+request lines, the proxy's credentials from its URL as `Proxy-Authorization`), and `NO_PROXY`
+bypasses it.
+"""
 
 from __future__ import annotations
 
+import base64
+import http.client
+import http.server
 import logging
 import select
 import socket
@@ -18,6 +30,7 @@ import pytest
 
 from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient
 from exporter.config import StaticCredentials
+from exporter.errors import CONNECTION_ERROR, CamsError
 from exporter.model import DAY_MS
 from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
@@ -94,6 +107,71 @@ def tls_simulator(certs: dict[str, Path]) -> Iterator[Simulator]:
         sim.stop()
 
 
+class _Forwarder(http.server.BaseHTTPRequestHandler):
+    """A forwarding proxy for absolute-form POSTs: records each request line's target and
+    Proxy-Authorization, then relays the request to the origin and its answer back."""
+
+    protocol_version = "HTTP/1.1"
+    server: _ForwardingProxy
+
+    def do_POST(self) -> None:
+        with self.server.lock:
+            self.server.seen.append((self.path, self.headers.get("Proxy-Authorization", "")))
+        origin, _, rest = self.path.partition("://")[2].partition("/")
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        headers = {k: v for k, v in self.headers.items() if not k.lower().startswith("proxy-")}
+        upstream = http.client.HTTPConnection(origin, timeout=10)
+        try:
+            upstream.request("POST", "/" + rest, body=body, headers=headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+        finally:
+            upstream.close()
+        self.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _ForwardingProxy(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Forwarder)
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, str]] = []  # (request target, Proxy-Authorization)
+
+
+@pytest.fixture
+def forwarding_proxy() -> Iterator[_ForwardingProxy]:
+    server = _ForwardingProxy()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def http_simulator() -> Iterator[Simulator]:
+    sim = Simulator(SimulatorOptions(templates=2, static=True))
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
 QPS = 8
 
 
@@ -141,3 +219,98 @@ def test_no_second_over_qps_through_a_connect_proxy(
     assert not [
         r for r in caplog.records if "did not report when a request was written" in r.getMessage()
     ]
+
+
+def _calls(sim: Simulator, count: int, workers: int) -> None:
+    """`count` metric calls for the simulator's first template, `workers` at a time, with a
+    limiter of QPS; no fallback from the count-from-the-write hook."""
+    client = CamsClient(
+        endpoint=sim.url,
+        credentials=StaticCredentials("demo", "demo-secret"),
+        limiters={METRIC_ACTION: RateLimiter(QPS), LIST_ACTION: RateLimiter(5)},
+        timeout_s=10,
+        retry=RetryPolicy(max_retries=0),
+        pool_size=workers,
+    )
+    template = sim.templates()[0]
+
+    def call(_: int) -> int:
+        rows = client.metric_chunk(
+            code=template.code, language=template.language, start_ms=0, end_ms=DAY_MS
+        )
+        return len(rows)
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            assert all(n > 0 for n in pool.map(call, range(count)))
+    finally:
+        client.close()
+
+
+def test_plain_http_goes_through_http_proxy_with_its_credentials(
+    forwarding_proxy: _ForwardingProxy,
+    http_simulator: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = forwarding_proxy.server_address[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://proxyuser:proxy-pass@127.0.0.1:{port}")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert http_simulator.url.startswith("http://")
+    with caplog.at_level(logging.WARNING, logger="cams_exporter"):
+        _calls(http_simulator, 2 * QPS, workers=8)
+    stats = http_simulator.stats()["actions"][METRIC_ACTION]
+    assert stats["calls"] == 2 * QPS and stats["max_calls_in_1s"] <= QPS
+    expected_auth = "Basic " + base64.b64encode(b"proxyuser:proxy-pass").decode()
+    assert len(forwarding_proxy.seen) == 2 * QPS
+    origin = http_simulator.url.rstrip("/")
+    assert all(target.startswith(origin + "/?") for target, _ in forwarding_proxy.seen)
+    assert {auth for _, auth in forwarding_proxy.seen} == {expected_auth}
+    assert not [
+        r for r in caplog.records if "did not report when a request was written" in r.getMessage()
+    ]
+
+
+def test_no_proxy_bypasses_the_proxy(
+    forwarding_proxy: _ForwardingProxy,
+    http_simulator: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{forwarding_proxy.server_address[1]}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    _calls(http_simulator, 4, workers=2)
+    assert http_simulator.stats()["actions"][METRIC_ACTION]["calls"] == 4
+    assert forwarding_proxy.seen == []
+
+
+@pytest.mark.parametrize(
+    ("bundle", "kind"), [("default", "SSLError"), ("missing", "ConnectionError")]
+)
+def test_unverifiable_tls_is_a_connection_error(
+    tls_simulator: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bundle: str,
+    kind: str,
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    if bundle == "missing":
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "no-such-bundle.pem"))
+    client = CamsClient(
+        endpoint=tls_simulator.url,
+        credentials=StaticCredentials("demo", "demo-secret"),
+        limiters={METRIC_ACTION: RateLimiter(QPS)},
+        retry=RetryPolicy(max_retries=0),
+    )
+    template = tls_simulator.templates()[0]
+    try:
+        with pytest.raises(CamsError) as caught:
+            client.metric_chunk(
+                code=template.code, language=template.language, start_ms=0, end_ms=DAY_MS
+            )
+    finally:
+        client.close()
+    assert (caught.value.code, caught.value.message) == (CONNECTION_ERROR, kind)
+    assert tls_simulator.stats()["actions"].get(METRIC_ACTION, {}).get("calls", 0) == 0
