@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -82,9 +83,11 @@ class _Proxy(socketserver.ThreadingTCPServer):
         self.tunnels: list[str] = []
 
 
-@pytest.fixture
-def proxy() -> Iterator[_Proxy]:
-    server = _Proxy()
+_Server = TypeVar("_Server", bound=socketserver.BaseServer)
+
+
+def _serving(server: _Server) -> Iterator[_Server]:
+    """`server` served from a thread for the length of a test."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
@@ -93,6 +96,11 @@ def proxy() -> Iterator[_Proxy]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def proxy() -> Iterator[_Proxy]:
+    yield from _serving(_Proxy())
 
 
 @pytest.fixture
@@ -151,15 +159,7 @@ class _ForwardingProxy(http.server.ThreadingHTTPServer):
 
 @pytest.fixture
 def forwarding_proxy() -> Iterator[_ForwardingProxy]:
-    server = _ForwardingProxy()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from _serving(_ForwardingProxy())
 
 
 @pytest.fixture
@@ -187,44 +187,17 @@ def test_no_second_over_qps_through_a_connect_proxy(
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs["ca_cert"]))
     assert tls_simulator.url.startswith("https://")
-    client = CamsClient(
-        endpoint=tls_simulator.url,
-        credentials=StaticCredentials("demo", "demo-secret"),
-        limiters={METRIC_ACTION: RateLimiter(QPS), LIST_ACTION: RateLimiter(5)},
-        timeout_s=10,
-        retry=RetryPolicy(max_retries=0),
-        pool_size=16,
-    )
-    template = tls_simulator.templates()[0]
-
-    def call(_: int) -> int:
-        rows = client.metric_chunk(
-            code=template.code, language=template.language, start_ms=0, end_ms=DAY_MS
-        )
-        return len(rows)
-
-    try:
-        with (
-            caplog.at_level(logging.WARNING, logger="cams_exporter"),
-            ThreadPoolExecutor(16) as pool,
-        ):
-            list(pool.map(call, range(4 * QPS)))
-    finally:
-        client.close()
+    _calls(tls_simulator, 4 * QPS, 16, caplog)
     stats = tls_simulator.stats()["actions"][METRIC_ACTION]
     assert stats["calls"] == 4 * QPS and stats["throttled"] == 0
     assert stats["max_calls_in_1s"] <= QPS
     assert proxy.tunnels, "the calls did not go through the proxy"
     assert all(t.endswith(str(tls_simulator.endpoint.rsplit(":", 1)[1])) for t in proxy.tunnels)
-    assert not [
-        r for r in caplog.records if "did not report when a request was written" in r.getMessage()
-    ]
 
 
-def _calls(sim: Simulator, count: int, workers: int) -> None:
-    """`count` metric calls for the simulator's first template, `workers` at a time, with a
-    limiter of QPS; no fallback from the count-from-the-write hook."""
-    client = CamsClient(
+def _client(sim: Simulator, workers: int) -> CamsClient:
+    """A client of `sim` with a metric limiter of QPS, no retries, `workers` connections."""
+    return CamsClient(
         endpoint=sim.url,
         credentials=StaticCredentials("demo", "demo-secret"),
         limiters={METRIC_ACTION: RateLimiter(QPS), LIST_ACTION: RateLimiter(5)},
@@ -232,19 +205,32 @@ def _calls(sim: Simulator, count: int, workers: int) -> None:
         retry=RetryPolicy(max_retries=0),
         pool_size=workers,
     )
+
+
+def _metric_call(client: CamsClient, sim: Simulator) -> int:
+    """One metric call for the simulator's first template: how many rows it gave."""
     template = sim.templates()[0]
+    rows = client.metric_chunk(
+        code=template.code, language=template.language, start_ms=0, end_ms=DAY_MS
+    )
+    return len(rows)
 
-    def call(_: int) -> int:
-        rows = client.metric_chunk(
-            code=template.code, language=template.language, start_ms=0, end_ms=DAY_MS
-        )
-        return len(rows)
 
+def _calls(sim: Simulator, count: int, workers: int, caplog: pytest.LogCaptureFixture) -> None:
+    """`count` metric calls, `workers` at a time, each answered with rows; the limiter's
+    count-from-the-write hook was in force throughout (no fallback warning)."""
+    client = _client(sim, workers)
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            assert all(n > 0 for n in pool.map(call, range(count)))
+        with (
+            caplog.at_level(logging.WARNING, logger="cams_exporter"),
+            ThreadPoolExecutor(workers) as pool,
+        ):
+            assert all(pool.map(lambda _: _metric_call(client, sim) > 0, range(count)))
     finally:
         client.close()
+    assert not [
+        r for r in caplog.records if "did not report when a request was written" in r.getMessage()
+    ]
 
 
 def test_plain_http_goes_through_http_proxy_with_its_credentials(
@@ -258,8 +244,7 @@ def test_plain_http_goes_through_http_proxy_with_its_credentials(
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     assert http_simulator.url.startswith("http://")
-    with caplog.at_level(logging.WARNING, logger="cams_exporter"):
-        _calls(http_simulator, 2 * QPS, workers=8)
+    _calls(http_simulator, 2 * QPS, 8, caplog)
     stats = http_simulator.stats()["actions"][METRIC_ACTION]
     assert stats["calls"] == 2 * QPS and stats["max_calls_in_1s"] <= QPS
     expected_auth = "Basic " + base64.b64encode(b"proxyuser:proxy-pass").decode()
@@ -267,19 +252,17 @@ def test_plain_http_goes_through_http_proxy_with_its_credentials(
     origin = http_simulator.url.rstrip("/")
     assert all(target.startswith(origin + "/?") for target, _ in forwarding_proxy.seen)
     assert {auth for _, auth in forwarding_proxy.seen} == {expected_auth}
-    assert not [
-        r for r in caplog.records if "did not report when a request was written" in r.getMessage()
-    ]
 
 
 def test_no_proxy_bypasses_the_proxy(
     forwarding_proxy: _ForwardingProxy,
     http_simulator: Simulator,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{forwarding_proxy.server_address[1]}")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    _calls(http_simulator, 4, workers=2)
+    _calls(http_simulator, 4, 2, caplog)
     assert http_simulator.stats()["actions"][METRIC_ACTION]["calls"] == 4
     assert forwarding_proxy.seen == []
 
@@ -298,18 +281,10 @@ def test_unverifiable_tls_is_a_connection_error(
         monkeypatch.delenv(name, raising=False)
     if bundle == "missing":
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "no-such-bundle.pem"))
-    client = CamsClient(
-        endpoint=tls_simulator.url,
-        credentials=StaticCredentials("demo", "demo-secret"),
-        limiters={METRIC_ACTION: RateLimiter(QPS)},
-        retry=RetryPolicy(max_retries=0),
-    )
-    template = tls_simulator.templates()[0]
+    client = _client(tls_simulator, 1)
     try:
         with pytest.raises(CamsError) as caught:
-            client.metric_chunk(
-                code=template.code, language=template.language, start_ms=0, end_ms=DAY_MS
-            )
+            _metric_call(client, tls_simulator)
     finally:
         client.close()
     assert (caught.value.code, caught.value.message) == (CONNECTION_ERROR, kind)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Final
 
 from exporter.web.config import WebConfig
 from exporter.web.connection import Timeouts
@@ -79,26 +80,17 @@ class WebServer:
             source = FixedWebConfig(web_config)
         else:
             source = web_config
-        self._tls = source.current().config.tls_enabled
+        self.tls: Final = source.current().config.tls_enabled  # True when it speaks HTTPS
         cap = connection_cap(max_connections, open_files_limit())
         self._listen_address = listen_address
         listener = bind(listen_address)
-        self._port = int(listener.getsockname()[1])
+        # The bound port (the real one when the address asked for port 0).
+        self.port: Final = int(listener.getsockname()[1])
         app = App(handlers, telemetry_path, source, enable_lifecycle)
-        self._loop = ConnectionLoop(listener, app, source, self._tls, cap, timeouts or Timeouts())
+        self._loop = ConnectionLoop(listener, app, source, self.tls, cap, timeouts or Timeouts())
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
-
-    @property
-    def port(self) -> int:
-        """The bound port (the real one when the address asked for port 0)."""
-        return self._port
-
-    @property
-    def tls(self) -> bool:
-        """True when the server speaks HTTPS."""
-        return self._tls
 
     @property
     def open_connections(self) -> int:
@@ -120,7 +112,7 @@ class WebServer:
             "Listening on %s (port %d, %s)",
             self._listen_address,
             self.port,
-            "TLS" if self._tls else "plain HTTP",
+            "TLS" if self.tls else "plain HTTP",
         )
 
     def shutdown(self) -> None:
