@@ -7,21 +7,17 @@ Reloads are coalesced: requests made while one runs are all answered by the next
 one pending). The rate limiters live in a `LimiterRegistry` made once per process, one per
 account and action, so the old and the new poller of a reload draw on the same budget and no
 second of calls ever holds more than the account's `qps`, whatever the reload rate.
-/metrics also carries the process collector (`process_open_fds`, CPU, memory...).
+/metrics also carries the process metrics (`exporter.process_metrics`: `process_open_fds`, CPU,
+memory, the garbage collector).
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import __version__
 from exporter.actions import (
@@ -37,6 +33,7 @@ from exporter.config import Account, Config, ConfigError, default_credentials_pr
 from exporter.exposition import Exposition
 from exporter.instruments import Instruments
 from exporter.memory import GcPauses, GcPolicy
+from exporter.process_metrics import ProcessMetrics
 from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
 from exporter.scheduler import Scheduler
@@ -47,7 +44,6 @@ from exporter.web.negotiation import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.web.routes import Handlers, Payload
 
 log = logging.getLogger("cams_exporter")
-_OM_EOF = b"# EOF\n"
 
 
 class LimiterRegistry:
@@ -174,13 +170,9 @@ class Exporter:
         self.gc = GcPolicy()  # one per process: it outlives reloads
         self.gc.tune()
         self.limiters = LimiterRegistry()
-        self._process = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=self._process)
-        GCCollector(registry=self._process)
-        PlatformCollector(registry=self._process)
         self.gc_pauses = GcPauses()
         self.gc_pauses.install()
-        self._process.register(self.gc_pauses)
+        self._process = ProcessMetrics(self.gc_pauses)
         self.store = CounterStore()
         if config.state.path:
             self.store, warning = CounterStore.load(config.state.path)
@@ -293,22 +285,16 @@ class Exporter:
         )
         return True, "config reloaded"
 
-    def _process_metrics(self, openmetrics: bool) -> bytes:
-        if openmetrics:
-            body: bytes = generate_openmetrics(self._process)  # type: ignore[no-untyped-call]
-            return body.removesuffix(_OM_EOF)
-        return generate_latest(self._process)
-
     def metrics(self, openmetrics: bool) -> Payload:
         """The /metrics payload for one scrape: the exposition, then the process metrics
         (before the OpenMetrics `# EOF`, which ends the exposition's last chunk)."""
         _, body, zipped = self.exposition.render(openmetrics)
-        process = self._process_metrics(openmetrics)
+        (process, process_zipped), (gc, gc_zipped) = self._process.render(openmetrics)
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         return Payload(
             content_type,
-            (*body[:-1], process, body[-1]),
-            (*zipped[:-1], gzip.compress(process, 6, mtime=0), zipped[-1]),
+            (*body[:-1], process, gc, body[-1]),
+            (*zipped[:-1], process_zipped, gc_zipped, zipped[-1]),
         )
 
     def handlers(self) -> Handlers:

@@ -125,6 +125,11 @@ class GcPauses(Collector):
             if pause <= bound:
                 buckets[index] += 1
 
+    @property
+    def collections(self) -> tuple[int, ...]:
+        """How many collections of each generation were timed (changes after every one)."""
+        return tuple(self._counts)
+
     def install(self) -> None:
         """Start timing collections."""
         if self._callback not in gc.callbacks:

@@ -1,15 +1,21 @@
 """The GC policy: objects alive at a publish are frozen out of the collector's walks, and a
-reference cycle frozen while alive is still collected at the periodic full collection."""
+reference cycle frozen while alive is still collected at the periodic full collection.
+
+The process metrics: `process_*` fresh on every scrape, the garbage collector's families kept
+until a collection runs, then rendered again."""
 
 from __future__ import annotations
 
 import gc
+import gzip
+import time
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from exporter.memory import GcPolicy
+from exporter.memory import GcPauses, GcPolicy
+from exporter.process_metrics import ProcessMetrics
 
 
 class Node:
@@ -49,3 +55,38 @@ def test_a_cycle_frozen_while_alive_is_collected_at_the_full_collection() -> Non
     policy.after_publish()  # the third publish: unfreeze, one full collection, freeze again
     assert gone() is None
     assert policy.full_collections == 1 and policy.last_full_s >= 0
+
+
+def _sample(body: bytes, name: str) -> float:
+    line = next(x for x in body.decode().splitlines() if x.startswith(name + " "))
+    return float(line.split()[-1])
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_process_metrics_are_fresh_and_gc_families_kept_until_a_collection(
+    openmetrics: bool,
+) -> None:
+    pauses = GcPauses()
+    pauses.install()
+    gc.disable()  # no automatic collection between the renders that expect the same bytes
+    try:
+        metrics = ProcessMetrics(pauses)
+        (fresh, fresh_zipped), (kept, kept_zipped) = metrics.render(openmetrics)
+        assert gzip.decompress(fresh_zipped) == fresh and gzip.decompress(kept_zipped) == kept
+        assert b"process_open_fds" in fresh and b"python_gc_collections" not in fresh
+        assert b"python_gc_collections" in kept and b"cams_exporter_gc_pause_seconds" in kept
+        assert b"# EOF" not in fresh + kept
+        cpu = "process_cpu_seconds_total"
+        burn = time.process_time() + 0.05
+        while time.process_time() < burn:
+            pass
+        (again, _), (same, same_zipped) = metrics.render(openmetrics)
+        assert _sample(again, cpu) > _sample(fresh, cpu)  # read anew
+        assert same is kept and same_zipped is kept_zipped  # no collection ran: the same bytes
+        gc.collect()
+        _, (after, _) = metrics.render(openmetrics)
+        count = 'cams_exporter_gc_pause_seconds_count{generation="2"}'
+        assert _sample(after, count) == _sample(kept, count) + 1
+    finally:
+        gc.enable()
+        pauses.uninstall()
