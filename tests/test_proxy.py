@@ -4,7 +4,7 @@ simulator), and the limiter's count-from-the-write hook is in force (no fallback
 
 A TLS endpoint whose certificate the CA bundle does not vouch for, or a CA bundle that does
 not exist, fails the call as a ConnectionError (SSLError where the handshake failed), never as
-a crash.
+a crash; the simulator logs the handshake it saw fail in one line, without a traceback.
 
 A plain-HTTP endpoint goes through an `HTTP_PROXY` as requests sends it (absolute-form
 request lines, the proxy's credentials from its URL as `Proxy-Authorization`), and `NO_PROXY`
@@ -36,6 +36,7 @@ from exporter.model import DAY_MS
 from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
 from exporter.simulator import Simulator, SimulatorOptions
+from tests.kit.waits import wait_until
 from tests.kit.web import certs
 
 __all__ = ["certs"]  # the fixture, imported from tests.kit.web
@@ -276,7 +277,10 @@ def test_unverifiable_tls_is_a_connection_error(
     monkeypatch: pytest.MonkeyPatch,
     bundle: str,
     kind: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.simulator")
     for name in ("HTTPS_PROXY", "https_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
     if bundle == "missing":
@@ -289,3 +293,10 @@ def test_unverifiable_tls_is_a_connection_error(
         client.close()
     assert (caught.value.code, caught.value.message) == (CONNECTION_ERROR, kind)
     assert tls_simulator.stats()["actions"].get(METRIC_ACTION, {}).get("calls", 0) == 0
+    if bundle == "default":  # the simulator saw the handshake fail: one line, no traceback
+        wait_until(
+            lambda: any("failed: SSLError" in r.getMessage() for r in caplog.records) or None,
+            5,
+            "the simulator's log line for the failed handshake",
+        )
+        assert "Traceback" not in capfd.readouterr().err

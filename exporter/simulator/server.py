@@ -18,6 +18,7 @@ import socket
 import socketserver
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -326,6 +327,15 @@ class _Server(ThreadingHTTPServer):
             self.socket = tls.wrap_socket(
                 self.socket, server_side=True, do_handshake_on_connect=False
             )
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed TLS handshake or a client that went away is one log line, not a traceback
+        on stderr (socketserver's default); anything else keeps the default."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLError, ConnectionError)):
+            _log.info("connection from %s failed: %s", client_address[0], type(error).__name__)
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)
