@@ -66,7 +66,11 @@ class TransportTimeout(TransportError):
 
 
 def _failure(error: HTTPError | OSError | http.client.HTTPException) -> TransportError:
-    """The exception requests' adapter would raise for urllib3's `error`, as ours."""
+    """The exception requests' adapter would raise for urllib3's `error`, as ours (requests'
+    own, raised while choosing an origin's pool, keeps its name: `InvalidSchema` for a SOCKS
+    proxy without PySocks, `InvalidURL`...)."""
+    if isinstance(error, requests.RequestException):
+        return TransportError(type(error).__name__)
     if isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError):
         return TransportTimeout("ConnectTimeout")
     if isinstance(error, ReadTimeoutError):

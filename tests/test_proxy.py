@@ -4,7 +4,8 @@ simulator), and the limiter's count-from-the-write hook is in force (no fallback
 
 A TLS endpoint whose certificate the CA bundle does not vouch for, or a CA bundle that does
 not exist, fails the call as a ConnectionError (SSLError where the handshake failed), never as
-a crash; the simulator logs the handshake it saw fail in one line, without a traceback.
+a crash; the simulator logs the handshake it saw fail in one line, without a traceback. A proxy
+that cannot be reached is a ProxyError.
 
 A plain-HTTP endpoint goes through an `HTTP_PROXY` as requests sends it (absolute-form
 request lines, the proxy's credentials from its URL as `Proxy-Authorization`), and `NO_PROXY`
@@ -217,6 +218,17 @@ def _metric_call(client: CamsClient, sim: Simulator) -> int:
     return len(rows)
 
 
+def _failed_call(sim: Simulator) -> CamsError:
+    """The CamsError that one metric call (not retried) fails with."""
+    client = _client(sim, 1)
+    try:
+        with pytest.raises(CamsError) as caught:
+            _metric_call(client, sim)
+    finally:
+        client.close()
+    return caught.value
+
+
 def _calls(sim: Simulator, count: int, workers: int, caplog: pytest.LogCaptureFixture) -> None:
     """`count` metric calls, `workers` at a time, each answered with rows; the limiter's
     count-from-the-write hook was in force throughout (no fallback warning)."""
@@ -285,13 +297,8 @@ def test_unverifiable_tls_is_a_connection_error(
         monkeypatch.delenv(name, raising=False)
     if bundle == "missing":
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "no-such-bundle.pem"))
-    client = _client(tls_simulator, 1)
-    try:
-        with pytest.raises(CamsError) as caught:
-            _metric_call(client, tls_simulator)
-    finally:
-        client.close()
-    assert (caught.value.code, caught.value.message) == (CONNECTION_ERROR, kind)
+    failure = _failed_call(tls_simulator)
+    assert (failure.code, failure.message) == (CONNECTION_ERROR, kind)
     assert tls_simulator.stats()["actions"].get(METRIC_ACTION, {}).get("calls", 0) == 0
     if bundle == "default":  # the simulator saw the handshake fail: one line, no traceback
         wait_until(
@@ -300,3 +307,17 @@ def test_unverifiable_tls_is_a_connection_error(
             "the simulator's log line for the failed handshake",
         )
         assert "Traceback" not in capfd.readouterr().err
+
+
+def test_unreachable_proxy_is_a_proxy_error(
+    http_simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    failure = _failed_call(http_simulator)
+    assert (failure.code, failure.message) == (CONNECTION_ERROR, "ProxyError")
+    assert http_simulator.stats()["actions"].get(METRIC_ACTION, {}).get("calls", 0) == 0
