@@ -31,7 +31,7 @@ log = logging.getLogger("cams_exporter.poller")
 
 PER_LANGUAGE = "per-language"
 PER_TEMPLATE = "per-template"
-_CHECKED_TEMPLATES = 3
+CHECKED_TEMPLATES = 3  # templates whose answers a first check compares
 
 TemplateKey = tuple[str, str, str, str]  # (space, template code, template type, account)
 
@@ -107,7 +107,7 @@ class Grouping:
                 (group for group in _by_template(units).values() if len(group) > 1),
                 key=lambda group: (-len(group), template_of(group[0])),
             )
-            count = 1 if before == PER_TEMPLATE else _CHECKED_TEMPLATES
+            count = 1 if before == PER_TEMPLATE else CHECKED_TEMPLATES
             if not several:
                 return  # nothing to gain: every template has one language
             verdicts = [self.matches(group) for group in several[:count]]
