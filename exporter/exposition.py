@@ -15,18 +15,14 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OM_CONTENT_TYPE
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString as _go_float
 
 from exporter.collector import status_registry
 from exporter.families import LABELS, TEMPLATE_FAMILIES, TemplateFamily, label_values
+from exporter.registry_render import GZIP_LEVEL, render_registry
 from exporter.snapshot import Snapshot, TemplateSeries
-
-_GZIP_LEVEL = 6
 
 
 def _format_value(value: float) -> str:
@@ -134,18 +130,10 @@ def render_template_families(snapshot: Snapshot, openmetrics: bool) -> str:
 
 def _gzip_chunks(chunks: list[bytes]) -> bytes:
     """One gzip member of the chunks' concatenation, without building the concatenation."""
-    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip header
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip header
     parts = [compressor.compress(chunk) for chunk in chunks]
     parts.append(compressor.flush())
     return b"".join(parts)
-
-
-_OM_EOF = b"# EOF\n"
-
-
-def _openmetrics(registry: CollectorRegistry) -> bytes:
-    body: bytes = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
-    return body
 
 
 class Exposition:
@@ -200,10 +188,7 @@ class Exposition:
             cache = {}
             for openmetrics in (False, True):
                 chunks = _format_chunks(families, openmetrics)
-                if openmetrics:
-                    chunks.append(_openmetrics(accounts).removesuffix(_OM_EOF))
-                else:
-                    chunks.append(generate_text(accounts))
+                chunks.append(render_registry(accounts, openmetrics))
                 cache[openmetrics] = (tuple(chunks), _gzip_chunks(chunks))
             self._cache, self._rendered, self._families = cache, snap, families
 

@@ -8,17 +8,15 @@ when something moved since the last one (between polls, scrapes reuse the bytes)
 
 from __future__ import annotations
 
-import gzip
 import platform
 import threading
 from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import __version__
 from exporter.client import RequestEvent
+from exporter.registry_render import KeptRendering
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PER_ACTION = ("account", "action")  # the labels of what each account's calls of an action do
@@ -30,8 +28,9 @@ class Instruments:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._version = 0
-        self._cache: dict[bool, tuple[int, bytes, bytes]] = {}
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        # the last chunk of /metrics: it carries OpenMetrics' `# EOF`
+        self._rendering = KeptRendering(registry, self._current_version, eof=True)
         counter = partial(Counter, registry=registry)
         gauge = partial(Gauge, registry=registry)
         self.api_requests = counter(
@@ -124,18 +123,10 @@ class Instruments:
         self.state_writes.labels("ok" if ok else "error").inc()
         self._changed()
 
+    def _current_version(self) -> int:
+        with self._lock:
+            return self._version
+
     def render(self, openmetrics: bool) -> tuple[bytes, bytes]:
         """(body, gzipped body) of the live instruments, re-rendered only after a change."""
-        with self._lock:
-            version = self._version
-            cached = self._cache.get(openmetrics)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
-        if openmetrics:
-            body: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
-        else:
-            body = generate_latest(self.registry)
-        zipped = gzip.compress(body, 6, mtime=0)
-        with self._lock:
-            self._cache[openmetrics] = (version, body, zipped)
-        return body, zipped
+        return self._rendering.render(openmetrics)

@@ -9,7 +9,7 @@ again on every call: that cost 0.5 of the 1.26 ms of CPU a signed call took thro
 session (`python bench/client_cpu.py`), all of it held under the GIL that the scrape threads
 wait for.
 
-Every urllib3 pool the session uses (direct, through an HTTP(S) proxy with or without CONNECT,
+Every urllib3 pool the adapter makes (direct, through an HTTP(S) proxy with or without CONNECT,
 or through SOCKS) gets a connection class that calls the thread's `on_written` callback as soon
 as the request's bytes are on the socket. Should a future urllib3 bypass that hook, the
 callback runs when the answer arrives instead (later than the write, so the limiter's count

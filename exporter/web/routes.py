@@ -13,13 +13,13 @@ whatever `Handlers.metrics` returns.
 
 from __future__ import annotations
 
-import gzip
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from exporter.registry_render import gzip_member
 from exporter.snapshot import Snapshot
 from exporter.web.auth import BasicAuth, Verdict
 from exporter.web.live import WebSettingsSource
@@ -33,7 +33,6 @@ LOG = logging.getLogger("cams_exporter.web")
 _TEXT = "text/plain; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
 _REALM_HEADER = ("WWW-Authenticate", 'Basic realm="cams-exporter"')
-_GZIP_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ class App:
                 body = payload.gzipped
             else:
                 plain = body if isinstance(body, bytes) else b"".join(body)
-                body = gzip.compress(plain, compresslevel=_GZIP_LEVEL, mtime=0)
+                body = gzip_member(plain)
             extra += (("Content-Encoding", "gzip"),)
         return Response(200, payload.content_type, body, extra)
 
