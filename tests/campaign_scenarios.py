@@ -53,20 +53,12 @@ from tests.trafficmodel import (
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "prometheus"
+# The recording groups in file order (each reads only groups before it, or older values), then
+# the alerting groups.
 GROUP_ORDER = [
-    "cams-template-counts",
-    "cams-template-windows",
-    "cams-template-hourly",
-    "cams-template-expected",
-    "cams-template-own",
-    "cams-template-peers",
-    "cams-template-baseline",
-    "cams-template-floors",
-    "cams-template-rates",
-    "cams-template-daily",
-    "cams-template-activity",
-    "cams-templates",
-    "cams-exporter",
+    group["name"]
+    for name in ("recording.yml", "alerts.yml")
+    for group in yaml.safe_load((PROM / name).read_text())["groups"]
 ]
 H = 24  # hours in a day
 READ_DROP = "CamsTemplateReadRateDrop"
@@ -597,7 +589,8 @@ def probe(rules: Sequence[Path], names: Sequence[str]) -> list[dict[str, Any]]:
             doc = document(case, files)
             ordered = [g for g in GROUP_ORDER if g in groups]
             if len(ordered) != len(groups):  # other rules: recording groups first, file order
-                ordered = sorted(groups, key=lambda g: g in ("cams-templates", "cams-exporter"))
+                alerting = ("cams-templates", "cams-exporter")
+                ordered = sorted(groups, key=lambda g: g.startswith(alerting))
             doc["group_eval_order"] = ordered
             end = dur(case.days * H)
             step = dur(case.step_s / 3600)

@@ -56,6 +56,8 @@ WEEK_AGO = {
 NEEDS_HISTORY = {
     "cams:template_messages_read:increase7d_offset1d",
     "cams:template_reads_expected:increase7d_offset1d",
+    "cams:template_messages_delivered:increase7d_offset1d",
+    "cams:template_messages_sent:increase7d_offset1d",
     "cams:category_read:increase7d_offset1d",
     "cams:template_read_rate:own",
     "cams:template_read_rate:peers",
