@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         slowest = slowest_rules(prom)
         checks = {
-            name: scalar(prom, f"count({name})")
+            name: scalar(prom, f"count(last_over_time({name}[70m]))")
             for name in (
                 "cams:template_reads_expected:sum",
                 "cams:template_read_rate:adjusted_24h",
