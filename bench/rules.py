@@ -36,6 +36,7 @@ work on the machine lengthens). Everything stops by itself; each wait is bounded
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import os
@@ -69,22 +70,28 @@ from bench.harness import (
     wait_for,
 )
 from bench.history import UnitNow, write_history
+from exporter.durations import format_duration, parse_duration
 from tests.kit import procs
 
 LANGUAGES = ("en", "es")
-GROUPS = [
-    group["name"]
-    for name in ("recording.yml", "alerts.yml")
-    for group in yaml.safe_load((ROOT / "prometheus" / name).read_text())["groups"]
-]
-RECORDING_GROUPS = frozenset(
-    group["name"]
-    for group in yaml.safe_load((ROOT / "prometheus" / "recording.yml").read_text())["groups"]
-)
+RULE_FILES = ("recording.yml", "alerts.yml")
 TARGET_S = 1.0
 GLOBAL_INTERVAL = "1m"  # Prometheus' default evaluation_interval: the alert groups' interval
-LONGEST_INTERVAL_S = 600  # hourly and daily groups run every 10 minutes here
+LONGEST_INTERVAL_S = 600.0  # hourly and daily groups run every 10 minutes here
 STRESS_INTERVAL = "2m"  # --every-2m
+
+
+SHIPPED: dict[str, list[dict[str, Any]]] = {
+    name: yaml.safe_load((ROOT / "prometheus" / name).read_text())["groups"] for name in RULE_FILES
+}
+GROUPS = [group["name"] for name in RULE_FILES for group in SHIPPED[name]]
+RECORDING_GROUPS = frozenset(group["name"] for group in SHIPPED["recording.yml"])
+# Each group's interval in seconds as shipped (the alert groups: the global default).
+SHIPPED_INTERVALS = {
+    group["name"]: parse_duration(group.get("interval", GLOBAL_INTERVAL))
+    for name in RULE_FILES
+    for group in SHIPPED[name]
+}
 JOB = "cams-exporter"
 SCRAPE_S = 30
 
@@ -128,24 +135,19 @@ def units_now(exporter: ExporterProcess) -> list[UnitNow]:
     return out
 
 
-def _seconds(duration: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhd])", duration))
-
-
 def rule_files(work: Path, every_2m: bool) -> list[Path]:
     """The shipped rule files, the hourly and daily groups every 10 minutes (so that they are
     measured within minutes too); with `every_2m`, every group every 2 minutes."""
     out = []
-    for name in ("recording.yml", "alerts.yml"):
-        doc = yaml.safe_load((ROOT / "prometheus" / name).read_text())
-        for group in doc["groups"]:
+    for name in RULE_FILES:
+        groups = copy.deepcopy(SHIPPED[name])
+        for group in groups:
             if every_2m:
                 group["interval"] = STRESS_INTERVAL
-            elif _seconds(group.get("interval", GLOBAL_INTERVAL)) > LONGEST_INTERVAL_S:
-                group["interval"] = f"{LONGEST_INTERVAL_S // 60}m"
+            elif SHIPPED_INTERVALS[group["name"]] > LONGEST_INTERVAL_S:
+                group["interval"] = format_duration(LONGEST_INTERVAL_S)
         path = work / name
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
         out.append(path)
     return out
 
@@ -302,18 +304,9 @@ def slowest_rules(port: int, count: int = 8) -> list[tuple[str, str, float]]:
     return sorted(rules, key=lambda r: -r[2])[:count]
 
 
-def shipped_intervals() -> dict[str, int]:
-    """Each group's interval in seconds as shipped (the alert groups: the global default)."""
-    return {
-        group["name"]: _seconds(group.get("interval", GLOBAL_INTERVAL))
-        for name in ("recording.yml", "alerts.yml")
-        for group in yaml.safe_load((ROOT / "prometheus" / name).read_text())["groups"]
-    }
-
-
 def sustained_per_hour(rows: list[dict[str, Any]]) -> float:
     """Seconds of rule evaluation an hour at the shipped intervals, from each group's median."""
-    every = shipped_intervals()
+    every = SHIPPED_INTERVALS
     return sum(float(r["median_s"]) * 3600 / every[r["group"]] for r in rows if r["group"] in every)
 
 
@@ -414,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         prom = start_prometheus(children, work, f"{HOST}:{exporter.port}", data, args.every_2m).port
         _log(f"prometheus up, {blocks:.0f} blocks loaded; measuring")
         load_before = os.getloadavg()
-        longest = _seconds(STRESS_INTERVAL) if args.every_2m else LONGEST_INTERVAL_S
+        longest = parse_duration(STRESS_INTERVAL) if args.every_2m else LONGEST_INTERVAL_S
         seen = measure(
             prom, len(units), args.evaluations, timeout=(args.evaluations + 7) * longest + 600
         )

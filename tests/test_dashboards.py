@@ -34,6 +34,7 @@ import requests
 import yaml
 
 from tests.kit.procs import Children, start_exporter, start_prometheus
+from tests.kit.rules import missed_reads
 from tests.kit.waits import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,13 +211,23 @@ def test_range_and_rate_conventions(path: Path) -> None:
         for target in panel["targets"]:
             expr = target["expr"]
             for window in re.findall(r"\[([^\]:]+)\]", expr):
-                # 70m: the hourly recorded series, read over a little more than their interval
-                allowed = {"$__range", "$__rate_interval", "1d", "70m"}
+                # 20m and 70m: the 10-minute and hourly recorded series, read over a little
+                # more than their interval
+                allowed = {"$__range", "$__rate_interval", "1d", "20m", "70m"}
                 assert window in allowed, (panel["title"], window)
             if "rate(" in expr.replace("irate(", ""):
                 assert "$__rate_interval" in expr or "[1d]" in expr, panel["title"]
             if target.get("instant"):
                 assert "$__rate_interval" not in expr, panel["title"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_slower_recorded_series_are_read_over_their_interval(path: Path) -> None:
+    """A series recorded every 10 minutes or hourly, read with a plain selector (5 minutes of
+    lookback), would draw a line with gaps between two evaluations."""
+    for panel in panels(load(path)):
+        for target in panel["targets"]:
+            assert missed_reads(target["expr"]) == [], (panel["title"], target["refId"])
 
 
 def test_week_ago_list_matches_the_dashboards() -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.kit.rules import PLAIN_READ_S, missed_reads, recorded
+
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "prometheus"
 ALERTS = PROM / "alerts.yml"
@@ -173,13 +175,6 @@ def test_template_rules_are_in_their_own_groups() -> None:
                 assert group["name"].startswith("cams-templates"), rule["alert"]
 
 
-def _seconds(duration: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    parts = re.findall(r"(\d+)([smhd])", duration)
-    assert "".join(n + u for n, u in parts) == duration, duration
-    return float(sum(int(n) * units[u] for n, u in parts))
-
-
 def test_series_of_slower_groups_are_read_over_their_interval() -> None:
     """A rule sees another group's series at that group's last evaluation, up to one interval
     ago (groups run at their own offsets in Prometheus; promtool runs them in order at the same
@@ -187,32 +182,19 @@ def test_series_of_slower_groups_are_read_over_their_interval() -> None:
     recorded less often than every 2 minutes is read with last_over_time (or another range
     function) over at least its group's interval, unless it comes from the reader's own group
     (evaluated just before it) or is the reader's own previous value."""
-    interval: dict[str, float] = {}
-    group_of: dict[str, str] = {}
-    groups = yaml.safe_load(RECORDING.read_text())["groups"]
-    for group in groups:
-        for rule in group["rules"]:
-            interval[rule["record"]] = _seconds(group.get("interval", "1m"))
-            group_of[rule["record"]] = group["name"]
     readers = [
-        (g["name"], r.get("record") or r["alert"], r["expr"]) for g in groups for r in g["rules"]
+        (group["name"], rule.get("record") or rule["alert"], rule["expr"])
+        for path in (RECORDING, ALERTS)
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
     ]
-    readers += [
-        (g["name"], r["alert"], r["expr"])
-        for g in yaml.safe_load(ALERTS.read_text())["groups"]
-        for r in g["rules"]
-    ]
+    slower = {name for name, (_, every) in recorded().items() if every > PLAIN_READ_S}
     checked = 0
     for group, name, expr in readers:
-        for m in re.finditer(r"(cams:[a-z0-9_]+:[a-z0-9_]+)(\{[^}]*\})?(\[(\w+)\])?", expr):
-            used, window = m.group(1), m.group(4)
-            if group_of[used] == group or interval[used] <= 120:
-                continue
-            checked += 1
-            assert window, (
-                f"{name} reads {used} (every {interval[used]:.0f} s) with a plain selector"
-            )
-            assert _seconds(window) >= interval[used], f"{name} reads {used} over {window} only"
+        checked += sum(
+            1 for used in re.findall(r"cams:[a-z0-9_]+:[a-z0-9_]+", expr) if used in slower
+        )
+        assert missed_reads(expr, group) == [], name
     assert checked >= 20
 
 

@@ -10,5 +10,6 @@
 - `inproc`: `PolledExporter`, the exporter and its web server in the test's process, polled by hand;
 - `logs`: the in-process exporter's log lines, captured;
 - `collectors`: reference collectors built with client_python's classes;
+- `rules`: the shipped recording rules' groups and intervals, and reads that would miss values;
 - `web`: web server test helpers (handlers, raw HTTP, a test PKI).
 """
