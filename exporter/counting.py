@@ -29,7 +29,7 @@ from typing import Any
 from exporter.answers import Query, check_against_buckets, check_rows, normal_language
 from exporter.config import PollConfig
 from exporter.errors import AnomalousAnswer
-from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, NumberKey, UnitKey
+from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, NumberKey, TemplateMeta, UnitKey
 from exporter.state import CounterStore, Tally, UnitState
 
 log = logging.getLogger("cams_exporter.poller")
@@ -38,7 +38,6 @@ PER_BUCKET = "per-bucket"
 AGGREGATE = "aggregate"
 
 Fetch = Callable[[int, int], Sequence[MetricRow]]
-Meta = tuple[str, str, str]  # (template name, category, audit status)
 Read = tuple[int, int, int]  # (bucket start, bucket end, query end)
 
 
@@ -71,12 +70,12 @@ class Member:
     language) its rows carry (the language compared loosely) and its log fields."""
 
     key: Key
-    meta: Meta
+    meta: TemplateMeta
     match: tuple[str, str]
     fields: Mapping[str, str]
 
     @classmethod
-    def of_unit(cls, key: UnitKey, meta: Meta) -> Member:
+    def of_unit(cls, key: UnitKey, meta: TemplateMeta) -> Member:
         """A template-language unit."""
         return cls(key, meta, (key.template_code, normal_language(key.language)), unit_fields(key))
 
@@ -84,7 +83,7 @@ class Member:
     def of_number(cls, key: NumberKey) -> Member:
         """A phone number (its rows carry the number as their code, no language)."""
         fields = {"account": key.account, "space": key.space, "template": key.phone_number}
-        return cls(key, ("", "", ""), (key.phone_number, ""), fields)
+        return cls(key, TemplateMeta(), (key.phone_number, ""), fields)
 
 
 def rows_by_unit(
@@ -160,7 +159,7 @@ class Counting:
                 origin = self._origin_ms(now_ms)
                 state = UnitState(origin, origin, granularity=self.poll.granularity)
                 self._table[key] = state
-            if member.meta[0]:
+            if member.meta.name:
                 state.name, state.category, state.audit_status = member.meta
             return state
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import TTLCache
 
@@ -23,7 +23,7 @@ from exporter.client import ListFilters
 from exporter.config import Space
 from exporter.context import AccountContext
 from exporter.errors import AnomalousAnswer, CamsError
-from exporter.model import Template, UnitKey
+from exporter.model import Template, TemplateMeta, UnitKey
 from exporter.paging import Listing
 from exporter.sharding import Shard
 from exporter.state import CounterStore
@@ -38,9 +38,7 @@ class Unit:
 
     key: UnitKey
     space: Space
-    name: str = ""
-    category: str = ""
-    audit_status: str = ""
+    meta: TemplateMeta = field(default_factory=TemplateMeta)
 
 
 class Discovery:
@@ -68,9 +66,8 @@ class Discovery:
         spaces = {s.label: s for s in self.account.spaces}
         for key, unit in store:
             if key.account == self.account.name and key.space in spaces and self.shard.owns(key):
-                self._units[key] = Unit(
-                    key, spaces[key.space], unit.name, unit.category, unit.audit_status
-                )
+                meta = TemplateMeta(unit.name, unit.category, unit.audit_status)
+                self._units[key] = Unit(key, spaces[key.space], meta)
 
     def units(self) -> list[Unit]:
         """The units to poll now, in key order."""
@@ -157,7 +154,7 @@ class Discovery:
             self.discovered[space.label] = len(listing.rows)
             for t in listing.rows:
                 key = UnitKey(self.account.name, space.label, t.code, t.language, t.template_type)
-                found[key] = Unit(key, space, t.name, t.category, t.audit_status)
+                found[key] = Unit(key, space, TemplateMeta(t.name, t.category, t.audit_status))
         with self.lock:
             self._merge(found, fresh)
         return errors

@@ -6,6 +6,7 @@ The client turns JSON into these; the poller and state consume them. Nothing her
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 DAY_MS = 86_400_000
 HALF_HOUR_MS = 1_800_000
@@ -35,6 +36,15 @@ class UnitKey:
     template_code: str
     language: str
     template_type: str
+
+
+class TemplateMeta(NamedTuple):
+    """What ListChatappTemplate says of a unit's template beyond its key (cams_template_info's
+    labels); empty until a listing or the state file tells."""
+
+    name: str = ""
+    category: str = ""
+    audit_status: str = ""
 
 
 @dataclass(frozen=True, slots=True, order=True)

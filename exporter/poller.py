@@ -114,7 +114,7 @@ class AccountPoller:
 
         Raises CamsError when the read itself failed (every unit of the group failed).
         """
-        members = [Member.of_unit(u.key, (u.name, u.category, u.audit_status)) for u in group]
+        members = [Member.of_unit(u.key, u.meta) for u in group]
         keys = {u.key: u.key for u in group}
         found = self.counting.poll_group(members, self._fetcher(group))
         failed = {keys[key]: anomaly for key, anomaly in found.items() if key in keys}
@@ -273,18 +273,14 @@ class AccountPoller:
             for unit in units:
                 state = self.store.units.get(unit.key)
                 if state is None:
-                    out.append(
-                        TemplateSeries(
-                            unit.key, unit.name, unit.category, unit.audit_status, Counts()
-                        )
-                    )
+                    out.append(TemplateSeries(unit.key, *unit.meta, Counts()))
                     continue
                 out.append(
                     TemplateSeries(
                         key=unit.key,
-                        name=unit.name or state.name,
-                        category=unit.category or state.category,
-                        audit_status=unit.audit_status or state.audit_status,
+                        name=unit.meta.name or state.name,
+                        category=unit.meta.category or state.category,
+                        audit_status=unit.meta.audit_status or state.audit_status,
                         counts=state.total(),
                         last_success=state.last_success,
                         newest_data=state.newest_data_ms / 1000 if state.newest_data_ms else None,

@@ -67,16 +67,16 @@ def messaging_limit(tier: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class PhoneNumber:
-    """One element of QueryChatappPhoneNumbers' `PhoneNumbers` (values verbatim, "" if absent),
-    each field named after its key (`verified_name`: `VerifiedName`)."""
+    """One element of QueryChatappPhoneNumbers' `PhoneNumbers`: the keys the exporter shows
+    (values verbatim, "" if absent), each field named after its key (`verified_name`:
+    `VerifiedName`). The element's other keys (CodeVerificationStatus, NameStatus, callbacks)
+    are not read."""
 
     phone_number: str
     verified_name: str = ""
     status: str = ""
     quality_rating: str = ""
     messaging_limit_tier: str = ""
-    code_verification_status: str = ""
-    name_status: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,8 @@ class HealthError:
 @dataclass(frozen=True, slots=True)
 class HealthEntity:
     """One element of `Data.Entities` of GetWhatsappHealthStatus (values verbatim), each field
-    named after its key but `can_send` (`CanSendMessage`) and `errors`."""
+    named after its key but `can_send` (`CanSendMessage`) and `errors`; `BusinessId` is not read
+    (no series carries it)."""
 
     entity_type: str
     can_send: str
@@ -116,7 +117,6 @@ class HealthEntity:
     language: str = ""
     phone_number: str = ""
     waba_id: str = ""
-    business_id: str = ""
     errors: tuple[HealthError, ...] = ()
 
 
