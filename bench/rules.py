@@ -382,12 +382,16 @@ def main(argv: list[str] | None = None) -> int:
         units = units_now(exporter)
         _log(f"exporter ready after {time.monotonic() - started:.0f} s: {len(units)} units")
         data = work / "data"
+        longest = parse_duration(STRESS_INTERVAL) if args.every_2m else LONGEST_INTERVAL_S
+        # The measurement may last this long: the chain of 10-minute groups takes most of an
+        # hour to fill before each group has run --evaluations times at full size.
+        timeout = (args.evaluations + 7) * longest + 600
         history: dict[str, Any] = {"written": False}
         if not args.no_history:
             w = write_history(
                 units,
                 now=time.time(),
-                run_s=1800,
+                run_s=timeout + 900,  # and the blocks' compaction and Prometheus' start
                 work_dir=work / "openmetrics",
                 data_dir=data,
                 log=_log,
@@ -407,10 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         prom = start_prometheus(children, work, f"{HOST}:{exporter.port}", data, args.every_2m).port
         _log(f"prometheus up, {blocks:.0f} blocks loaded; measuring")
         load_before = os.getloadavg()
-        longest = parse_duration(STRESS_INTERVAL) if args.every_2m else LONGEST_INTERVAL_S
-        seen = measure(
-            prom, len(units), args.evaluations, timeout=(args.evaluations + 7) * longest + 600
-        )
+        seen = measure(prom, len(units), args.evaluations, timeout=timeout)
         load_after = os.getloadavg()
         rows: list[dict[str, Any]] = []
         for group, every in sorted(seen.items()):
