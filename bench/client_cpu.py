@@ -131,4 +131,4 @@ def run(url: str, count: int) -> list[tuple[str, float, float]]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    harness.run_main(main)

@@ -4,8 +4,9 @@ HTTP timed on fresh and keep-alive connections, readers for the exporter's self-
 Every child (simulator, exporter, static server, competing client) is its own Python process with
 its own GIL, started by the kit (`tests.kit.procs`: on port 0, the port read back from its log,
 memory and CPU from /proc) in its own session so that a Ctrl-C of the bench does not race its
-cleanup, and stopped (SIGTERM, then SIGKILL) by `Children.stop_all`, which run.py calls in
-`finally`.
+cleanup, and stopped (SIGTERM, then SIGKILL) by `Children.stop_all`, which each bench calls in
+`finally`. `run_main` makes a SIGTERM of the bench (a `kill`, a CI timeout) run that `finally`
+too: by default the signal ends the process at once and leaves its children running.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import http.client
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
 
 from tests.kit import procs
 from tests.kit.configs import Account, config_text
@@ -29,6 +32,17 @@ from tests.kit.procs import HOST, ROOT, Child, Children, ExporterProcess, Simula
 from tests.kit.waits import wait_until
 
 _T = TypeVar("_T")
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Run a bench's `main` and exit with its code; SIGTERM becomes SystemExit (code 143), so
+    that main's `finally` stops the children it started."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    raise SystemExit(main())
 
 
 def wait_for(what: str, check: Callable[[], _T | None], timeout: float, every: float = 0.25) -> _T:

@@ -65,6 +65,7 @@ from bench.harness import (
     exporter_config,
     http_get,
     machine_info,
+    run_main,
     start_exporter,
     start_simulator,
     wait_for,
@@ -482,4 +483,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -36,6 +36,7 @@ import requests
 if __package__ in (None, ""):  # `python bench/soak.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import run_main
 from tests.kit.configs import Account, config_text, days_back
 from tests.kit.exact import counters
 from tests.kit.oracle import Truth, sdk_client, sdk_sum
@@ -311,4 +312,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

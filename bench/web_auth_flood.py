@@ -29,7 +29,14 @@ import bcrypt
 if __package__ in (None, ""):  # `python bench/web_auth_flood.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import exporter_config, machine_info, percentile, start_simulator, wait_for
+from bench.harness import (
+    exporter_config,
+    machine_info,
+    percentile,
+    run_main,
+    start_simulator,
+    wait_for,
+)
 from tests.kit.procs import HOST, ROOT, Children, start_exporter
 
 USER = "prometheus"
@@ -201,4 +208,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -35,7 +35,14 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/web_connections.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import exporter_config, http_get, machine_info, percentile, start_simulator
+from bench.harness import (
+    exporter_config,
+    http_get,
+    machine_info,
+    percentile,
+    run_main,
+    start_simulator,
+)
 from tests.kit import procs
 from tests.kit.procs import HOST, Children, ExporterProcess
 from tests.kit.waits import WaitTimeout, wait_until
@@ -391,4 +398,4 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -8,6 +8,8 @@ Only sanity is asserted here, never speed: the numbers are the bench's business.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ if str(ROOT) not in sys.path:
 
 from bench import run as bench  # noqa: E402
 from bench.harness import percentile, sample_lines, sample_sum  # noqa: E402
+from tests.kit.waits import wait_until  # noqa: E402
 
 
 def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
@@ -55,6 +58,58 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         assert scrape[key]["n"] == 10 and scrape[key]["median_ms"] > 0
     # the logs of the child processes are kept beside the JSON
     assert (tmp_path / f"{data['started']}-logs" / "cycle-40" / "exporter.log").exists()
+
+
+# A bench in miniature: one child started through the harness, stopped in `finally`.
+BENCH_LIKE = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from bench.harness import run_main, spawn
+from tests.kit.procs import Children
+
+def main() -> int:
+    work = Path(sys.argv[2])
+    children = Children(work)
+    try:
+        child = spawn(children, "sleeper", ["-c", "import time; time.sleep(120)"])
+        (work / "pid.tmp").write_text(str(child.pid))
+        (work / "pid.tmp").rename(work / "pid")
+        time.sleep(120)
+        return 0
+    finally:
+        children.stop_all()
+
+run_main(main)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_sigterm_of_a_bench_stops_the_children_it_started(tmp_path: Path) -> None:
+    script = tmp_path / "bench_like.py"
+    script.write_text(BENCH_LIKE)
+    proc = subprocess.Popen([sys.executable, str(script), str(ROOT), str(tmp_path)])
+    child = 0
+    try:
+        wait_until((tmp_path / "pid").exists, 30, "the bench to start its child")
+        child = int((tmp_path / "pid").read_text())
+        assert _alive(child)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        assert not _alive(child), "the bench's child outlived a SIGTERM of the bench"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_percentile_and_exposition_readers() -> None:
