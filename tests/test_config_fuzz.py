@@ -238,7 +238,8 @@ def raw_mutation(text: str, rng: random.Random) -> str:
 
 
 def render(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    """The config as YAML text, by libyaml's emitter (PyYAML's own takes ten times as long)."""
+    return yaml.dump(config, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
 
 
 KEY_LINE = re.compile(r"^[A-Za-z0-9_-]+(?:\[\d+\])*(?:\.[A-Za-z0-9_-]+(?:\[\d+\])*)*: \S")

@@ -6,10 +6,21 @@
 - Duplicate keys are remembered. YAML keeps the last of two equal keys silently; here every
   mapping is a `YamlMapping` that records, for each key given twice, the line of the repeat
   and of the first occurrence, and the checker refuses it.
+
+Documents are read by libyaml, PyYAML's C parser, where PyYAML has it: about 12 times faster
+than the pure-Python parser (1 ms against 12 ms for config.example.yaml). Its composer recurses
+in C and crashes the process on a document nested some ten thousand levels deep, so a document
+nested deeper than `FAST_MAX_DEPTH` (counted on libyaml's event stream, which is read without
+recursion), or one libyaml refuses, is read again by the pure-Python loader: its answer, and
+its error message, are then the ones given. One nested deeper than Python's recursion limit,
+which the pure-Python composer (a frame or more per level) can never build, is refused as
+RecursionError at once; the pure loader took seconds to find that out. Both loaders build the
+same values: tests/test_config_yaml.py compares them on mutated configs.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,42 +40,99 @@ class YamlMapping(dict[Any, Any]):
         self.duplicates = {}
 
 
+# Deeper than this, a document is composed by the pure-Python loader (which reports nesting of
+# about 300 levels as too deep) rather than by libyaml's recursive composer.
+FAST_MAX_DEPTH = 100
+
+# The safe loader's implicit types without timestamps.
+_RESOLVERS = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _duplicates(
+    loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.MappingNode
+) -> dict[Any, tuple[int, int]]:
+    """Each key given twice in `node`, by its text: (the line of the repeat, of the first)."""
+    first_line: dict[Any, int] = {}
+    repeated: dict[Any, tuple[int, int]] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = str(loader.construct_scalar(key_node))
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            repeated.setdefault(key, (line, first_line[key]))
+        else:
+            first_line[key] = line
+    return repeated
+
+
+def _construct_config_map(
+    loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.MappingNode
+) -> Iterator[YamlMapping]:
+    """Like SafeLoader's map constructor, into a YamlMapping with its duplicates."""
+    data = YamlMapping()
+    yield data
+    repeated = _duplicates(loader, node)  # by the keys' text, before merge keys are flattened
+    data.update(loader.construct_mapping(node))
+    for key in data:
+        if str(key) in repeated:
+            data.duplicates[key] = repeated[str(key)]
+
+
 class ConfigLoader(yaml.SafeLoader):
-    """SafeLoader without timestamps, whose mappings record duplicate keys."""
+    """The pure-Python loader: SafeLoader without timestamps, recording duplicate keys."""
 
-    yaml_implicit_resolvers = {  # noqa: RUF012 - the class attribute PyYAML reads
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    def _duplicates(self, node: yaml.MappingNode) -> dict[Any, tuple[int, int]]:
-        first_line: dict[Any, int] = {}
-        repeated: dict[Any, tuple[int, int]] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
-                continue
-            key = str(self.construct_scalar(key_node))
-            line = key_node.start_mark.line + 1
-            if key in first_line:
-                repeated.setdefault(key, (line, first_line[key]))
-            else:
-                first_line[key] = line
-        return repeated
-
-    def construct_config_map(self, node: yaml.MappingNode) -> Iterator[YamlMapping]:
-        """Like SafeLoader's map constructor, into a YamlMapping with its duplicates."""
-        data = YamlMapping()
-        yield data
-        repeated = self._duplicates(node)  # by the keys' text, before merge keys are flattened
-        data.update(self.construct_mapping(node))
-        for key in data:
-            if str(key) in repeated:
-                data.duplicates[key] = repeated[str(key)]
+    yaml_implicit_resolvers = _RESOLVERS
 
 
-ConfigLoader.add_constructor("tag:yaml.org,2002:map", ConfigLoader.construct_config_map)
+ConfigLoader.add_constructor("tag:yaml.org,2002:map", _construct_config_map)
+
+
+FastConfigLoader: type[yaml.CSafeLoader] | None = None  # where PyYAML has libyaml
+if yaml.__with_libyaml__:
+
+    class _FastConfigLoader(yaml.CSafeLoader):
+        """The same loader on libyaml's parser and composer."""
+
+        yaml_implicit_resolvers = _RESOLVERS
+
+    _FastConfigLoader.add_constructor("tag:yaml.org,2002:map", _construct_config_map)
+    FastConfigLoader = _FastConfigLoader
+
+
+def _shallow(text: str, loader: type[yaml.CSafeLoader]) -> bool:
+    """Whether no collection in `text` is nested deeper than FAST_MAX_DEPTH.
+
+    RecursionError if one is nested deeper than the recursion limit.
+    """
+    depth, deepest = 0, 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > sys.getrecursionlimit():
+                raise RecursionError("the document is nested too deeply")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return deepest <= FAST_MAX_DEPTH
+
+
+def load_pure(text: str) -> Any:
+    """`load` by the pure-Python loader alone (the reference the fast path is tested against)."""
+    return yaml.load(text, Loader=ConfigLoader)
 
 
 def load(text: str) -> Any:
     """The document in `text`, with dates as text and duplicate keys recorded."""
-    return yaml.load(text, Loader=ConfigLoader)
+    if FastConfigLoader is not None:
+        try:
+            if _shallow(text, FastConfigLoader):
+                return yaml.load(text, Loader=FastConfigLoader)
+        except RecursionError:
+            raise
+        except Exception:  # any refusal: the pure loader gives the verdict, in its words
+            pass
+    return load_pure(text)

@@ -1,0 +1,144 @@
+"""The config's YAML loader: its libyaml fast path builds exactly what the pure-Python one builds.
+
+`yamlsafe.load` reads a document with libyaml where it can, and with PyYAML's pure-Python
+loader otherwise. Over the example config, the test configs, the fuzz suite's special files and
+a seeded sample of mutated configs, `load` must answer as `load_pure` does: the same values and
+types, the same duplicate keys with their lines, or the same refusal with the same message.
+A document nested deeper than the fast path's depth is read by the pure loader; one nested
+deeper than the recursion limit is refused at once, and never crashes the process (libyaml's
+composer would).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.config import yamlsafe
+from tests.kit.procs import child_env
+from tests.test_config_fuzz import BASE, SPECIAL, raw_mutation, render
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTATIONS = 240  # seeded: about 2 s of the pure loader
+
+
+def shape(value: Any, seen: dict[int, int] | None = None) -> Any:
+    """A comparable picture of a loaded document: types, values, duplicates, shared nodes."""
+    seen = {} if seen is None else seen
+    if isinstance(value, dict | list):
+        if id(value) in seen:  # an alias: the same node again (or a cycle)
+            return ("node", seen[id(value)])
+        seen[id(value)] = len(seen)
+    if isinstance(value, yamlsafe.YamlMapping):
+        items = tuple((shape(k, seen), shape(v, seen)) for k, v in value.items())
+        return ("map", items, tuple(sorted((repr(k), v) for k, v in value.duplicates.items())))
+    if isinstance(value, dict):
+        return ("dict", tuple((shape(k, seen), shape(v, seen)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("list", tuple(shape(v, seen) for v in value))
+    if isinstance(value, float) and math.isnan(value):
+        return ("float", "nan")
+    return (type(value).__name__, value)
+
+
+def outcome(load: Callable[[str], Any], text: str) -> Any:
+    try:
+        return ("loaded", shape(load(text)))
+    except RecursionError:
+        return ("too deep",)
+    except Exception as exc:  # the refusal, as the config loader turns it into a message
+        return ("refused", type(exc).__name__, str(exc))
+
+
+def corpus() -> list[tuple[str, str]]:
+    example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    texts = [("config.example.yaml", example)]
+    texts += [(p.name, p.read_text(encoding="utf-8")) for p in sorted(ROOT.glob("tests/configs/*"))]
+    for name, content in SPECIAL.items():
+        if content is not None and name != "deeply nested":
+            texts.append((name, content.decode("utf-8", errors="surrogateescape")))
+    rng = random.Random(20261201)
+    rendered = render(copy.deepcopy(BASE))
+    for i in range(MUTATIONS):
+        text = example if i % 2 else rendered
+        for _ in range(rng.randrange(1, 4)):
+            text = raw_mutation(text, rng)
+        texts.append((f"mutation {i}", text))
+    return texts
+
+
+def test_libyaml_is_there_for_the_fast_path() -> None:
+    assert yamlsafe.FastConfigLoader is not None, "PyYAML without libyaml: no fast path to test"
+
+
+def test_fast_and_pure_loaders_agree_on_every_document() -> None:
+    loaded = refused = 0
+    for name, text in corpus():
+        fast, pure = outcome(yamlsafe.load, text), outcome(yamlsafe.load_pure, text)
+        assert fast == pure, f"{name}: the loaders disagree"
+        loaded += fast[0] == "loaded"
+        refused += fast[0] == "refused"
+    print(f"\nyaml loaders: {loaded} documents loaded alike, {refused} refused alike")
+    assert loaded >= 50 and refused >= 20  # both sides of the comparison are exercised
+
+
+def test_duplicate_keys_keep_their_lines_on_the_fast_path() -> None:
+    tree = yamlsafe.load("poll:\n  interval: 5m\n  interval: 1m\npoll: {}\n")
+    assert tree.duplicates == {"poll": (4, 1)}
+    assert tree == {"poll": {}}
+    assert yamlsafe.load("a:\n  x: 1\n  x: 2\n")["a"].duplicates == {"x": (3, 2)}
+    assert yamlsafe.load("since: 2026-13-45\n") == {"since": "2026-13-45"}  # dates stay text
+
+
+def nested(depth: int) -> str:
+    return "a: " + "[" * (depth - 1) + "1" + "]" * (depth - 1) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("depth", "pure_called"),
+    [(yamlsafe.FAST_MAX_DEPTH, False), (yamlsafe.FAST_MAX_DEPTH + 1, True)],
+)
+def test_documents_past_the_fast_depth_go_to_the_pure_loader(
+    depth: int, pure_called: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    pure = yamlsafe.load_pure
+
+    def counted(text: str) -> Any:
+        calls.append(text)
+        return pure(text)
+
+    monkeypatch.setattr(yamlsafe, "load_pure", counted)
+    text = nested(depth)
+    assert shape(yamlsafe.load(text)) == shape(pure(text))
+    assert bool(calls) is pure_called
+
+
+def test_a_document_nested_past_the_recursion_limit_is_refused_as_the_pure_loader_does() -> None:
+    text = nested(sys.getrecursionlimit() + 50)
+    assert outcome(yamlsafe.load, text) == outcome(yamlsafe.load_pure, text) == ("too deep",)
+
+
+def test_a_document_nested_beyond_what_libyaml_survives_is_a_one_line_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "deep.yml"
+    path.write_text("a: " + "[" * 300_000 + "\n", encoding="utf-8")  # libyaml's composer: SIGSEGV
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr[-300:])
+    assert done.stderr == f"{path}: invalid YAML: nested too deeply\n"
