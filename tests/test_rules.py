@@ -6,6 +6,7 @@ annotations, and a runbook_url whose anchor is a `### AlertName` runbook section
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -66,6 +67,10 @@ def test_promtool_unit_tests_pass() -> None:
     """Every file of prometheus/tests/, two promtool processes at a time (one per core)."""
     assert UNIT_TESTS, "no promtool unit tests in prometheus/tests/"
 
+    # Go's collector at GOGC=400 instead of 100: 49 s of CPU for the six files instead of 62,
+    # for 270 MB at most per promtool instead of 130 (it allocates 3.5 GB over the 4-week test).
+    env = {**os.environ, "GOGC": "400"}
+
     def run(path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
         proc = subprocess.run(
             [promtool(), "test", "rules", str(path)],
@@ -73,6 +78,7 @@ def test_promtool_unit_tests_pass() -> None:
             text=True,
             timeout=300,
             cwd=ROOT,
+            env=env,
         )
         return path, proc
 
