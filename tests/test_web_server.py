@@ -233,10 +233,14 @@ def test_slow_clients_cost_no_thread_and_are_cut_at_the_deadline(
         for _ in range(10):
             assert raw_request(server.port, "/-/healthy").status == 200
         assert time.monotonic() - started < 2.0
+        # A request may find its worker not yet back in the pool (it goes back after the
+        # answer is written) and start another: at most one per request, never per slow client.
+        threads_serving = threading.active_count()
+        assert threads_serving <= threads_before + 10
         for sock in slow[:20]:
             sock.sendall(b"X-Slow: 1\r\n")
         assert all(closed_by_server(sock) for sock in slow)
-        assert threading.active_count() <= threads_before + 1
+        assert threading.active_count() <= threads_serving  # cutting them starts none
     finally:
         for sock in slow:
             sock.close()
