@@ -140,6 +140,38 @@ def test_check_config_names_every_bad_key_and_hides_secrets(tmp_path: Path) -> N
     assert "accounts[0].credentials.access_key_secret" in result.stderr
 
 
+def test_check_config_and_a_bad_config_import_neither_the_server_nor_the_pollers(
+    tmp_path: Path,
+) -> None:
+    """A config check needs the config alone: the HTTP stack and the pollers load only to serve."""
+    good = write_config(tmp_path / "good.yml", "http://127.0.0.1:1")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("poll:\n  interval: 5m5m\n")
+    probe = (
+        "import sys\n"
+        "from exporter.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "heavy = [m for m in ('exporter.web.server', 'exporter.web.live', 'exporter.app',"
+        " 'exporter.poller', 'prometheus_client') if m in sys.modules]\n"
+        "print(code, heavy)\n"
+    )
+    env = child_env({"CAMS_TEST_KEY": "demo", "CAMS_TEST_SECRET": SECRET})
+    for argv, code in (
+        (["check-config", str(good)], 0),
+        (["check-config", str(bad)], 2),
+        (["--config.file", str(bad)], 2),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+        assert done.stdout.splitlines()[-1] == f"{code} []", (argv, done.stdout, done.stderr)
+
+
 def test_demo_becomes_ready_and_serves_metrics(tmp_path: Path, processes: Procs) -> None:
     started = time.monotonic()
     demo = start(tmp_path, "--demo")

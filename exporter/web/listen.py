@@ -4,6 +4,8 @@
 has IPv6, as Go's listener does) or `[IPV6]:PORT`. The backlog is 4096 (the kernel caps it at
 `net.core.somaxconn`): a burst of connects waits in the kernel's queue instead of having its
 SYNs dropped (socketserver's default of 5 made a burst of 300 stall for seconds).
+`DEFAULT_MAX_CONNECTIONS` is how many accepted connections the server keeps open at most unless
+told otherwise (`--web.max-connections`, 512 as in Prometheus).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import socket
 from typing import Any
 
 BACKLOG = 4096
+DEFAULT_MAX_CONNECTIONS = 512
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:

@@ -16,13 +16,12 @@ from typing import Final
 from exporter.web.config import WebConfig
 from exporter.web.connection import Timeouts
 from exporter.web.connections import ConnectionLoop
-from exporter.web.listen import bind
+from exporter.web.listen import DEFAULT_MAX_CONNECTIONS, bind
 from exporter.web.live import FixedWebConfig, WebSettingsSource
 from exporter.web.routes import App, Handlers
 
 LOG = logging.getLogger("cams_exporter.web")
 
-DEFAULT_MAX_CONNECTIONS = 512
 # File descriptors kept for everything but HTTP connections (API connection pools, state file,
 # logs, the selector...).
 _FD_RESERVE = 128
