@@ -29,14 +29,7 @@ import bcrypt
 if __package__ in (None, ""):  # `python bench/web_auth_flood.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (
-    exporter_config,
-    machine_info,
-    percentile,
-    run_main,
-    start_simulator,
-    wait_for,
-)
+from bench import harness
 from tests.kit.procs import HOST, ROOT, Children, start_exporter
 
 USER = "prometheus"
@@ -95,8 +88,8 @@ def scraper(
     return {
         "n": len(times),
         "statuses": statuses,
-        "p50_ms": percentile(times, 50) * 1000,
-        "p99_ms": percentile(times, 99) * 1000,
+        "p50_ms": harness.percentile(times, 50) * 1000,
+        "p99_ms": harness.percentile(times, 99) * 1000,
         "max_ms": max(times) * 1000,
     }
 
@@ -154,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink()  # this run's logs only
     children = Children(logs)
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
-    results: dict[str, Any] = {"machine": machine_info(), "flooders": args.flooders}
+    results: dict[str, Any] = {"machine": harness.machine_info(), "flooders": args.flooders}
     try:
-        sim = start_simulator(children, "simulator", ["--templates", "20", "--static"])
+        sim = harness.start_simulator(children, "simulator", ["--templates", "20", "--static"])
         args.results_dir.mkdir(parents=True, exist_ok=True)
         config = args.results_dir / "web-auth-flood-config.yaml"
         config.write_text(
-            exporter_config(endpoint=sim.url, names=["main"], qps=40, list_qps=4, interval_s=3600)
+            harness.exporter_config(
+                endpoint=sim.url, names=["main"], qps=40, list_qps=4, interval_s=3600
+            )
         )
         web = args.results_dir / "web-auth-flood-web.yaml"
         web.write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n  {OTHER}: '{hashed}'\n")
@@ -175,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         port = exporter.port
-        wait_for("exporter up", lambda: scraper(port, 0.01)["statuses"].get(200), 60)
+        harness.wait_for("exporter up", lambda: scraper(port, 0.01)["statuses"].get(200), 60)
         results["alone"] = scraper(port, args.seconds)
         flood = Flood(port, args.flooders)
         flood.start()
@@ -208,4 +203,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    harness.run_main(main)

@@ -35,14 +35,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/web_connections.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (
-    exporter_config,
-    http_get,
-    machine_info,
-    percentile,
-    run_main,
-    start_simulator,
-)
+from bench import harness
 from tests.kit import procs
 from tests.kit.procs import HOST, Children, ExporterProcess
 from tests.kit.waits import WaitTimeout, wait_until
@@ -110,8 +103,8 @@ def scrapes(port: int, seconds: float, per_second: float = 10.0) -> dict[str, An
     return {
         "n": len(times) + failed,
         "failed": failed,
-        "p50_ms": percentile(times, 50) * 1000 if times else None,
-        "p99_ms": percentile(times, 99) * 1000 if times else None,
+        "p50_ms": harness.percentile(times, 50) * 1000 if times else None,
+        "p99_ms": harness.percentile(times, 99) * 1000 if times else None,
         "max_ms": max(times) * 1000 if times else None,
     }
 
@@ -273,7 +266,7 @@ def slowloris(exporter: ExporterProcess, connections: int, seconds: float) -> di
 
 
 def _open_fds(port: int) -> str | None:
-    _, _, body = http_get(port, "/metrics", timeout=5)
+    _, _, body = harness.http_get(port, "/metrics", timeout=5)
     lines = body.decode().splitlines()
     return next((line.split()[1] for line in lines if line.startswith("process_open_fds ")), None)
 
@@ -323,15 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     for old in logs.glob("*.log"):
         old.unlink()  # this run's logs only
     children = Children(logs)
-    results: dict[str, Any] = {"machine": machine_info()}
+    results: dict[str, Any] = {"machine": harness.machine_info()}
     try:
-        sim = start_simulator(
+        sim = harness.start_simulator(
             children, "simulator", ["--templates", "20", "--languages", "en,es", "--static"]
         )
         config = args.results_dir / "web-connections-config.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(
-            exporter_config(endpoint=sim.url, names=["main"], qps=40, list_qps=4, interval_s=3600)
+            harness.exporter_config(
+                endpoint=sim.url, names=["main"], qps=40, list_qps=4, interval_s=3600
+            )
         )
         exporter = start_exporter(children, config)
         results["burst"] = [burst(exporter.port) for _ in range(3)]
@@ -398,4 +393,4 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    harness.run_main(main)
