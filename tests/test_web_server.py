@@ -192,8 +192,10 @@ def test_at_the_cap_a_new_connection_replaces_the_longest_idle(
 
 def test_when_every_connection_is_busy_new_ones_wait(serve: Callable[..., WebServer]) -> None:
     release = threading.Event()
+    entered = threading.Semaphore(0)
 
     def blocking(openmetrics: bool) -> Payload:
+        entered.release()
         release.wait(20)
         return render_metrics(openmetrics)
 
@@ -206,7 +208,10 @@ def test_when_every_connection_is_busy_new_ones_wait(serve: Callable[..., WebSer
     try:
         for thread in threads[:2]:
             thread.start()
-        wait_until(lambda: server.open_connections >= 2, 10, "2 open connections", every=0.01)
+        # Both requests must be in their handlers, not merely accepted: a connection whose
+        # request is not read yet is idle, and would rightly make room for the third.
+        for _ in range(2):
+            assert entered.acquire(timeout=10), "both requests should reach the handler"
         threads[2].start()
         threads[2].join(0.5)
         assert threads[2].is_alive(), "the third connection should wait for a free slot"
