@@ -160,7 +160,7 @@ class Counting:
                 state = UnitState(origin, origin, granularity=self.poll.granularity)
                 self._table[key] = state
             if member.meta.name:
-                state.name, state.category, state.audit_status = member.meta
+                state.meta = member.meta
             return state
 
     def poll_group(self, members: Sequence[Member], fetch: Fetch) -> dict[Key, AnomalousAnswer]:

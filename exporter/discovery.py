@@ -66,8 +66,7 @@ class Discovery:
         spaces = {s.label: s for s in self.account.spaces}
         for key, unit in store:
             if key.account == self.account.name and key.space in spaces and self.shard.owns(key):
-                meta = TemplateMeta(unit.name, unit.category, unit.audit_status)
-                self._units[key] = Unit(key, spaces[key.space], meta)
+                self._units[key] = Unit(key, spaces[key.space], unit.meta)
 
     def units(self) -> list[Unit]:
         """The units to poll now, in key order."""

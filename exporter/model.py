@@ -46,6 +46,14 @@ class TemplateMeta(NamedTuple):
     category: str = ""
     audit_status: str = ""
 
+    def filled_from(self, fallback: TemplateMeta) -> TemplateMeta:
+        """These fields, each one left empty taken from `fallback` (an older account of it)."""
+        return TemplateMeta(
+            self.name or fallback.name,
+            self.category or fallback.category,
+            self.audit_status or fallback.audit_status,
+        )
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class NumberKey:

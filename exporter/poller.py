@@ -277,10 +277,8 @@ class AccountPoller:
                     continue
                 out.append(
                     TemplateSeries(
-                        key=unit.key,
-                        name=unit.meta.name or state.name,
-                        category=unit.meta.category or state.category,
-                        audit_status=unit.meta.audit_status or state.audit_status,
+                        unit.key,
+                        *unit.meta.filled_from(state.meta),
                         counts=state.total(),
                         last_success=state.last_success,
                         newest_data=state.newest_data_ms / 1000 if state.newest_data_ms else None,

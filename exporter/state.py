@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.answers import safe_text
-from exporter.model import MetricRow, NumberKey, UnitKey, button_type_label
+from exporter.model import MetricRow, NumberKey, TemplateMeta, UnitKey, button_type_label
 from exporter.snapshot import Counts
 
 log = logging.getLogger("cams_exporter.state")
@@ -131,9 +131,7 @@ class UnitState:
     granularity: str = "DAILY"
     settled: Tally = field(default_factory=Tally)
     buckets: dict[int, Bucket] = field(default_factory=dict)
-    name: str = ""
-    category: str = ""
-    audit_status: str = ""
+    meta: TemplateMeta = field(default_factory=TemplateMeta)  # as last listed, for restarts
     newest_data_ms: int | None = None
     last_success: float | None = None
     last_error: str | None = None
@@ -211,7 +209,7 @@ class UnitState:
             "granularity": self.granularity,
             "settled": self.settled.to_json(),
             "buckets": [[s, b.end_ms, b.tally.to_json()] for s, b in sorted(self.buckets.items())],
-            "meta": [self.name, self.category, self.audit_status],
+            "meta": list(self.meta),
             "newest": self.newest_data_ms,
             "last_success": self.last_success,
         }
@@ -231,7 +229,7 @@ class UnitState:
             start, end, tally = item
             unit.buckets[_count(start)] = Bucket(_count(end), Tally.from_json(tally))
         meta = data.get("meta") or ["", "", ""]
-        unit.name, unit.category, unit.audit_status = (safe_text(x) for x in meta)
+        unit.meta = TemplateMeta(*(safe_text(x) for x in meta))
         newest = data.get("newest")
         unit.newest_data_ms = _count(newest) if newest is not None else None
         last = data.get("last_success")

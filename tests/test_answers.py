@@ -206,7 +206,7 @@ def test_a_state_file_with_unsafe_text_loads_and_renders(tmp_path: Path) -> None
     assert unit_key == UnitKey("main", "cams-1", "t\ufffd", "en", "WHATSAPP")
     counts = state.total()
     assert counts.clicks == (("url", "Shop \ufffd", 7),)  # both texts became one safe label
-    series = TemplateSeries(unit_key, state.name, state.category, state.audit_status, counts)
+    series = TemplateSeries(unit_key, *state.meta, counts)
     text = render_template_families(Snapshot(series=(series,)), openmetrics=False)
     text.encode("utf-8")
     assert 'button="Shop \ufffd"' in text and 'template_code="t\ufffd"' in text

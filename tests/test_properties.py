@@ -35,7 +35,7 @@ from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient
 from exporter.config import StaticCredentials
 from exporter.context import AccountContext
 from exporter.instruments import Instruments
-from exporter.model import DAY_MS, ButtonCount, MetricRow, UnitKey, button_type_label
+from exporter.model import DAY_MS, ButtonCount, MetricRow, TemplateMeta, UnitKey, button_type_label
 from exporter.poller import AccountPoller
 from exporter.ratelimit import RateLimiter
 from exporter.retry import RetryPolicy
@@ -242,7 +242,8 @@ def test_store_file_round_trips_keep_every_unit_exact(
         models: dict[UnitKey, Model] = {}
         previous: dict[UnitKey, Fields] = {}
         for key, answer, restart, fold in steps:
-            unit = store.units.setdefault(key, UnitState(0, 0, name=key.template_code))
+            meta = TemplateMeta(key.template_code)
+            unit = store.units.setdefault(key, UnitState(0, 0, meta=meta))
             model = models.setdefault(key, Model())
             unit.put_rows([metric_row(d * DAY_MS, (d + 1) * DAY_MS, v) for d, v in answer])
             for d, v in answer:
@@ -260,7 +261,7 @@ def test_store_file_round_trips_keep_every_unit_exact(
                 assert now == nonzero(m.total()), k
                 assert all(now.get(f, 0) >= v for f, v in previous.get(k, {}).items())
                 previous[k] = now
-                assert store.units[k].name == k.template_code
+                assert store.units[k].meta.name == k.template_code
 
 
 # -- 3. AccountPoller against simulators ----------------------------------------------------------

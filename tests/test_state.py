@@ -9,7 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.model import DAY_MS, ButtonCount, MetricRow, UnitKey
+from exporter.model import DAY_MS, ButtonCount, MetricRow, TemplateMeta, UnitKey
 from exporter.state import CounterStore, Tally, UnitState
 
 KEY = UnitKey("main", "cams-1", "tpl", "en", "WHATSAPP")
@@ -81,7 +81,7 @@ def test_bucket_straddling_the_boundary_stays_live() -> None:
 def test_store_roundtrip_and_atomic_save(tmp_path: object) -> None:
     path = os.path.join(str(tmp_path), "state.json")
     store = CounterStore()
-    unit = UnitState(0, 0, name="promo", category="MARKETING", audit_status="pass")
+    unit = UnitState(0, 0, meta=TemplateMeta("promo", "MARKETING", "pass"))
     unit.put_rows([row(0, 10, 8, 5, clicks=4), row(1, 3, 2, 1)])
     unit.fold(DAY_MS)
     store.units[KEY] = unit
@@ -92,7 +92,7 @@ def test_store_roundtrip_and_atomic_save(tmp_path: object) -> None:
     assert warning is None
     assert loaded.shapes == {"main": "aggregate"}
     assert loaded.units[KEY].total() == unit.total()
-    assert loaded.units[KEY].name == "promo"
+    assert loaded.units[KEY].meta == TemplateMeta("promo", "MARKETING", "pass")
 
 
 def test_corrupt_or_unreadable_state_gives_a_warning_and_a_fresh_start(tmp_path: object) -> None:
@@ -166,3 +166,11 @@ def test_counters_equal_the_held_sum_and_never_decrease(
         assert now == expected
         assert all(a >= b for a, b in zip(now, previous, strict=True))
         previous = now
+
+
+def test_a_listing_blank_takes_the_state_files_value() -> None:
+    listed = TemplateMeta("promo", "", "pass")  # a listing row without its category
+    remembered = TemplateMeta("old name", "MARKETING", "pending")
+    assert listed.filled_from(remembered) == TemplateMeta("promo", "MARKETING", "pass")
+    assert TemplateMeta().filled_from(remembered) == remembered
+    assert listed.filled_from(TemplateMeta()) == listed
