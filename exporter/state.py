@@ -229,7 +229,7 @@ class UnitState:
             start, end, tally = item
             unit.buckets[_count(start)] = Bucket(_count(end), Tally.from_json(tally))
         meta = data.get("meta") or ["", "", ""]
-        if len(meta) != len(TemplateMeta._fields):
+        if not isinstance(meta, list) or len(meta) != len(TemplateMeta._fields):
             raise ValueError("unit meta must be [name, category, audit status]")
         unit.meta = TemplateMeta(*(safe_text(x) for x in meta))
         newest = data.get("newest")

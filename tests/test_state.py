@@ -126,6 +126,19 @@ def test_corrupt_or_unreadable_state_gives_a_warning_and_a_fresh_start(tmp_path:
                 },
             }
         ).encode(),
+        "textmeta.json": json.dumps(
+            {
+                "version": 1,
+                "units": {
+                    json.dumps(["a", "", "c", "en", "W"]): {
+                        "origin": 0,
+                        "settled_until": 0,
+                        "settled": [0, 0, 0, []],
+                        "meta": "abc",  # would unpack into three one-letter fields
+                    }
+                },
+            }
+        ).encode(),
     }
     for name, content in cases.items():
         path = os.path.join(base, name)
