@@ -154,23 +154,40 @@ class Load:
         return self.templates * len(self.languages)
 
 
-def start_simulator(children: Children, name: str, flags: Sequence[str]) -> SimulatorProcess:
+def behind_the_measurement() -> None:
+    """In the child before exec: nice 19, so that its work waits while the measured process
+    (bench/rules.py: Prometheus) wants the cores."""
+    os.nice(19)
+
+
+def start_simulator(
+    children: Children,
+    name: str,
+    flags: Sequence[str],
+    preexec: Callable[[], None] = procs.ahead_of_the_load,
+) -> SimulatorProcess:
     """`python -m exporter simulate --listen 127.0.0.1:0 FLAGS`, once it serves."""
     log = children.log_dir / f"{name}.log"
-    # Its 1-second windows of arrivals are the measurement: stamped as requests arrive, even
-    # on a loaded machine (see tests.kit.sim.simulator_process).
-    started = procs.start_simulator(log, *flags, new_session=True, preexec=procs.ahead_of_the_load)
+    # By default its 1-second windows of arrivals are the measurement: stamped as requests
+    # arrive, even on a loaded machine (see tests.kit.sim.simulator_process).
+    started = procs.start_simulator(log, *flags, new_session=True, preexec=preexec)
     return children.add(started)
 
 
 def start_exporter(
-    children: Children, name: str, config_path: Path, *flags: str
+    children: Children,
+    name: str,
+    config_path: Path,
+    *flags: str,
+    preexec: Callable[[], None] | None = None,
 ) -> ExporterProcess:
     """`python -m exporter --config.file PATH --web.enable-lifecycle FLAGS` on 127.0.0.1:0,
-    once it serves."""
+    once it serves (`preexec` run in the child before exec)."""
     log = children.log_dir / f"{name}.log"
     argv = ["--config.file", str(config_path), "--web.enable-lifecycle", *flags]
-    return children.add(procs.start_exporter(log, *argv, new_session=True))
+    if preexec is None:
+        return children.add(procs.start_exporter(log, *argv, new_session=True))
+    return children.add(procs.start_exporter(log, *argv, new_session=True, preexec=preexec))
 
 
 def exporter_config(

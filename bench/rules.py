@@ -7,10 +7,14 @@
 
 The simulator (`python -m exporter simulate`) and the exporter (`python -m exporter
 --config.file ...`) run as in bench/run.py, on 127.0.0.1. Several accounts on one simulator
-(each at the exporter's maximum of 50 calls a second, the simulator allowing their sum) make the
-first poll of 10,000 units take about a minute instead of ~210 s; the series are the same
-(account is one of the unit's labels). The exporter polls once (interval 1h), so that what is
-measured is Prometheus, not the exporter's polling on the same two cores.
+(each at the exporter's maximum of 50 calls a second, the simulator allowing their sum) make a
+poll of 10,000 units take about a minute instead of ~210 s; the series are the same (account is
+one of the unit's labels). The exporter polls every 5 minutes (the default poll.interval), so
+that its counters move as in production: counters that stand still while the expected reads go
+on growing read as a drop (before cams:template_data:stale, thousands of
+CamsTemplateReadRateDrop alerts from about 40 minutes in). The exporter and the simulator run at
+nice 19: in production their work is on other machines, and here it waits while Prometheus, the
+process measured, wants the two cores.
 
 Once the exporter is ready, its counters are read and continued backwards into a history
 (bench/history.py): every sample the rules read at their offsets and over their ranges, up to 22
@@ -30,7 +34,10 @@ stress test, in which evaluations that coincide slow each other down).
 It prints one row per rule group (median and slowest evaluation, series written, target < 1 s),
 the slowest rules, and writes everything to bench/results/rules-<timestamp>.json, with the
 machine's load average over the measurement (the groups' times are wall-clock times, which other
-work on the machine lengthens). Everything stops by itself; each wait is bounded.
+work on the machine lengthens). A thread samples, every second, the CPU time of Prometheus, the
+exporter and the simulator and the machine's busy time (/proc): for each evaluation of 1 s or
+more, the output says who was using the cores meanwhile. Everything stops by itself; each wait
+is bounded.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import re
 import shutil
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +70,7 @@ from bench.harness import (
     Child,
     Children,
     ExporterProcess,
+    behind_the_measurement,
     exporter_config,
     http_get,
     machine_info,
@@ -73,6 +82,7 @@ from bench.harness import (
 from bench.history import UnitNow, write_history
 from exporter.durations import format_duration, parse_duration
 from tests.kit import procs
+from tests.kit.procs import cpu_seconds
 
 LANGUAGES = ("en", "es")
 RULE_FILES = ("recording.yml", "alerts.yml")
@@ -95,6 +105,7 @@ SHIPPED_INTERVALS = {
 }
 JOB = "cams-exporter"
 SCRAPE_S = 30
+POLL_S = 300  # the exporter's poll.interval (its default)
 
 
 def _log(message: str) -> None:
@@ -134,6 +145,51 @@ def units_now(exporter: ExporterProcess) -> list[UnitNow]:
             )
         )
     return out
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores so far (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class CpuSampler(threading.Thread):
+    """Every second: the CPU seconds so far of each named process, and the machine's busy
+    cores (0 to the number of cores) over the last second."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(name="cpu-sampler", daemon=True)
+        self._pids = pids
+        self._done = threading.Event()
+        self.samples: list[dict[str, float]] = []
+
+    def run(self) -> None:
+        cores = os.cpu_count() or 1
+        last = _machine_ticks()
+        while not self._done.wait(1.0):
+            now = _machine_ticks()
+            busy, total = now[0] - last[0], now[1] - last[1]
+            last = now
+            row = {"t": time.time(), "machine": cores * busy / total if total else 0.0}
+            for name, pid in self._pids.items():
+                row[name] = cpu_seconds(pid) or 0.0
+            self.samples.append(row)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=5)
+
+    def during(self, start: float, end: float) -> dict[str, float]:
+        """Each process's mean cores used from `start` to `end` (from the samples a second
+        either side), and the machine's busiest second in between (cores)."""
+        rows = [r for r in self.samples if start - 1 <= r["t"] <= end + 1]
+        if len(rows) < 2:
+            return {}
+        span = rows[-1]["t"] - rows[0]["t"]
+        out = {name: (rows[-1][name] - rows[0][name]) / span for name in self._pids}
+        out["machine_busiest"] = max(r["machine"] for r in rows[1:])
+        return out
 
 
 def rule_files(work: Path, every_2m: bool) -> list[Path]:
@@ -367,17 +423,18 @@ def main(argv: list[str] | None = None) -> int:
                 "--qps-limit", str(50 * args.accounts),
                 "--list-qps-limit", str(5 * args.accounts),
             ],
+            preexec=behind_the_measurement,
         )  # fmt: skip
         config = exporter_config(
             endpoint=sim.url,
             names=[f"acct{i}" for i in range(args.accounts)],
             qps=50,
             list_qps=5,
-            interval_s=3600,  # one poll: the rules are measured, not the exporter
+            interval_s=POLL_S,
         )
         config_path = work / "exporter.yaml"
         config_path.write_text(config)
-        exporter = start_exporter(children, "exporter", config_path)
+        exporter = start_exporter(children, "exporter", config_path, preexec=behind_the_measurement)
         _log(f"exporter polling {args.units} units ({args.accounts} accounts at 50/s)")
         wait_for("exporter ready", exporter.ready, timeout=per_account / 50 * 1.3 + 180, every=2)
         units = units_now(exporter)
@@ -409,10 +466,22 @@ def main(argv: list[str] | None = None) -> int:
             idle = start_prometheus(children, work, None, data)
             blocks = settle_blocks(idle.port)
             idle.stop(children)
-        prom = start_prometheus(children, work, f"{HOST}:{exporter.port}", data, args.every_2m).port
+        server = start_prometheus(children, work, f"{HOST}:{exporter.port}", data, args.every_2m)
+        prom = server.port
         _log(f"prometheus up, {blocks:.0f} blocks loaded; measuring")
+        sampler = CpuSampler(
+            {
+                "prometheus": server.child.pid,
+                "exporter": exporter.child.pid,
+                "simulator": sim.child.pid,
+            }
+        )
+        sampler.start()
         load_before = os.getloadavg()
-        seen = measure(prom, len(units), args.evaluations, timeout=timeout)
+        try:
+            seen = measure(prom, len(units), args.evaluations, timeout=timeout)
+        finally:
+            sampler.stop()
         load_after = os.getloadavg()
         rows: list[dict[str, Any]] = []
         for group, every in sorted(seen.items()):
@@ -432,6 +501,14 @@ def main(argv: list[str] | None = None) -> int:
                     "durations_s": durations,
                 }
             )
+        slow: list[dict[str, Any]] = [
+            {"group": group, "at": e["at"], "duration_s": e["duration"]}
+            | sampler.during(e["at"], e["at"] + e["duration"])
+            for group, every in seen.items()
+            for e in full_size(group, every)
+            if e["duration"] >= TARGET_S
+        ]
+        slow.sort(key=lambda r: r["at"])
         slowest = slowest_rules(prom)
         checks = {
             name: scalar(prom, f"count(last_over_time({name}[70m]))")
@@ -455,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
             "groups": rows,
             "series_counts": checks,
             "slowest_rules": slowest,
+            "evaluations_over_target": slow,
+            "cpu_samples": sampler.samples,
             "seconds": time.monotonic() - started,
             "sustained_s_per_hour": sustained_per_hour(rows),
         }
@@ -464,6 +543,17 @@ def main(argv: list[str] | None = None) -> int:
         print("slowest rules (last evaluation): ")
         for group, rule, seconds in slowest:
             print(f"  {seconds:.3f} s  {group}  {rule}")
+        print(f"evaluations of {TARGET_S:.0f} s or more: {len(slow)}")
+        if slow:
+            print("  at (UTC)  group  s  | cores used meanwhile: prometheus exporter simulator,")
+            print("  and the machine's busiest second")
+        for r in slow:
+            at = dt.datetime.fromtimestamp(r["at"], dt.UTC).strftime("%H:%M:%S")
+            print(
+                f"  {at}  {r['group']}  {r['duration_s']:.3f}  | {r.get('prometheus', 0):.2f} "
+                f"{r.get('exporter', 0):.2f} {r.get('simulator', 0):.2f}, "
+                f"{r.get('machine_busiest', 0):.2f}"
+            )
         print("series present: " + ", ".join(f"{k} {v:.0f}" for k, v in checks.items() if v))
         print(f"history: {history}; blocks loaded {blocks:.0f}; {result['seconds']:.0f} s in all")
         print(f"load average (1, 5, 15 min) before {load_before}, after {load_after}")
