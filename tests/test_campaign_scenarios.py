@@ -7,14 +7,27 @@ issue's bounds (tests/test_rules.py runs them through promtool).
 - points 1-4: new campaigns (typical and slow audiences), established templates, campaigns
   broken from the start (peers, floor), small templates, burst schedules, four weeks of healthy
   traffic, always-on senders by category, by three weeks of daily sends and by name, opt-out,
-  campaign ends, a pause that resolves.
+  campaign ends, a pause that resolves;
+- stale data: while the exporter's reads of a unit fail, its standing counters fire no template
+  alert (CamsDataStale does), and the guard that makes it so is what keeps them quiet.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
-from tests.campaign_scenarios import CASES, PROM, READ_DROP, SILENT, Case, render
+from tests.campaign_scenarios import (
+    CASES,
+    PROM,
+    READ_DROP,
+    SILENT,
+    STALE,
+    Case,
+    probe,
+    render,
+)
 from tests.trafficmodel import SLOW
 
 TABLE = {
@@ -67,6 +80,9 @@ def test_the_bounds_are_the_issues() -> None:
             assert within == (24 if code.startswith("t_small") else 12), code
         elif alert == SILENT:
             assert within <= 25.5, code
+        elif alert == STALE:
+            # over an hour without a read, then 10 minutes pending: 3 h at hourly steps
+            assert within <= 3, code
         else:
             assert within == 12, code
 
@@ -101,3 +117,28 @@ def test_points_one_to_four_are_covered() -> None:
         u for u in healthy.units if len({int(w.start_h // 24) % 7 for w in u.windows}) < 7
     ]
     assert weekdays_only, "no burst schedule in the healthy traffic"
+
+
+STALE_GUARD = "unless on (account, space, template_code, language) cams:template_data:stale"
+
+
+def test_stale_units_fire_no_template_alert_because_of_the_guard(tmp_path: Path) -> None:
+    """In the stale case, the units whose reads fail fire no template alert with the shipped
+    rules (campaign_stale_test.yml asserts it), and do fire them with the guard taken out of
+    alerts.yml: their standing counters look like a read-rate drop and a silence."""
+    case = CASES["campaign_stale_test.yml"]()
+    failing = {u.template_code for u in case.units if u.frozen_from_h is not None and u.reads_fail}
+    assert failing == {"x_outage", "x_outage_utility"}
+    text = (PROM / "alerts.yml").read_text()
+    assert text.count(STALE_GUARD) == 3  # the three template alerts
+    unguarded = tmp_path / "alerts.yml"
+    unguarded.write_text("\n".join(line for line in text.splitlines() if STALE_GUARD not in line))
+    shipped = probe([PROM / "recording.yml", PROM / "alerts.yml"], ["campaign_stale_test.yml"])
+    without = probe([PROM / "recording.yml", unguarded], ["campaign_stale_test.yml"])
+    assert not {r["template"] for r in shipped} & failing
+    fired = {(r["template"], r["alert"]) for r in without}
+    assert {("x_outage", READ_DROP), ("x_outage_utility", SILENT)} <= fired
+    # the sender that really stopped (its reads succeed) is judged the same either way
+    assert {
+        (r["alert"], r["first_h"]) for r in shipped if r["template"] == "x_stopped_utility"
+    } == {(r["alert"], r["first_h"]) for r in without if r["template"] == "x_stopped_utility"}

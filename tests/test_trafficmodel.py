@@ -197,3 +197,31 @@ def test_input_series_name_the_unit_and_its_info() -> None:
     assert len(decode(series[1]["values"])) == 25
     sent_only = input_series(unit, simulate(unit, 1, sample_s=3600), sent_only=True)
     assert [s["series"].split("{")[0] for s in sent_only] == names[:2]
+
+
+def test_an_outage_stands_the_counters_still_and_stops_the_last_read_time() -> None:
+    windows = daily(0, 3, 0, 24, 3000)
+    moving = Unit("t_out", windows=windows)
+    kw: dict[str, object] = {"windows": windows, "frozen_from_h": 36}
+    outage = Unit("t_out", reads_fail=True, **kw)  # type: ignore[arg-type]
+    same = Unit("t_out", reads_fail=False, **kw)  # type: ignore[arg-type]
+    a, b = simulate(moving, 3, sample_s=3600), simulate(outage, 3, sample_s=3600)
+    for before, after in ((a.sent, b.sent), (a.delivered, b.delivered), (a.read, b.read)):
+        assert after[:37] == before[:37]  # the same traffic up to the last moving poll (36 h)
+        assert set(after[36:]) == {before[36]}  # then standing still
+        assert before[-1] > before[36]
+    assert simulate(same, 3, sample_s=3600) == b
+    assert "cams_template_last_success_timestamp_seconds" not in str(input_series(moving, a))
+
+    def last_read(unit: Unit) -> list[float]:
+        (series,) = [
+            s
+            for s in input_series(unit, b)
+            if s["series"].startswith("cams_template_last_success_timestamp_seconds{")
+        ]
+        assert 'template_code="t_out",language="en"' in series["series"]
+        return decode(series["values"])
+
+    hours = [i * 3600.0 for i in range(len(b.sent))]
+    assert last_read(same) == hours  # read at every poll, the same numbers
+    assert last_read(outage) == [min(t, 36 * 3600.0) for t in hours]  # no read after 36 h

@@ -13,7 +13,10 @@ read ("late reads", spread over about 48 hours). This module plays that, step by
   draw), and those reads arrive over the audience's `ReadShape`, a mix of exponential delays
   (typically 40% within about 15 minutes, 35% within hours, 25% over the next two days);
 - the counters are sampled every `sample_s` (Prometheus' scrapes, coarser in the promtool tests)
-  and hold the value of the last poll at or before each sample.
+  and hold the value of the last poll at or before each sample;
+- an outage (`Unit.frozen_from_h`): from then on the counters stand still, and so does the time of
+  the unit's last successful read (`cams_template_last_success_timestamp_seconds`), unless the
+  reads go on succeeding with the same numbers (`Unit.reads_fail`).
 
 Everything is deterministic from `seed` (random.Random). No numpy: the delays are exponential
 mixes, so each step only updates a few pending amounts.
@@ -123,6 +126,12 @@ class Unit:
     seed: int = 1
     # Extra labels of cams_template_info (a user's relabelling, e.g. cams_always_on="true").
     info_labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # The last poll whose numbers move (hours): the counters stand still after it. With
+    # `reads_fail`, the reads of the unit fail from then on (an outage: the exporter keeps its
+    # last numbers); without, they succeed with the same numbers. Either way the unit's
+    # cams_template_last_success_timestamp_seconds is part of its series.
+    frozen_from_h: float | None = None
+    reads_fail: bool = True
 
     def __post_init__(self) -> None:
         for changes in (self.read_rates, self.delivery_rates):
@@ -224,6 +233,10 @@ def simulate(unit: Unit, days: float, sample_s: int = 900) -> Counters:
         sent_at.append(sent)
         delivered_at.append(delivered)
         read_at.append(min(delivered, math.floor(read_f + 1e-6)))
+    if unit.frozen_from_h is not None:
+        last = min(polls - 1, int(unit.frozen_from_h * HOUR_S // POLL_S))
+        for values in (sent_at, delivered_at, read_at):
+            values[last + 1 :] = [values[last]] * (polls - last - 1)
     step = sample_s // POLL_S
     return Counters(
         sample_s=sample_s,
@@ -337,6 +350,17 @@ def input_series(unit: Unit, counters: Counters, sent_only: bool = False) -> lis
             "values": encode(counters.sent),
         },
     ]
+    if unit.frozen_from_h is not None:
+        last_read_s = int(unit.frozen_from_h * HOUR_S // POLL_S) * POLL_S
+        times = [i * counters.sample_s for i in range(samples)]
+        if unit.reads_fail:
+            times = [min(t, last_read_s) for t in times]
+        series.append(
+            {
+                "series": "cams_template_last_success_timestamp_seconds{" + _labels(unit) + "}",
+                "values": encode(times),
+            }
+        )
     if sent_only:
         return series
     return [
