@@ -10,11 +10,13 @@ The simulator (`python -m exporter simulate`) and the exporter (`python -m expor
 (each at the exporter's maximum of 50 calls a second, the simulator allowing their sum) make a
 poll of 10,000 units take about a minute instead of ~210 s; the series are the same (account is
 one of the unit's labels). The exporter polls every 5 minutes (the default poll.interval), so
-that its counters move as in production: counters that stand still while the expected reads go
-on growing read as a drop (before cams:template_data:stale, thousands of
-CamsTemplateReadRateDrop alerts from about 40 minutes in). The exporter and the simulator run at
-nice 19: in production their work is on other machines, and here it waits while Prometheus, the
-process measured, wants the two cores.
+that its counters move as in production (standing counters would be stale data after 30
+minutes: cams:template_data:stale). The exporter and the simulator run at nice 19: in
+production their work is on other machines, and here it waits while Prometheus, the process
+measured, wants the two cores. The simulator's traffic is not an audience's: each unit's read
+rate is drawn anew each day (25% to 85%) and a day's reads arrive evenly over 3 days, so from
+about half an hour in, thousands of units are pending or firing CamsTemplateReadRateDrop: the
+alert group is measured at its most expensive.
 
 Once the exporter is ready, its counters are read and continued backwards into a history
 (bench/history.py): every sample the rules read at their offsets and over their ranges, up to 22
