@@ -185,9 +185,10 @@ def start_exporter(
     once it serves (`preexec` run in the child before exec)."""
     log = children.log_dir / f"{name}.log"
     argv = ["--config.file", str(config_path), "--web.enable-lifecycle", *flags]
-    if preexec is None:
-        return children.add(procs.start_exporter(log, *argv, new_session=True))
-    return children.add(procs.start_exporter(log, *argv, new_session=True, preexec=preexec))
+    options: procs.Options = {"new_session": True}
+    if preexec is not None:
+        options["preexec"] = preexec
+    return children.add(procs.start_exporter(log, *argv, **options))
 
 
 def exporter_config(

@@ -14,9 +14,10 @@ that its counters move as in production (standing counters would be stale data a
 minutes: cams:template_data:stale). The exporter and the simulator run at nice 19: in
 production their work is on other machines, and here it waits while Prometheus, the process
 measured, wants the two cores. The simulator's traffic is not an audience's: each unit's read
-rate is drawn anew each day (25% to 85%) and a day's reads arrive evenly over 3 days, so from
-about half an hour in, thousands of units are pending or firing CamsTemplateReadRateDrop: the
-alert group is measured at its most expensive.
+rate is drawn anew each day (25% to 85%) and a day's reads arrive evenly over 3 days, most
+likely why, from about half an hour in, thousands of units are pending or firing
+CamsTemplateReadRateDrop (not investigated further): the alert group is measured at its most
+expensive.
 
 Once the exporter is ready, its counters are read and continued backwards into a history
 (bench/history.py): every sample the rules read at their offsets and over their ranges, up to 22

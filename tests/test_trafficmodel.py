@@ -202,9 +202,8 @@ def test_input_series_name_the_unit_and_its_info() -> None:
 def test_an_outage_stands_the_counters_still_and_stops_the_last_read_time() -> None:
     windows = daily(0, 3, 0, 24, 3000)
     moving = Unit("t_out", windows=windows)
-    kw: dict[str, object] = {"windows": windows, "frozen_from_h": 36}
-    outage = Unit("t_out", reads_fail=True, **kw)  # type: ignore[arg-type]
-    same = Unit("t_out", reads_fail=False, **kw)  # type: ignore[arg-type]
+    outage = Unit("t_out", windows=windows, frozen_from_h=36, reads_fail=True)
+    same = Unit("t_out", windows=windows, frozen_from_h=36, reads_fail=False)
     a, b = simulate(moving, 3, sample_s=3600), simulate(outage, 3, sample_s=3600)
     for before, after in ((a.sent, b.sent), (a.delivered, b.delivered), (a.read, b.read)):
         assert after[:37] == before[:37]  # the same traffic up to the last moving poll (36 h)
