@@ -30,13 +30,13 @@ if __package__ in (None, ""):
 import requests
 
 from bench import harness
-from exporter.actions import API_VERSION, METRIC_ACTION
-from exporter.client import CamsClient, ListFilters
+from exporter.cams.actions import API_VERSION, METRIC_ACTION
+from exporter.cams.client import CamsClient, ListFilters
+from exporter.cams.model import DAY_MS
+from exporter.cams.retry import RetryPolicy
+from exporter.cams.signing import percent_encode, sign_rpc_v3, utc_timestamp
+from exporter.cams.transport import Transport
 from exporter.config import StaticCredentials
-from exporter.model import DAY_MS
-from exporter.retry import RetryPolicy
-from exporter.signing import percent_encode, sign_rpc_v3, utc_timestamp
-from exporter.transport import Transport
 
 WARMUP = 50
 

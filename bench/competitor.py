@@ -2,7 +2,7 @@
 
     python bench/competitor.py --endpoint http://127.0.0.1:PORT --rate 25 --duration 30 --out F
 
-Sends signed calls (exporter.client.CamsClient, key demo / demo-secret) paced at `--rate` per
+Sends signed calls (exporter.cams.client.CamsClient, key demo / demo-secret) paced at `--rate` per
 second for `--duration` seconds, never slowing down when throttled and never retrying (a batch
 job that does not care), then writes every attempt as [unix time, code] to `--out` (JSON).
 """
@@ -18,11 +18,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient, RequestEvent
+from exporter.cams.client import LIST_ACTION, METRIC_ACTION, CamsClient, RequestEvent
+from exporter.cams.errors import CamsError
+from exporter.cams.ratelimit import RateLimiter
+from exporter.cams.retry import RetryPolicy
 from exporter.config import StaticCredentials
-from exporter.errors import CamsError
-from exporter.ratelimit import RateLimiter
-from exporter.retry import RetryPolicy
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness
-from exporter.actions import METRIC_ACTION as METRIC
+from exporter.cams.actions import METRIC_ACTION as METRIC
 from tests.kit.procs import Children
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.model import UnitKey
-from exporter.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
+from exporter.cams.model import UnitKey
+from exporter.publish.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
 from tests.kit.collectors import snapshot_registry
 
 _KEY = ("account", "space", "template_code", "language", "template_type")

@@ -83,7 +83,7 @@ from bench.harness import (
     wait_for,
 )
 from bench.history import UnitNow, write_history
-from exporter.durations import format_duration, parse_duration
+from exporter.config.durations import format_duration, parse_duration
 from tests.kit import procs
 from tests.kit.procs import cpu_seconds
 

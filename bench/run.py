@@ -62,9 +62,9 @@ if __package__ in (None, ""):  # `python bench/run.py`: make the repository impo
 
 from bench import harness
 from bench import render as rendering
-from exporter.actions import LIST_ACTION as LIST
-from exporter.actions import METRIC_ACTION as METRIC
-from exporter.grouping import CHECKED_TEMPLATES
+from exporter.cams.actions import LIST_ACTION as LIST
+from exporter.cams.actions import METRIC_ACTION as METRIC
+from exporter.templates.grouping import CHECKED_TEMPLATES
 from tests.kit import procs
 from tests.kit.waits import WaitTimeout, wait_until
 
@@ -495,7 +495,7 @@ def scenario_backfill(
     since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=BACKFILL_SPAN_DAYS - 1)
     per_unit = math.ceil(BACKFILL_SPAN_DAYS / max_range_days)
     # Besides the backfill, the first cycle checks whether one call can read every language of
-    # a template (exporter.grouping): each language, the template without Language, each
+    # a template (exporter.templates.grouping): each language, the template without Language, each
     # language again, for up to CHECKED_TEMPLATES templates; a fixed cost per account.
     evidence = CHECKED_TEMPLATES * (2 * len(load.languages) + 1)
     limit = units * per_unit / qps

@@ -43,9 +43,9 @@ if __package__ in (None, ""):  # `python bench/sender_health.py`: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness
-from exporter.actions import HEALTH_ACTION as HEALTH
-from exporter.actions import METRIC_ACTION as METRIC
-from exporter.actions import PHONE_NUMBERS_ACTION as NUMBERS
+from exporter.cams.actions import HEALTH_ACTION as HEALTH
+from exporter.cams.actions import METRIC_ACTION as METRIC
+from exporter.cams.actions import PHONE_NUMBERS_ACTION as NUMBERS
 
 LIST_QPS = 4.0
 SCENARIOS: dict[str, str | None] = {

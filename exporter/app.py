@@ -7,8 +7,8 @@ Reloads are coalesced: requests made while one runs are all answered by the next
 one pending). The rate limiters live in a `LimiterRegistry` made once per process, one per
 account and action, so the old and the new poller of a reload draw on the same budget and no
 second of calls ever holds more than the account's `qps`, whatever the reload rate.
-/metrics also carries the process metrics (`exporter.process_metrics`: `process_open_fds`, CPU,
-memory, the garbage collector).
+/metrics also carries the process metrics (`exporter.publish.process_metrics`:
+`process_open_fds`, CPU, memory, the garbage collector).
 """
 
 from __future__ import annotations
@@ -20,26 +20,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from exporter import __version__
-from exporter.actions import (
+from exporter.cams.actions import (
     HEALTH_ACTION,
     LIST_ACTION,
     METRIC_ACTION,
     PHONE_METRIC_ACTION,
     PHONE_NUMBERS_ACTION,
 )
-from exporter.anomalies import AnomalyLog
-from exporter.client import CamsClient, CredentialSource, RequestEvent
+from exporter.cams.client import CamsClient, CredentialSource, RequestEvent
+from exporter.cams.instruments import Instruments
+from exporter.cams.ratelimit import RateLimiter
+from exporter.cams.retry import RetryPolicy
 from exporter.config import Account, Config, ConfigError, default_credentials_provider, load_config
-from exporter.exposition import Exposition
-from exporter.instruments import Instruments
-from exporter.memory import GcPauses, GcPolicy
-from exporter.process_metrics import ProcessMetrics
-from exporter.ratelimit import RateLimiter
-from exporter.retry import RetryPolicy
-from exporter.scheduler import Scheduler
-from exporter.sharding import Shard
-from exporter.snapshot import Snapshot
-from exporter.state import CounterStore
+from exporter.counting.anomalies import AnomalyLog
+from exporter.counting.state import CounterStore
+from exporter.publish.exposition import Exposition
+from exporter.publish.memory import GcPauses, GcPolicy
+from exporter.publish.process_metrics import ProcessMetrics
+from exporter.publish.scheduler import Scheduler
+from exporter.publish.snapshot import Snapshot
+from exporter.templates.sharding import Shard
 from exporter.web.negotiation import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.web.routes import Handlers, Payload
 

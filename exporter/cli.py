@@ -25,7 +25,7 @@ from exporter import __version__
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.config.loader import load_or_report
 from exporter.logs import LEVELS, setup_logging
-from exporter.sharding import Shard
+from exporter.templates.sharding import Shard
 from exporter.web.listen import DEFAULT_MAX_CONNECTIONS
 
 if TYPE_CHECKING:  # imported when the exporter starts: check-config and bad configs stay quick
@@ -188,7 +188,7 @@ def _probe(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(list(argv))
     setup_logging("error", "logfmt")
-    from exporter.probe_report import run_probe
+    from exporter.probe.report import run_probe
 
     return run_probe(
         args.config_file,
@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] == "simulate":
-        from exporter.simulator import main as simulate_main
+        from cams_simulator import main as simulate_main
 
         return simulate_main(args_list[1:])
     if args_list and args_list[0] == "check-config":
@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulator = None
     try:
         if args.demo:
-            from exporter.simulator import Simulator, SimulatorOptions
+            from cams_simulator import Simulator, SimulatorOptions
 
             simulator = Simulator(
                 SimulatorOptions(

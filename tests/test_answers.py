@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.answers import (
+from exporter.cams.answers import (
     Query,
     check_against_buckets,
     check_rows,
@@ -17,12 +17,12 @@ from exporter.answers import (
     parse_templates,
     safe_text,
 )
-from exporter.errors import AnomalousAnswer
-from exporter.exposition import render_template_families
-from exporter.model import DAY_MS, HALF_HOUR_MS, MetricRow, Template, UnitKey
-from exporter.paging import Page, list_all
-from exporter.snapshot import Snapshot, TemplateSeries
-from exporter.state import CounterStore
+from exporter.cams.errors import AnomalousAnswer
+from exporter.cams.model import DAY_MS, HALF_HOUR_MS, MetricRow, Template, UnitKey
+from exporter.cams.paging import Page, list_all
+from exporter.counting.state import CounterStore
+from exporter.publish.exposition import render_template_families
+from exporter.publish.snapshot import Snapshot, TemplateSeries
 
 D = 1_796_083_200_000  # a UTC midnight
 UTC8 = 16 * 3_600_000  # UTC+8 days start at 16:00 UTC

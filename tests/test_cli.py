@@ -152,7 +152,7 @@ def test_check_config_and_a_bad_config_import_neither_the_server_nor_the_pollers
         "from exporter.cli import main\n"
         "code = main(sys.argv[1:])\n"
         "heavy = [m for m in ('exporter.web.server', 'exporter.web.live', 'exporter.app',"
-        " 'exporter.poller', 'prometheus_client') if m in sys.modules]\n"
+        " 'exporter.templates.poller', 'prometheus_client') if m in sys.modules]\n"
         "print(code, heavy)\n"
     )
     env = child_env({"CAMS_TEST_KEY": "demo", "CAMS_TEST_SECRET": SECRET})

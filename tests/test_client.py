@@ -12,15 +12,15 @@ from typing import ClassVar
 import pytest
 import requests
 
-from exporter.client import LIST_ACTION as LIST
-from exporter.client import METRIC_ACTION as METRIC
-from exporter.client import CamsClient, ListFilters, RequestEvent
+from cams_simulator import Simulator, SimulatorOptions
+from exporter.cams.client import LIST_ACTION as LIST
+from exporter.cams.client import METRIC_ACTION as METRIC
+from exporter.cams.client import CamsClient, ListFilters, RequestEvent
+from exporter.cams.errors import CamsError
+from exporter.cams.model import DAY_MS, button_type_label
+from exporter.cams.ratelimit import RateLimiter
+from exporter.cams.retry import RetryPolicy
 from exporter.config import StaticCredentials
-from exporter.errors import CamsError
-from exporter.model import DAY_MS, button_type_label
-from exporter.ratelimit import RateLimiter
-from exporter.retry import RetryPolicy
-from exporter.simulator import Simulator, SimulatorOptions
 from tests.kit.oracle import sdk_client, sdk_list, sdk_sum
 from tests.kit.sim import day_floor, running, simulator_process
 

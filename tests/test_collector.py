@@ -8,10 +8,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter import exposition
-from exporter.exposition import render_template_families
-from exporter.model import UnitKey
-from exporter.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
+from exporter.cams.model import UnitKey
+from exporter.publish import exposition
+from exporter.publish.exposition import render_template_families
+from exporter.publish.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
 from tests.kit.collectors import TemplateCollector, TemplateInfoCollector
 
 text = st.text(max_size=12)

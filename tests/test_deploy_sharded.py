@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from exporter.sharding import Shard
+from exporter.templates.sharding import Shard
 from tests.kit.flags import check_exporter_argv, flag_value
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from cams_simulator import Simulator, SimulatorOptions
+from exporter.cams.model import DAY_MS
 from exporter.config import Config
-from exporter.model import DAY_MS
-from exporter.simulator import Simulator, SimulatorOptions
 from tests.kit.configs import Account, days_back, parsed
 from tests.kit.exact import assert_exact
 from tests.kit.inproc import PolledExporter

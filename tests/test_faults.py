@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.simulator import Simulator
-from exporter.state import CounterStore
+from cams_simulator import Simulator
+from exporter.counting.state import CounterStore
 from tests.kit.exact import exact_problems
 from tests.kit.logs import LogLines, captured_logs
 from tests.kit.matrix import (

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from exporter.grouping import PER_LANGUAGE, PER_TEMPLATE
-from exporter.simulator import SimulatorOptions
+from cams_simulator import SimulatorOptions
+from exporter.templates.grouping import PER_LANGUAGE, PER_TEMPLATE
 from tests.kit.configs import days_back
 from tests.kit.exact import compare, truths
 from tests.kit.inproc import polled_exporter

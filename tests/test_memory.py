@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.memory import GcPauses, GcPolicy
-from exporter.process_metrics import ProcessMetrics
+from exporter.publish.memory import GcPauses, GcPolicy
+from exporter.publish.process_metrics import ProcessMetrics
 
 
 class Node:

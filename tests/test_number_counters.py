@@ -12,10 +12,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from cams_simulator import Simulator, SimulatorOptions
 from exporter.app import Exporter
-from exporter.client import PHONE_METRIC_ACTION
+from exporter.cams.client import PHONE_METRIC_ACTION
 from exporter.config import Config, parse_config
-from exporter.simulator import Simulator, SimulatorOptions
 from exporter.web.server import WebServer
 from tests.kit.oracle import sdk_client
 from tests.kit.senders import SPACE, sdk_raw

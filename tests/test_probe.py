@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from exporter.probe import MAX_CALLS
-from exporter.probe_report import run_probe
-from exporter.simulator import Simulator, SimulatorOptions
+from cams_simulator import Simulator, SimulatorOptions
+from exporter.probe.questions import MAX_CALLS
+from exporter.probe.report import run_probe
 from tests.kit.configs import Account
 from tests.kit.configs import write_config as kit_write_config
 from tests.kit.sim import running

@@ -20,8 +20,8 @@ import pytest
 import requests
 from alibabacloud_tea_openapi.utils import Utils
 
-from exporter.model import DAY_MS
-from exporter.simulator import Simulator, SimulatorOptions
+from cams_simulator import Simulator, SimulatorOptions
+from exporter.cams.model import DAY_MS
 from tests.kit.configs import Account, parsed
 from tests.kit.inproc import PolledExporter
 from tests.kit.oracle import sdk_client, sdk_sum

@@ -31,16 +31,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient
+from cams_simulator import Simulator, SimulatorOptions
+from exporter.cams.client import LIST_ACTION, METRIC_ACTION, CamsClient
+from exporter.cams.context import AccountContext
+from exporter.cams.instruments import Instruments
+from exporter.cams.model import (
+    DAY_MS,
+    ButtonCount,
+    MetricRow,
+    TemplateMeta,
+    UnitKey,
+    button_type_label,
+)
+from exporter.cams.ratelimit import RateLimiter
+from exporter.cams.retry import RetryPolicy
 from exporter.config import StaticCredentials
-from exporter.context import AccountContext
-from exporter.instruments import Instruments
-from exporter.model import DAY_MS, ButtonCount, MetricRow, TemplateMeta, UnitKey, button_type_label
-from exporter.poller import AccountPoller
-from exporter.ratelimit import RateLimiter
-from exporter.retry import RetryPolicy
-from exporter.simulator import Simulator, SimulatorOptions
-from exporter.state import CounterStore, Tally, UnitState
+from exporter.counting.state import CounterStore, Tally, UnitState
+from exporter.templates.poller import AccountPoller
 from tests.kit.configs import Account, days_back, parsed
 from tests.kit.sim import SECRET, running
 

@@ -30,13 +30,13 @@ from typing import TypeVar
 
 import pytest
 
-from exporter.client import LIST_ACTION, METRIC_ACTION, CamsClient
+from cams_simulator import Simulator, SimulatorOptions
+from exporter.cams.client import LIST_ACTION, METRIC_ACTION, CamsClient
+from exporter.cams.errors import CONNECTION_ERROR, CamsError
+from exporter.cams.model import DAY_MS
+from exporter.cams.ratelimit import RateLimiter
+from exporter.cams.retry import RetryPolicy
 from exporter.config import StaticCredentials
-from exporter.errors import CONNECTION_ERROR, CamsError
-from exporter.model import DAY_MS
-from exporter.ratelimit import RateLimiter
-from exporter.retry import RetryPolicy
-from exporter.simulator import Simulator, SimulatorOptions
 from tests.kit.waits import wait_until
 from tests.kit.web import certs
 
@@ -292,7 +292,7 @@ def test_unverifiable_tls_is_a_connection_error(
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    caplog.set_level(logging.INFO, logger="exporter.simulator")
+    caplog.set_level(logging.INFO, logger="cams_simulator")
     for name in ("HTTPS_PROXY", "https_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
     if bundle == "missing":

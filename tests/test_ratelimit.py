@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from exporter.ratelimit import RateLimiter, RatePolicy
+from exporter.cams.ratelimit import RateLimiter, RatePolicy
 
 
 def max_in_window(times: list[float], width: float = 1.0) -> int:

@@ -15,9 +15,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from cams_simulator import Simulator, SimulatorOptions
 from exporter.app import Exporter
 from exporter.config import load_config
-from exporter.simulator import Simulator, SimulatorOptions
 from tests.kit.configs import Account, listed_space
 from tests.kit.configs import write_config as kit_write_config
 from tests.kit.oracle import sdk_client, sdk_list

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import SimulatorOptions
+from cams_simulator import SimulatorOptions
 from tests.kit.configs import days_back
 from tests.kit.inproc import PolledExporter, polled_exporter
 from tests.kit.sim import running

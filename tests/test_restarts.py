@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.simulator import Simulator
-from exporter.state import CounterStore
+from cams_simulator import Simulator
+from exporter.counting.state import CounterStore
 from tests.kit.configs import Account, days_back, write_config
 from tests.kit.exact import exact_problems
 from tests.kit.procs import ExporterProcess, child_env, start_exporter

@@ -22,7 +22,7 @@ import pytest
 import requests
 from alibabacloud_cams20200606 import models
 
-from exporter.simulator import Simulator
+from cams_simulator import Simulator
 from tests.kit.configs import Account, days_back, write_config
 from tests.kit.oracle import sdk_client
 from tests.kit.procs import child_env, start_exporter

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from exporter.errors import AnomalousAnswer
-from exporter.senders.answers import (
+from exporter.cams.errors import AnomalousAnswer
+from exporter.cams.sender_answers import (
     parse_health_status,
     parse_phone_number_rows,
     parse_phone_numbers,
 )
-from exporter.senders.model import HealthEntity, HealthStatus, messaging_limit
+from exporter.cams.sender_model import HealthEntity, HealthStatus, messaging_limit
 
 
 @pytest.mark.parametrize(

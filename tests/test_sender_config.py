@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.actions import (
+from exporter.cams.actions import (
     HEALTH_ACTION,
     LIST_ACTION,
     METRIC_ACTION,

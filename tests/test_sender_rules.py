@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.senders.collector import sender_collectors
-from exporter.senders.model import HealthError, PhoneNumber
+from exporter.cams.sender_model import HealthError, PhoneNumber
+from exporter.publish.sender_collector import sender_collectors
+from exporter.publish.snapshot import Snapshot
 from exporter.senders.view import EntityHealth, NumberView, SenderStatus
-from exporter.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "sender_alerts.yml"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 
-from exporter.actions import HEALTH_ACTION, PHONE_METRIC_ACTION, PHONE_NUMBERS_ACTION
-from exporter.model import DAY_MS, HALF_HOUR_MS
-from exporter.simulator import Simulator, SimulatorOptions, main
-from exporter.simulator.senders import ALIBABA_TIERS, META_TIERS
+from cams_simulator import Simulator, SimulatorOptions, main
+from cams_simulator.senders import ALIBABA_TIERS, META_TIERS
+from exporter.cams.actions import HEALTH_ACTION, PHONE_METRIC_ACTION, PHONE_NUMBERS_ACTION
+from exporter.cams.model import DAY_MS, HALF_HOUR_MS
 from tests.kit.oracle import sdk_client
 from tests.kit.senders import (
     override_can_send,

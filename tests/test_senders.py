@@ -15,21 +15,21 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from cams_simulator import Simulator, SimulatorOptions
 from exporter.app import Exporter, build_limiters
-from exporter.client import (
+from exporter.cams.client import (
     HEALTH_ACTION,
     LIST_ACTION,
     METRIC_ACTION,
     PHONE_METRIC_ACTION,
     PHONE_NUMBERS_ACTION,
 )
+from exporter.cams.model import NumberKey
+from exporter.cams.sender_model import TIER_LIMITS
 from exporter.config import Config, parse_config
-from exporter.model import NumberKey
-from exporter.senders.model import TIER_LIMITS
 from exporter.senders.plan import calls_per_hour
 from exporter.senders.poller import SenderPoller
-from exporter.sharding import Shard
-from exporter.simulator import Simulator, SimulatorOptions
+from exporter.templates.sharding import Shard
 from exporter.web.server import WebServer
 from tests.kit.oracle import sdk_client
 from tests.kit.senders import override_can_send, override_number, sdk_health, sdk_numbers

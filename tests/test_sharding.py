@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cams_simulator import SimulatorOptions
 from exporter.app import Exporter
-from exporter.model import UnitKey
-from exporter.sharding import Shard, shard_of
-from exporter.simulator import SimulatorOptions
+from exporter.cams.model import UnitKey
+from exporter.templates.sharding import Shard, shard_of
 from tests.kit.configs import Account, parsed
 from tests.kit.sim import running
 

@@ -9,7 +9,7 @@ from alibabacloud_tea_openapi.utils import Utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter import signing
+from exporter.cams import signing
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 V3_HEADERS = {

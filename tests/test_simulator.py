@@ -21,15 +21,15 @@ import pytest
 import requests
 from alibabacloud_cams20200606 import models
 
-from exporter import signing
-from exporter.model import DAY_MS, HALF_HOUR_MS
-from exporter.simulator import (
+from cams_simulator import (
     FaultSpec,
     Simulator,
     SimulatorOptions,
     main,
     parse_faults,
 )
+from exporter.cams import signing
+from exporter.cams.model import DAY_MS, HALF_HOUR_MS
 from tests.kit.oracle import sdk_client
 from tests.kit.sim import SimFactory, simulators
 
@@ -891,7 +891,7 @@ def test_cli_rejects_bad_flags(argv: list[str], capsys: pytest.CaptureFixture[st
 
 def test_cli_serves_until_sigterm() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = "import sys; from exporter.simulator import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from cams_simulator import main; sys.exit(main(sys.argv[1:]))"
     argv = ["--listen", "127.0.0.1:0", "--static", "--templates", "3", "--languages", "en"]
     process = subprocess.Popen(
         [sys.executable, "-c", code, *argv],

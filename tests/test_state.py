@@ -9,8 +9,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.model import DAY_MS, ButtonCount, MetricRow, TemplateMeta, UnitKey
-from exporter.state import CounterStore, Tally, UnitState
+from exporter.cams.model import DAY_MS, ButtonCount, MetricRow, TemplateMeta, UnitKey
+from exporter.counting.state import CounterStore, Tally, UnitState
 
 KEY = UnitKey("main", "cams-1", "tpl", "en", "WHATSAPP")
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from exporter.simulator import SimulatorOptions
-from exporter.simulator.variants import VARIANTS
+from cams_simulator import SimulatorOptions
+from cams_simulator.variants import VARIANTS
 from tests.kit.configs import days_back
 from tests.kit.exact import compare, truths
 from tests.kit.inproc import polled_exporter

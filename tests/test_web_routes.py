@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.snapshot import Snapshot
+from exporter.publish.snapshot import Snapshot
 from exporter.web.config import WebConfig
 from exporter.web.negotiation import (
     OPENMETRICS_CONTENT_TYPE,

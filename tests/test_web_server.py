@@ -253,7 +253,7 @@ def test_slow_clients_cost_no_thread_and_are_cut_at_the_deadline(
 
 _FD_LIMITED_SERVER = """
 import logging, resource, sys, time
-from exporter.snapshot import Snapshot
+from exporter.publish.snapshot import Snapshot
 from exporter.web.connections import ConnectionLoop, Timeouts
 from exporter.web.listen import bind
 from exporter.web.live import FixedWebConfig

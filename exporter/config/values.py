@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from exporter.config.durations import format_duration, parse_duration
 from exporter.config.env import Expanded, Unresolved
-from exporter.durations import format_duration, parse_duration
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")

@@ -17,16 +17,16 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from exporter.actions import PHONE_METRIC_ACTION
-from exporter.anomalies import AnomalyLog
+from exporter.cams.actions import PHONE_METRIC_ACTION
+from exporter.cams.context import AccountContext
+from exporter.cams.errors import AnomalousAnswer, CamsError
+from exporter.cams.model import MetricRow, NumberKey
 from exporter.config.schema import PhoneNumberMetricsConfig
-from exporter.context import AccountContext
-from exporter.counting import Counting, Member
-from exporter.errors import AnomalousAnswer, CamsError
-from exporter.model import MetricRow, NumberKey
+from exporter.counting.anomalies import AnomalyLog
+from exporter.counting.state import CounterStore
+from exporter.counting.strategies import Counting, Member
 from exporter.senders.counts import NumberCounts
 from exporter.senders.numbers import DiscoveredNumber
-from exporter.state import CounterStore
 
 log = logging.getLogger("cams_exporter.senders")
 

@@ -23,11 +23,17 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from exporter.anomalies import AnomalyLog
-from exporter.client import CamsClient
+from exporter.cams.client import CamsClient
+from exporter.cams.errors import AnomalousAnswer, CamsError
+from exporter.cams.sender_model import (
+    NODE_PHONE,
+    NODE_TEMPLATE,
+    NODE_WABA,
+    HealthError,
+    HealthStatus,
+)
 from exporter.config import HealthStatusConfig, Space
-from exporter.errors import AnomalousAnswer, CamsError
-from exporter.senders.model import NODE_PHONE, NODE_TEMPLATE, NODE_WABA, HealthError, HealthStatus
+from exporter.counting.anomalies import AnomalyLog
 from exporter.senders.view import EntityHealth
 
 log = logging.getLogger("cams_exporter.senders")

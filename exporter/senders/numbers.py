@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.anomalies import AnomalyLog
-from exporter.client import CamsClient
+from exporter.cams.client import CamsClient
+from exporter.cams.errors import AnomalousAnswer, CamsError
+from exporter.cams.model import NumberKey, UnitKey
+from exporter.cams.sender_model import PhoneNumber
 from exporter.config import Account, Space
-from exporter.errors import AnomalousAnswer, CamsError
-from exporter.model import NumberKey, UnitKey
-from exporter.senders.model import PhoneNumber
-from exporter.sharding import Shard
-from exporter.vanishing import merge_listing
+from exporter.counting.anomalies import AnomalyLog
+from exporter.templates.sharding import Shard
+from exporter.templates.vanishing import merge_listing
 
 log = logging.getLogger("cams_exporter.senders")
 

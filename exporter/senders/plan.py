@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from exporter.actions import (
+from exporter.cams.actions import (
     HEALTH_ACTION,
     LIST_ACTION,
     METRIC_ACTION,

@@ -17,23 +17,23 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from exporter.anomalies import AnomalyLog
-from exporter.client import CamsClient
-from exporter.config import Account, SenderHealth
-from exporter.discovery import Unit
-from exporter.model import NumberKey
-from exporter.senders.counters import NumberCounters
-from exporter.senders.health import HealthRounds, Target, plan_round
-from exporter.senders.model import (
+from exporter.cams.client import CamsClient
+from exporter.cams.model import NumberKey
+from exporter.cams.sender_model import (
     CAN_SEND_STATES,
     NUMBER_STATUSES,
     QUALITY_RATINGS,
     known,
     messaging_limit,
 )
+from exporter.config import Account, SenderHealth
+from exporter.counting.anomalies import AnomalyLog
+from exporter.senders.counters import NumberCounters
+from exporter.senders.health import HealthRounds, Target, plan_round
 from exporter.senders.numbers import DiscoveredNumber, PhoneNumberDiscovery, owned
 from exporter.senders.view import EntityHealth, NumberView, SenderStatus
-from exporter.sharding import Shard
+from exporter.templates.discovery import Unit
+from exporter.templates.sharding import Shard
 
 log = logging.getLogger("cams_exporter.senders")
 _FIRST_ROUND_WAIT_S = 60.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.cams.sender_model import HealthError, PhoneNumber
 from exporter.senders.counts import NumberCounts
-from exporter.senders.model import HealthError, PhoneNumber
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from exporter.registry_render import gzip_member
-from exporter.snapshot import Snapshot
+from exporter.publish.pages import readiness, render_landing_page
+from exporter.publish.render import gzip_member
+from exporter.publish.snapshot import Snapshot
 from exporter.web.auth import BasicAuth, Verdict
 from exporter.web.live import WebSettingsSource
 from exporter.web.negotiation import accepts_gzip, wants_openmetrics
-from exporter.web.pages import readiness, render_landing_page
 from exporter.web.protocol import RequestHeaders
 from exporter.web.requestlimit import RequestLimiter
 

@@ -1,8 +1,8 @@
 """Reference collectors: the per-template families built with client_python's own classes.
 
-The exporter renders these families with its own faster writer (`exporter.exposition`); tests
-and benchmarks compare that writer's bytes with `generate_latest` over these collectors, which
-are built from the same family table (`exporter.families`).
+The exporter renders these families with its own faster writer
+(`exporter.publish.exposition`); tests and benchmarks compare that writer's bytes with `generate_latest` over these collectors, which
+are built from the same family table (`exporter.publish.families`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,15 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.collector import AccountCollector
-from exporter.families import COUNTER_FAMILIES, INFO_FAMILIES, LABELS, TemplateFamily, label_values
-from exporter.snapshot import Snapshot
+from exporter.publish.collector import AccountCollector
+from exporter.publish.families import (
+    COUNTER_FAMILIES,
+    INFO_FAMILIES,
+    LABELS,
+    TemplateFamily,
+    label_values,
+)
+from exporter.publish.snapshot import Snapshot
 
 
 class _FamiliesCollector(Collector):

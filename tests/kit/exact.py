@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from exporter.simulator import Simulator
+from cams_simulator import Simulator
 from tests.kit.oracle import Truth, sdk_client, sdk_sum
 from tests.kit.series import SENT, Series
 

@@ -22,8 +22,8 @@ import requests
 
 from exporter.app import Exporter
 from exporter.config import Config, load_config
-from exporter.scheduler import Scheduler
-from exporter.sharding import Shard
+from exporter.publish.scheduler import Scheduler
+from exporter.templates.sharding import Shard
 from exporter.web.server import WebServer
 from tests.kit.configs import polled_config
 from tests.kit.series import Series, parse

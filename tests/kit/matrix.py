@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.model import DAY_MS
-from exporter.simulator import Simulator
+from cams_simulator import Simulator
+from exporter.cams.model import DAY_MS
 from tests.kit.configs import Account, config_text, days_back
 from tests.kit.exact import exact_problems
 from tests.kit.inproc import PolledExporter

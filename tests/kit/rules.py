@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter.durations import parse_duration
+from exporter.config.durations import parse_duration
 
 PROM = Path(__file__).resolve().parents[2] / "prometheus"
 RECORDING = PROM / "recording.yml"

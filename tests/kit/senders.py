@@ -11,8 +11,8 @@ from alibabacloud_cams20200606 import models
 from alibabacloud_tea_openapi import utils_models
 from darabonba.runtime import RuntimeOptions
 
-from exporter import signing
-from exporter.simulator import Simulator
+from cams_simulator import Simulator
+from exporter.cams import signing
 
 SPACE = "cams-demo"
 

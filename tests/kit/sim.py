@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from exporter.model import DAY_MS
-from exporter.simulator import Simulator, SimulatorOptions
+from cams_simulator import Simulator, SimulatorOptions
+from exporter.cams.model import DAY_MS
 from tests.kit.procs import SimulatorProcess, ahead_of_the_load, start_simulator
 
 SECRET = "S3CR3T-cams-test-7f3a"

@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client import exposition as text_exposition
 from prometheus_client.openmetrics import exposition as om_exposition
 
-from exporter.model import UnitKey
-from exporter.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
+from exporter.cams.model import UnitKey
+from exporter.publish.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
 from exporter.web.negotiation import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.web.routes import Handlers, Payload
 from exporter.web.server import WebServer

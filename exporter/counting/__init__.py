@@ -1,0 +1,8 @@
+"""Exact counters, no HTTP: from checked API rows to cumulative, never-decreasing counts.
+
+Reads go through a `Fetch` callable handed in from above, so nothing here opens a connection.
+- `checks`: an answer's rows checked against the query and the buckets already stored;
+- `strategies`: `Counting`, the per-bucket and aggregate ways to read a group of units;
+- `state`: `UnitState` (buckets, settled total, held revisions), `CounterStore`, the state file;
+- `anomalies`: answers not applied: counted, logged once, kept for the status page.
+"""

@@ -1,0 +1,121 @@
+"""Snapshot -> Prometheus metric families for the exporter's status (client_python collectors).
+
+Following client_python's custom-collector pattern, each collector's `collect()` yields metric
+families built from one immutable `Snapshot`; nothing here calls the API or waits on polling.
+The per-template families are rendered by `exporter.publish.exposition` from
+`exporter.publish.families`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter.publish.sender_collector import sender_collectors
+from exporter.publish.snapshot import Snapshot
+
+_Kind = type[GaugeMetricFamily] | type[CounterMetricFamily]
+# key -> (family class, name, help, labels), in exposition order.
+_ACCOUNT_FAMILIES: dict[str, tuple[_Kind, str, str, list[str]]] = {
+    "up": (
+        GaugeMetricFamily,
+        "cams_up",
+        "Whether the last poll cycle of the account read every template (1) or not (0).",
+        ["account"],
+    ),
+    "last": (
+        GaugeMetricFamily,
+        "cams_poll_last_success_timestamp_seconds",
+        "When the account's last fully successful poll cycle ended (unix seconds).",
+        ["account"],
+    ),
+    "duration": (
+        GaugeMetricFamily,
+        "cams_poll_duration_seconds",
+        "How long the account's last poll cycle took.",
+        ["account"],
+    ),
+    "units": (
+        GaugeMetricFamily,
+        "cams_poll_units",
+        "Template-language units the account polls each cycle, by read mode "
+        "(per-language: one call per unit; per-template: one call per template).",
+        ["account", "mode"],
+    ),
+    "reads": (
+        GaugeMetricFamily,
+        "cams_poll_reads",
+        "GetChatappTemplateMetric reads per poll cycle (before splitting long ranges).",
+        ["account"],
+    ),
+    "discovered": (
+        GaugeMetricFamily,
+        "cams_templates_discovered",
+        "Template-language rows the last ListChatappTemplate discovery returned.",
+        ["account", "space"],
+    ),
+    "revisions": (
+        CounterMetricFamily,
+        "cams_downward_revisions_held",
+        "Times the API reported lower counts than before; the higher values were kept.",
+        ["account"],
+    ),
+    "shape": (
+        GaugeMetricFamily,
+        "cams_metric_shape_info",
+        "How GetChatappTemplateMetric answers (per-bucket rows or one aggregate row).",
+        ["account", "shape"],
+    ),
+}
+
+
+class AccountCollector(Collector):
+    """Per-account polling status, from one snapshot.
+
+    # HELP cams_up Whether the last poll cycle of the account read every template (1) or not (0).
+    # TYPE cams_up gauge
+    cams_up{account="main"} 1.0
+    # TYPE cams_poll_last_success_timestamp_seconds gauge
+    cams_poll_last_success_timestamp_seconds{account="main"} 1.764028800e+09
+    # TYPE cams_downward_revisions_held_total counter
+    cams_downward_revisions_held_total{account="main"} 0.0
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        f = {
+            key: kind(name, text, labels=labels)
+            for key, (kind, name, text, labels) in _ACCOUNT_FAMILIES.items()
+        }
+        for account in self._snapshot.accounts:
+            name = [account.name]
+            f["up"].add_metric(name, 1 if account.up else 0)
+            if account.last_poll_success is not None:
+                f["last"].add_metric(name, account.last_poll_success)
+            if account.last_poll_duration is not None:
+                f["duration"].add_metric(name, account.last_poll_duration)
+            f["units"].add_metric([account.name, account.mode], account.units)
+            f["reads"].add_metric(name, account.reads)
+            for space, count in account.templates_discovered:
+                f["discovered"].add_metric([account.name, space], count)
+            f["revisions"].add_metric(name, account.revisions_held)
+            f["shape"].add_metric([account.name, account.shape], 1)
+        yield from f.values()
+
+
+def status_registry(snapshot: Snapshot) -> CollectorRegistry:
+    """A registry holding the status collectors for `snapshot` (and the sender-health ones of
+    `exporter.publish.sender_collector` when an account opted in)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AccountCollector(snapshot))
+    for collector in sender_collectors(snapshot):
+        registry.register(collector)
+    return registry

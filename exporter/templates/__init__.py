@@ -1,0 +1,8 @@
+"""Template polling: which template-language units exist, and one account's poll cycle.
+
+- `discovery`: units from ListChatappTemplate and the config, re-listed every interval;
+- `vanishing`: a template dropped only after a second complete listing confirms it is gone;
+- `grouping`: one read per language, or per template when the API proved it answers that way;
+- `sharding`: rendezvous hashing of units (and numbers) over `--shard i/N` replicas;
+- `poller`: `AccountPoller`, one cycle over every unit, and the series it publishes.
+"""
