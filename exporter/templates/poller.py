@@ -2,8 +2,9 @@
 
 `AccountPoller.run_cycle` refreshes the account's units (`exporter.templates.discovery`),
 then reads every (template, language) unit once through a thread pool
-(`exporter.counting.strategies` applies each answer to the counter store). Every worker takes its send slots from the account's shared rate limiters,
-so a large account uses its qps fully and never more. The cycle ends with one summary line:
+(`exporter.counting.strategies` applies each answer to the counter store). Every worker
+takes its send slots from the account's shared rate limiters, so a large account uses its qps
+fully and never more. The cycle ends with one summary line:
 `poll cycle done` at info, or at error the failures counted by code, with the API's message
 and what an operator can do about it. `series()` is what the account exports now.
 """

@@ -1,8 +1,9 @@
 """Reference collectors: the per-template families built with client_python's own classes.
 
 The exporter renders these families with its own faster writer
-(`exporter.publish.exposition`); tests and benchmarks compare that writer's bytes with `generate_latest` over these collectors, which
-are built from the same family table (`exporter.publish.families`).
+(`exporter.publish.exposition`); tests and benchmarks compare that writer's bytes with
+`generate_latest` over these collectors, which are built from the same family table
+(`exporter.publish.families`).
 """
 
 from __future__ import annotations
