@@ -17,7 +17,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cams.model import UnitKey
-from exporter.publish.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
+from exporter.counting.state import Counts
+from exporter.publish.snapshot import Snapshot
+from exporter.templates.view import AccountStatus, TemplateSeries
 from tests.kit.collectors import snapshot_registry
 
 _KEY = ("account", "space", "template_code", "language", "template_type")

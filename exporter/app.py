@@ -36,7 +36,9 @@ from exporter.counting.anomalies import AnomalyLog
 from exporter.counting.state import CounterStore
 from exporter.publish.exposition import Exposition
 from exporter.publish.memory import GcPauses, GcPolicy
+from exporter.publish.pages import StatusPages
 from exporter.publish.process_metrics import ProcessMetrics
+from exporter.publish.render import KeptRendering
 from exporter.publish.scheduler import Scheduler
 from exporter.publish.snapshot import Snapshot
 from exporter.templates.sharding import Shard
@@ -184,7 +186,9 @@ class Exporter:
         self._covered = 0  # requests answered by a finished reload
         self._last_result: tuple[bool, str] = (True, "")
         self.scheduler = self._build_scheduler(config)
-        self.exposition = Exposition(lambda: self.scheduler.snapshot, self.instruments.render)
+        # the live instruments are the last chunk of /metrics: it carries OpenMetrics' `# EOF`
+        live = KeptRendering(self.instruments.registry, self.instruments.version, eof=True)
+        self.exposition = Exposition(lambda: self.scheduler.snapshot, live.render)
 
     def _clients(
         self, config: Config, accounts: Sequence[Account]
@@ -299,9 +303,7 @@ class Exporter:
 
     def handlers(self) -> Handlers:
         """What the web server calls."""
+        pages = StatusPages(lambda: self.scheduler.snapshot, __version__)
         return Handlers(
-            metrics=self.metrics,
-            snapshot=lambda: self.scheduler.snapshot,
-            reload=self.reload,
-            version=__version__,
+            metrics=self.metrics, ready=pages.ready, landing=pages.landing, reload=self.reload
         )

@@ -8,9 +8,6 @@ from pathlib import Path
 import pytest
 
 from exporter.cams.answers import (
-    Query,
-    check_against_buckets,
-    check_rows,
     count_value,
     normal_language,
     parse_metric_answer,
@@ -20,9 +17,11 @@ from exporter.cams.answers import (
 from exporter.cams.errors import AnomalousAnswer
 from exporter.cams.model import DAY_MS, HALF_HOUR_MS, MetricRow, Template, UnitKey
 from exporter.cams.paging import Page, list_all
+from exporter.counting.checks import Query, check_against_buckets, check_rows
 from exporter.counting.state import CounterStore
 from exporter.publish.exposition import render_template_families
-from exporter.publish.snapshot import Snapshot, TemplateSeries
+from exporter.publish.snapshot import Snapshot
+from exporter.templates.view import TemplateSeries
 
 D = 1_796_083_200_000  # a UTC midnight
 UTC8 = 16 * 3_600_000  # UTC+8 days start at 16:00 UTC

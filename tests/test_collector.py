@@ -9,9 +9,11 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.cams.model import UnitKey
+from exporter.counting.state import Counts
 from exporter.publish import exposition
 from exporter.publish.exposition import render_template_families
-from exporter.publish.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
+from exporter.publish.snapshot import Snapshot
+from exporter.templates.view import AccountStatus, TemplateSeries
 from tests.kit.collectors import TemplateCollector, TemplateInfoCollector
 
 text = st.text(max_size=12)

@@ -19,12 +19,13 @@ from exporter.web.negotiation import (
     accepts_gzip,
     wants_openmetrics,
 )
-from exporter.web.routes import Handlers, Payload
+from exporter.web.routes import Payload
 from exporter.web.server import WebServer
 from tests.kit.web import (
     Reply,
     SnapshotBox,
     handlers,
+    handlers_over,
     raw_request,
     render_metrics,
     series,
@@ -226,7 +227,7 @@ def test_healthy(serve: Callable[..., WebServer]) -> None:
 
 def test_ready_503_with_progress_then_200_after_swap(serve: Callable[..., WebServer]) -> None:
     box = SnapshotBox(snapshot(ready=False))
-    server = serve(Handlers(metrics=render_metrics, snapshot=box.get))
+    server = serve(handlers_over(box.get))
     reply = raw_request(server.port, "/-/ready")
     assert reply.status == 503
     assert reply.body == b"Not ready: 1/4 units polled (25%)"
@@ -236,7 +237,7 @@ def test_ready_503_with_progress_then_200_after_swap(serve: Callable[..., WebSer
 
 
 def test_ready_without_accounts_is_not_ready(serve: Callable[..., WebServer]) -> None:
-    server = serve(Handlers(metrics=render_metrics, snapshot=Snapshot))
+    server = serve(handlers_over(Snapshot))
     reply = raw_request(server.port, "/-/ready")
     assert (reply.status, reply.body) == (503, b"Not ready: 0/0 units polled (0%)")
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from exporter.web.connection import Timeouts
 from exporter.web.listen import parse_listen_address
-from exporter.web.routes import Handlers, Payload
+from exporter.web.routes import Payload
 from exporter.web.server import WebServer, connection_cap
 from tests.kit.procs import cpu_seconds as kit_cpu_seconds
 from tests.kit.waits import wait_until
@@ -253,14 +253,17 @@ def test_slow_clients_cost_no_thread_and_are_cut_at_the_deadline(
 
 _FD_LIMITED_SERVER = """
 import logging, resource, sys, time
-from exporter.publish.snapshot import Snapshot
 from exporter.web.connections import ConnectionLoop, Timeouts
 from exporter.web.listen import bind
 from exporter.web.live import FixedWebConfig
 from exporter.web.routes import App, Handlers, Payload
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-handlers = Handlers(metrics=lambda om: Payload("text/plain", b"up 1\\n"), snapshot=Snapshot)
+handlers = Handlers(
+    metrics=lambda om: Payload("text/plain", b"up 1\\n"),
+    ready=lambda: (True, "Ready"),
+    landing=lambda path, reload: "",
+)
 settings = FixedWebConfig()
 listener = bind("127.0.0.1:0")
 app = App(handlers, "/metrics", settings)
@@ -426,7 +429,7 @@ def test_shutdown_releases_port_and_closes_idle_connections() -> None:
 
 
 def test_a_server_never_started_releases_its_port() -> None:
-    server = WebServer("127.0.0.1:0", Handlers(metrics=render_metrics, snapshot=lambda: None))  # type: ignore[arg-type,return-value]
+    server = WebServer("127.0.0.1:0", handlers())
     port = server.port
     server.shutdown()
     WebServer(f"127.0.0.1:{port}", handlers()).shutdown()

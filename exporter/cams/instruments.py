@@ -2,8 +2,9 @@
 
 These change between polls (every API call moves them), so they live in their own registry and
 are rendered at scrape time; everything derived from the snapshot is rendered once per poll.
-Every change goes through a method here that bumps a version, so a scrape re-renders them only
-when something moved since the last one (between polls, scrapes reuse the bytes).
+Every change goes through a method here that bumps `version()`, so the publishing layer
+re-renders them only when something moved since the last scrape (between polls, scrapes reuse
+the bytes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
 from exporter.cams.client import RequestEvent
-from exporter.publish.render import KeptRendering
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PER_ACTION = ("account", "action")  # the labels of what each account's calls of an action do
@@ -29,8 +29,6 @@ class Instruments:
         self._lock = threading.Lock()
         self._version = 0
         self.registry = registry = CollectorRegistry(auto_describe=True)
-        # the last chunk of /metrics: it carries OpenMetrics' `# EOF`
-        self._rendering = KeptRendering(registry, self._current_version, eof=True)
         counter = partial(Counter, registry=registry)
         gauge = partial(Gauge, registry=registry)
         self.api_requests = counter(
@@ -123,10 +121,7 @@ class Instruments:
         self.state_writes.labels("ok" if ok else "error").inc()
         self._changed()
 
-    def _current_version(self) -> int:
+    def version(self) -> int:
+        """A number that grows with every change of the registry."""
         with self._lock:
             return self._version
-
-    def render(self, openmetrics: bool) -> tuple[bytes, bytes]:
-        """(body, gzipped body) of the live instruments, re-rendered only after a change."""
-        return self._rendering.render(openmetrics)

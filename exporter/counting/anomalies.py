@@ -13,15 +13,30 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from exporter.cams.errors import AnomalousAnswer
 from exporter.cams.instruments import Instruments
 from exporter.cams.model import NumberKey, UnitKey
-from exporter.publish.snapshot import AnomalyRecord
 
 log = logging.getLogger("cams_exporter.answers")
 
 _KEEP = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRecord:
+    """One anomaly, as the status page shows it."""
+
+    account: str
+    action: str
+    kind: str
+    detail: str
+    space: str
+    template: str
+    language: str
+    at: float  # unix seconds, the latest time it was seen
+    count: int  # times seen for this subject and kind
 
 
 class AnomalyLog:

@@ -25,13 +25,22 @@ from typing import Any
 
 from exporter.cams.answers import safe_text
 from exporter.cams.model import MetricRow, NumberKey, TemplateMeta, UnitKey, button_type_label
-from exporter.publish.snapshot import Counts
 
 log = logging.getLogger("cams_exporter.state")
 
 STATE_VERSION = 1
 _SAVE_BATCH = 200  # units per chunk written
 ClickKey = tuple[str, str]  # (button_type label, button text)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Cumulative counts of one unit. `clicks` is sorted ((button_type, button, count), ...)."""
+
+    sent: int = 0
+    delivered: int = 0
+    read: int = 0
+    clicks: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(slots=True)

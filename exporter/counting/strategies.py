@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.cams.answers import Query, check_against_buckets, check_rows, normal_language
+from exporter.cams.answers import normal_language
 from exporter.cams.errors import AnomalousAnswer
 from exporter.cams.model import DAY_MS, HALF_HOUR_MS, MetricRow, NumberKey, TemplateMeta, UnitKey
 from exporter.config import PollConfig
+from exporter.counting.checks import Query, check_against_buckets, check_rows
 from exporter.counting.state import CounterStore, Tally, UnitState
 
 log = logging.getLogger("cams_exporter.poller")

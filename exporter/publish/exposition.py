@@ -22,7 +22,8 @@ from prometheus_client.utils import floatToGoString as _go_float
 from exporter.publish.collector import status_registry
 from exporter.publish.families import LABELS, TEMPLATE_FAMILIES, TemplateFamily, label_values
 from exporter.publish.render import GZIP_LEVEL, render_registry
-from exporter.publish.snapshot import Snapshot, TemplateSeries
+from exporter.publish.snapshot import Snapshot
+from exporter.templates.view import TemplateSeries
 
 
 def _format_value(value: float) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from exporter.publish.snapshot import TemplateSeries
+from exporter.templates.view import TemplateSeries
 
 LABELS = ("account", "space", "template_code", "language", "template_type")
 

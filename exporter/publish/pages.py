@@ -7,11 +7,15 @@ query, which may hold secrets).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from exporter.counting.anomalies import AnomalyRecord
 from exporter.publish.markup import escape, iso, row, table
 from exporter.publish.sender_page import render_sender_section
-from exporter.publish.snapshot import AccountStatus, AnomalyRecord, Snapshot, TemplateSeries
+from exporter.publish.snapshot import Snapshot
+from exporter.templates.view import AccountStatus, TemplateSeries
 
 _MAX_TEMPLATE_ROWS = 500
 
@@ -195,3 +199,19 @@ def render_landing_page(
         parts.append(section)
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class StatusPages:
+    """/-/ready and `/` over whatever snapshot `source` returns, as the web server's handlers."""
+
+    source: Callable[[], Snapshot]
+    version: str
+
+    def ready(self) -> tuple[bool, str]:
+        """The answer of /-/ready."""
+        return readiness(self.source())
+
+    def landing(self, telemetry_path: str, reload_enabled: bool) -> str:
+        """The HTML of `/`."""
+        return render_landing_page(self.source(), self.version, telemetry_path, reload_enabled)

@@ -29,11 +29,12 @@ from exporter.config import Account, Config
 from exporter.counting.anomalies import AnomalyLog
 from exporter.counting.state import CounterStore
 from exporter.publish.memory import GcPolicy
-from exporter.publish.snapshot import Snapshot, TemplateSeries
+from exporter.publish.snapshot import Snapshot
 from exporter.senders.counters import NumberCounters
 from exporter.senders.poller import SenderPoller
 from exporter.templates.poller import AccountPoller
 from exporter.templates.sharding import Shard
+from exporter.templates.view import TemplateSeries
 
 log = logging.getLogger("cams_exporter.poller")
 # Sender-health changes are published (and rendered) at most this often.

@@ -23,12 +23,12 @@ from exporter.cams.errors import STOPPED, AnomalousAnswer, CamsError
 from exporter.cams.instruments import Instruments
 from exporter.cams.model import MetricRow, UnitKey
 from exporter.counting.anomalies import AnomalyLog
-from exporter.counting.state import CounterStore
+from exporter.counting.state import CounterStore, Counts
 from exporter.counting.strategies import Counting, Fetch, Member
-from exporter.publish.snapshot import AccountStatus, Counts, TemplateSeries
 from exporter.templates.discovery import Discovery, Unit
 from exporter.templates.grouping import Grouping
 from exporter.templates.sharding import Shard
+from exporter.templates.view import AccountStatus, TemplateSeries
 
 log = logging.getLogger("cams_exporter.poller")
 

@@ -7,21 +7,19 @@ first counted against `rate_limit` (429), then checked against `basic_auth_users
 too many password checks are already queued), then routed. The web config's extra headers go on
 every response. Credentials refused without a password check (a cached failure, a full check
 queue) are marked `delayed`: the connection loop answers them a little later, without a thread.
-Nothing here calls the CAMS API: pages come from the last published snapshot, /metrics from
-whatever `Handlers.metrics` returns.
+Nothing here knows what the exporter exports: /metrics, /-/ready and `/` answer whatever the
+`Handlers` they are given return (none of which may block on the CAMS API).
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from exporter.publish.pages import readiness, render_landing_page
-from exporter.publish.render import gzip_member
-from exporter.publish.snapshot import Snapshot
 from exporter.web.auth import BasicAuth, Verdict
 from exporter.web.live import WebSettingsSource
 from exporter.web.negotiation import accepts_gzip, wants_openmetrics
@@ -32,6 +30,7 @@ LOG = logging.getLogger("cams_exporter.web")
 
 _TEXT = "text/plain; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
+_GZIP_LEVEL = 6
 _REALM_HEADER = ("WWW-Authenticate", 'Basic realm="cams-exporter"')
 
 
@@ -54,9 +53,9 @@ class Handlers:
     """What the server calls back into; none of these may block on the CAMS API."""
 
     metrics: Callable[[bool], Payload]  # argument: True when the client asked for OpenMetrics
-    snapshot: Callable[[], Snapshot]  # for /-/ready and the landing page
+    ready: Callable[[], tuple[bool, str]]  # /-/ready: (ready, its one-line answer)
+    landing: Callable[[str, bool], str]  # `/`: HTML, given the telemetry path and lifecycle flag
     reload: Callable[[], tuple[bool, str]] | None = None  # POST /-/reload, when enabled
-    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,7 @@ class App:
                 body = payload.gzipped
             else:
                 plain = body if isinstance(body, bytes) else b"".join(body)
-                body = gzip_member(plain)
+                body = gzip.compress(plain, _GZIP_LEVEL, mtime=0)
             extra += (("Content-Encoding", "gzip"),)
         return Response(200, payload.content_type, body, extra)
 
@@ -215,7 +214,7 @@ class App:
         return text_response(200, "Healthy")
 
     def _ready(self, headers: RequestHeaders) -> Response:
-        ready, message = readiness(self._handlers.snapshot())
+        ready, message = self._handlers.ready()
         return text_response(200 if ready else 503, message)
 
     def _reload(self, headers: RequestHeaders) -> Response:
@@ -227,10 +226,5 @@ class App:
         return text_response(400, _one_line(message) or "reload failed")
 
     def _landing(self, headers: RequestHeaders) -> Response:
-        page = render_landing_page(
-            self._handlers.snapshot(),
-            self._handlers.version,
-            self._telemetry_path,
-            self._lifecycle,
-        )
+        page = self._handlers.landing(self._telemetry_path, self._lifecycle)
         return Response(200, _HTML, page.encode("utf-8"))

@@ -22,7 +22,10 @@ from prometheus_client import exposition as text_exposition
 from prometheus_client.openmetrics import exposition as om_exposition
 
 from exporter.cams.model import UnitKey
-from exporter.publish.snapshot import AccountStatus, Counts, Snapshot, TemplateSeries
+from exporter.counting.state import Counts
+from exporter.publish.pages import StatusPages
+from exporter.publish.snapshot import Snapshot
+from exporter.templates.view import AccountStatus, TemplateSeries
 from exporter.web.negotiation import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.web.routes import Handlers, Payload
 from exporter.web.server import WebServer
@@ -104,7 +107,17 @@ def handlers(
     reload: Callable[[], tuple[bool, str]] | None = None,
 ) -> Handlers:
     box = SnapshotBox(snap if snap is not None else snapshot())
-    return Handlers(metrics=metrics, snapshot=box.get, reload=reload, version="1.2.3-test")
+    return handlers_over(box.get, metrics, reload)
+
+
+def handlers_over(
+    source: Callable[[], Snapshot],
+    metrics: Callable[[bool], Payload] = render_metrics,
+    reload: Callable[[], tuple[bool, str]] | None = None,
+) -> Handlers:
+    """The web handlers the exporter builds, over snapshots from `source`."""
+    pages = StatusPages(source, "1.2.3-test")
+    return Handlers(metrics=metrics, ready=pages.ready, landing=pages.landing, reload=reload)
 
 
 @dataclass(frozen=True)
