@@ -4,7 +4,6 @@ It knows nothing of CAMS: it serves the `routes.Handlers` it is given (the bytes
 ready check, the HTML of `/`, a reload), and imports nothing of the exporter outside `web/`, so
 it could be published on its own as a small exporter-toolkit for Python.
 
-
 - `server`: `WebServer`, the server as the rest of the exporter sees it;
 - `connections`: the event loop: accepting, connection cap, deadlines, TLS handshakes;
 - `protocol`: HTTP/1.x request heads and response heads on the wire;
