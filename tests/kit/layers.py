@@ -22,7 +22,6 @@ from pathlib import Path
 # Lower rank = lower layer. Folders of equal rank may not import each other.
 RANKS: dict[str, int] = {
     "exporter": 0,  # the package itself: __version__
-    "logs": 0,
     "config": 0,
     "cams": 1,
     "counting": 2,

@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Iterator
 
-from exporter.logs import LogfmtFormatter
+from exporter.cli.logs import LogfmtFormatter
 from tests.kit.waits import wait_until
 
 

@@ -22,9 +22,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from exporter import __version__
+from exporter.cli.logs import LEVELS, setup_logging
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.config.loader import load_or_report
-from exporter.logs import LEVELS, setup_logging
 from exporter.templates.sharding import Shard
 from exporter.web.listen import DEFAULT_MAX_CONNECTIONS
 
