@@ -136,7 +136,7 @@ _VALUED: tuple[_Flag, ...] = (
     ("--health-qps-limit", _float, _POSITIVE, 5.0, "QPS",
      "GetWhatsappHealthStatus requests per second (default 5)"),
     ("--variant", _variants_arg, (lambda v: True, "bad variant spec"), "", "SPEC",
-     "answer variants NAME[=SHARE],... (see README, 'The simulator'): " + ", ".join(VARIANTS)),
+     "answer variants NAME[=SHARE],... (see docs/simulator.md): " + ", ".join(VARIANTS)),
     ("--timeout-fault", _float, _NOT_NEGATIVE, 15.0, "SECONDS",
      "how long a timeout fault stays silent (default 15)"),
 )  # fmt: skip

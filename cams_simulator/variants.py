@@ -3,7 +3,8 @@ out, played on request (`--variant NAME[=P],...`, P the share of answers it appl
 
 Each variant transforms an honest answer (rows, pages, bodies or bytes) just before it is sent,
 so the exporter and `probe` can be tested against every one: read exactly, or flagged as an
-anomaly, never silently wrong. `VARIANTS` documents them all (the README table is built from it).
+anomaly, never silently wrong. `VARIANTS` documents them all (the table of docs/simulator.md is
+built from it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (Debian's prometheus for promtool and a real server, the
-# package with its test extra) and runs every check: ruff, mypy --strict, the whole pytest suite.
+# package with its test extra) and runs every check: ruff, mypy --strict, the documentation
+# site's strict build, the whole pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,12 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "== ruff check"; python3 -m ruff check .
 echo "== ruff format --check"; python3 -m ruff format --check .
 echo "== mypy --strict exporter"; python3 -m mypy --strict exporter
+# The docs site, built strict (a broken link or anchor, a page missing from the nav: an error)
+# into a temporary directory; tests/test_docs.py builds it too, so a failure names the page.
+echo "== mkdocs build --strict"
+site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$site"
+rm -rf "$site"
 # Six workers on two cores: most modules wait on sockets and child processes (the slowest
 # use a fifth of a core), so six keep both cores busy (4 workers: 160 s, 6: 142 s, 8: 145 s on
 # the 2-core CI machine). A module's tests stay on one worker (--dist loadfile): they share

@@ -1,5 +1,6 @@
 """The `sender_health` section of an account: defaults, opt-in, one line per problem with the
-documented limits as ceilings, the example config and README, and the calls per hour it costs."""
+documented limits as ceilings, the example config and docs/configuration.md, and the calls per
+hour it costs."""
 
 from __future__ import annotations
 
@@ -155,7 +156,7 @@ def test_check_config_names_the_key(tmp_path: Path) -> None:
     )
 
 
-def test_example_and_readme_document_every_key() -> None:
+def test_example_and_docs_document_every_key() -> None:
     config = load_config(str(EXAMPLE), ENV)
     assert config.accounts[0].sender_health == SenderHealth(
         PhoneNumbersConfig(300.0, 1.0),
@@ -163,16 +164,16 @@ def test_example_and_readme_document_every_key() -> None:
         HealthStatusConfig(True, 900.0, 2.0, True, 100),
     )
     example = EXAMPLE.read_text(encoding="utf-8")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Sender health configuration", 1)[1].split("\n## ", 1)[0]
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = page.split("\n## Sender health\n", 1)[1].split("\n## ", 1)[0]
     for key in KEYS:
         assert re.search(rf"(^|\s){key}:", example, re.MULTILINE), key
         assert f"`{key}`" in section or f"{key}:" in section, key
 
 
 def test_calls_per_hour_at_1000_templates_and_10_numbers() -> None:
-    """The figures README gives: 1,000 template-language units in one space, 10 numbers,
-    every default (poll.interval 5m, discovery 1h, numbers 5m, health 15m at 2/s)."""
+    """The figures docs/sender-health.md gives: 1,000 template-language units in one space,
+    10 numbers, every default (poll.interval 5m, discovery 1h, numbers 5m, health 15m at 2/s)."""
     config = parse_config(account_yaml("true"), env={})
     plan = calls_per_hour(config.accounts[0], config.poll, units=1000, numbers=10)
     assert plan == {
