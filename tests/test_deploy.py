@@ -345,8 +345,7 @@ def test_k8s_prometheus_rule_equals_the_rule_files() -> None:
         groups += yaml.safe_load((ROOT / "prometheus" / name).read_text())["groups"]
     rule = k8s("PrometheusRule")
     assert rule["spec"]["groups"] == groups, (
-        "deploy/kubernetes/prometheusrule.yaml is out of date: "
-        "run python deploy/kubernetes/sync_prometheusrule.py"
+        "deploy/kubernetes/prometheusrule.yaml is out of date: run python -m mixin.generate"
     )
 
 

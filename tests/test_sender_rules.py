@@ -20,6 +20,7 @@ from exporter.senders.view import EntityHealth, NumberView, SenderStatus
 from exporter.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNBOOKS = "https://github.com/cams-exporter/cams-exporter/blob/main/docs/runbooks/"
 RULES = ROOT / "prometheus" / "sender_alerts.yml"
 UNIT_TESTS = ROOT / "prometheus" / "tests" / "sender_alerts_test.yml"
 EXPECTED = {
@@ -79,7 +80,7 @@ def test_alerts_have_labels_annotations_and_a_runbook() -> None:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
         annotations = rule["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip(), name
-        assert annotations["runbook_url"].endswith("README.md#" + name.lower()), name
+        assert annotations["runbook_url"] == RUNBOOKS + name + ".md", name
         assert name in runbooks, f"README.md has no `### {name}` under Sender health alerts"
         body = section.split(f"### {name}\n", 1)[1].split("\n### ", 1)[0]
         for part in ("**What it means.**", "**Likely causes.**", "**What to do.**"):
