@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # cams-exporter container image.
-#   docker build -t cams-exporter .
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t cams-exporter .
 #   docker run -p 10731:10731 -e ALIBABA_CLOUD_ACCESS_KEY_ID=... -e ALIBABA_CLOUD_ACCESS_KEY_SECRET=... cams-exporter
 #
 # Config: /etc/cams-exporter/config.yml (the default one is driven by environment variables, see
@@ -10,19 +10,30 @@
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
-# ---- build: the wheel, then a virtualenv with it and the `credentials` extra installed -------
+# ---- build: a virtualenv with the locked dependencies, then the wheel installed into it ------
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# The commit being built, recorded in the wheel (setup.py; the build context has no .git):
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t cams-exporter .
+ARG REVISION=unknown
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 CAMS_EXPORTER_REVISION=${REVISION}
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# requirements.txt: every runtime dependency and the `credentials` extra's, pinned with their
+# hashes (regenerate with the command in its header). Before the sources, so that a code change
+# reuses this layer.
+COPY requirements.txt ./
+RUN python -m venv /opt/cams-exporter \
+ && /opt/cams-exporter/bin/pip install --no-deps --require-hashes -r requirements.txt
+COPY pyproject.toml setup.py README.md ./
 COPY exporter/ exporter/
 RUN python -m pip wheel --no-deps --wheel-dir /dist . \
- && python -m venv /opt/cams-exporter \
- && /opt/cams-exporter/bin/pip install "$(ls /dist/cams_exporter-*.whl)[credentials]"
+ && /opt/cams-exporter/bin/pip install --no-deps "$(ls /dist/cams_exporter-*.whl)[credentials]" \
+ && /opt/cams-exporter/bin/pip check
 
 # ---- runtime --------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="cams-exporter" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.description="Prometheus exporter for Alibaba Cloud ChatApp Message Service (CAMS) template metrics" \
       org.opencontainers.image.licenses="Apache-2.0"
 # MALLOC_ARENA_MAX=2: glibc's per-thread malloc arenas cost the worker pool tens of MB of RSS

@@ -1,5 +1,8 @@
 """deploy/: the docker-compose stack and the Kubernetes manifests agree with the real exporter.
 
+deploy/kubernetes (plain manifests for `kubectl apply -k`, for those who do not use Helm) is built
+with the real kustomize and validated like the chart's manifests (tests/test_helm_chart.py).
+
 Commands and flags are checked against what `python -m exporter --help` prints, paths against the
 Dockerfile, rule files and dashboards against the files in the repository, and the Prometheus
 config of the stack with `promtool check config`.
@@ -22,6 +25,7 @@ import pytest
 import yaml
 
 from tests.kit.flags import check_exporter_argv, flag_value
+from tests.kit.manifests import validate_object
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -341,9 +345,43 @@ def test_k8s_prometheus_rule_equals_the_rule_files() -> None:
         groups += yaml.safe_load((ROOT / "prometheus" / name).read_text())["groups"]
     rule = k8s("PrometheusRule")
     assert rule["spec"]["groups"] == groups, (
-        "deploy/kubernetes/prometheusrule.yaml is out of date: "
-        "run python deploy/kubernetes/sync_prometheusrule.py"
+        "deploy/kubernetes/prometheusrule.yaml is out of date: run python -m mixin.generate"
     )
+
+
+@cache
+def kustomize_build() -> tuple[dict[str, Any], ...]:
+    """`kubectl kustomize deploy/kubernetes`: the real kustomize (built into kubectl, which the
+    machine image ships) applies the kustomization as `kubectl apply -k` would."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is not installed (it carries kustomize)"
+    proc = subprocess.run(
+        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc)
+
+
+def test_kustomize_builds_every_manifest_into_the_namespace_with_the_image() -> None:
+    built = kustomize_build()
+    assert {(d["kind"], d["metadata"]["name"]) for d in built} == set(k8s_docs())
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    for doc in built:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == kustomization["namespace"], doc["metadata"]
+    (deployment,) = [d for d in built if d["kind"] == "Deployment"]
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    (image,) = kustomization["images"]
+    assert c["image"] == f"{image['newName']}:{image['newTag']}"
+
+
+def test_kustomize_output_validates() -> None:
+    """Every built object against Kubernetes' strict schemas (no unknown field), and the
+    operator's objects against its CRDs, as the chart's are (tests/kit/manifests.py)."""
+    built = kustomize_build()
+    for doc in built:
+        validate_object(doc)
+    assert len(built) == len(k8s_docs())
 
 
 @pytest.mark.parametrize("path", sorted(K8S.glob("*.yaml")), ids=lambda p: p.name)

@@ -8,6 +8,7 @@ and runs the image's ENTRYPOINT + CMD against the CAMS simulator, with the image
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -16,12 +17,15 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.kit.procs import (
     EXPORTER_LISTENING,
@@ -37,6 +41,7 @@ from tests.kit.waits import wait_http
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+LOCK = ROOT / "requirements.txt"
 CONFIG_PATH = "/etc/cams-exporter/config.yml"
 STATE_PATH = "/var/lib/cams-exporter/state.json"
 PORT = 10731
@@ -112,10 +117,100 @@ def test_multi_stage_build() -> None:
     assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", base), base
 
 
-def test_wheel_built_and_installed_with_the_credentials_extra() -> None:
-    runs = " ".join(args for k, args in instructions() if k == "RUN")
-    assert "pip wheel --no-deps" in runs
-    assert re.search(r"pip install [^&]*\.whl\)?\[credentials\]", runs), runs
+def test_wheel_built_and_installed_over_the_locked_dependencies() -> None:
+    runs = [args for k, args in instructions() if k == "RUN"]
+    joined = " ".join(runs)
+    assert "pip wheel --no-deps" in joined
+    # the dependencies come from the lock, hash-checked, and only from it
+    lock = next(i for i, r in enumerate(runs) if "-r requirements.txt" in r)
+    assert re.search(r"pip install --no-deps --require-hashes -r requirements\.txt", runs[lock])
+    # then the wheel (with the extra the lock covers), adding nothing, and pip check proves
+    # that what the lock installed satisfies every requirement
+    wheel = next(i for i, r in enumerate(runs) if "pip wheel" in r)
+    assert wheel > lock
+    assert re.search(r"pip install --no-deps [^&]*\.whl\)?\[credentials\]", runs[wheel])
+    assert "pip check" in runs[wheel]
+    copies = [args.split() for k, args in instructions() if k == "COPY"]
+    assert ["requirements.txt", "./"] in copies
+
+
+def locked() -> dict[str, tuple[Requirement, list[str]]]:
+    """requirements.txt: name -> (the pinned requirement, its hashes)."""
+    text = re.sub(r"\\\n", " ", LOCK.read_text())
+    found: dict[str, tuple[Requirement, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = re.split(r"\s+(?=--)", line)
+        req = Requirement(requirement)
+        found[canonicalize_name(req.name)] = (req, [o.split("=", 1)[1] for o in options])
+    return found
+
+
+def image_marker_env(machine: str) -> dict[str, str]:
+    """The markers the image's interpreter has (python:3.12 on Linux)."""
+    return {
+        "python_version": "3.12",
+        "python_full_version": "3.12.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": machine,
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
+
+
+def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    lock = locked()
+    for name, (req, hashes) in lock.items():
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"{name} is not pinned: {req}"
+        assert hashes and all(h.startswith("sha256:") and len(h) == 71 for h in hashes), name
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    direct = [Requirement(r) for r in project["dependencies"]]
+    direct += [Requirement(r) for r in project["optional-dependencies"]["credentials"]]
+    for req in direct:
+        pinned = lock.get(canonicalize_name(req.name))
+        assert pinned, f"{req.name} (pyproject.toml) is not in requirements.txt"
+        version = next(iter(pinned[0].specifier)).version
+        assert req.specifier.contains(version), f"{req.name}=={version} outside {req.specifier}"
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_lock_is_closed_under_the_requirements_of_what_it_pins(machine: str) -> None:
+    """Every requirement of every pinned package (as installed here: the test extra has the
+    credentials chain) is pinned too, for the image's interpreter on either architecture, so
+    `pip install --no-deps` leaves nothing out (pip check in the image build says the same)."""
+    lock = locked()
+    env = image_marker_env(machine)
+    wanted = {
+        name for name, (req, _) in lock.items() if req.marker is None or req.marker.evaluate(env)
+    }
+    checked = 0
+    for name in sorted(wanted):
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not installed here: what it needs is checked by pip check in the build
+        checked += 1
+        for text in requires:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate(env):
+                continue
+            assert canonicalize_name(req.name) in wanted, f"{name} needs {req}, not in the lock"
+    assert checked >= 10, checked
+
+
+def test_revision_is_a_build_argument_recorded_in_the_wheel() -> None:
+    build = instructions()[: max(i for i, (k, _) in enumerate(instructions()) if k == "FROM")]
+    assert ("ARG", "REVISION=unknown") in build
+    envs = " ".join(args for k, args in build if k == "ENV")
+    assert "CAMS_EXPORTER_REVISION=${REVISION}" in envs
+    labels = " ".join(args for k, args in final_stage() if k == "LABEL")
+    assert 'org.opencontainers.image.revision="${REVISION}"' in labels
 
 
 def test_runs_as_a_non_root_user() -> None:
@@ -363,6 +458,26 @@ def test_healthcheck_command_succeeds_against_the_running_exporter(
     with refused_port() as nobody:
         dead = [c.replace(f"127.0.0.1:{port}", f"127.0.0.1:{nobody}") for c in command]
         assert subprocess.run(dead, capture_output=True, timeout=30).returncode != 0
+
+
+def test_the_wheel_records_the_commit_it_was_built_from(venv: Path, tmp_path: Path) -> None:
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    proc = subprocess.run(
+        [str(venv / "bin" / "cams-exporter"), "--version"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=venv_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"(revision: {head})" in proc.stdout
 
 
 def test_state_file_is_written_where_the_config_says(running: tuple[str, Path]) -> None:

@@ -27,10 +27,9 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 RUNBOOKS = DOCS / "runbooks"
 
-# Where every alert's runbook_url points: this base followed by `<AlertName>.md`. It is the
-# placeholder base docs/alerts.md documents ("Where runbook_url points"); change it here and in
-# the rule files together.
-RUNBOOK_BASE = "https://github.com/cams-exporter/cams-exporter/blob/main/docs/runbooks/"
+# Where every alert's runbook_url points: this base followed by `<AlertName>.md`, set in one
+# place, `runbook_base_url` of mixin/config.yml (docs/alerts.md says how to change it).
+RUNBOOK_BASE = yaml.safe_load((ROOT / "mixin" / "config.yml").read_text())["runbook_base_url"]
 
 # The two commands the README gives verbatim (CI and the tests run them as they are written).
 DEMO_COMMAND = "pip install . && cams-exporter --demo"

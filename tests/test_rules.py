@@ -19,6 +19,7 @@ import yaml
 from tests.kit.rules import PLAIN_READ_S, missed_reads, recorded
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNBOOKS = "https://github.com/cams-exporter/cams-exporter/blob/main/docs/runbooks/"
 PROM = ROOT / "prometheus"
 ALERTS = PROM / "alerts.yml"
 RECORDING = PROM / "recording.yml"
@@ -130,7 +131,7 @@ def test_alerts_have_labels_annotations_and_a_runbook() -> None:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
         ann = rule["annotations"]
         assert ann["summary"].strip() and ann["description"].strip(), name
-        assert ann["runbook_url"].endswith(f"docs/runbooks/{name}.md"), name
+        assert ann["runbook_url"] == RUNBOOKS + name + ".md", name
         assert (ROOT / "docs" / "runbooks" / f"{name}.md").is_file(), f"no runbook page for {name}"
 
 

@@ -20,6 +20,7 @@ from exporter.publish.snapshot import Snapshot
 from exporter.senders.view import EntityHealth, NumberView, SenderStatus
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNBOOKS = "https://github.com/cams-exporter/cams-exporter/blob/main/docs/runbooks/"
 RULES = ROOT / "prometheus" / "sender_alerts.yml"
 UNIT_TESTS = ROOT / "prometheus" / "tests" / "sender_alerts_test.yml"
 EXPECTED = {
@@ -78,7 +79,7 @@ def test_alerts_have_labels_annotations_and_a_runbook() -> None:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
         annotations = rule["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip(), name
-        assert annotations["runbook_url"].endswith(f"docs/runbooks/{name}.md"), name
+        assert annotations["runbook_url"] == RUNBOOKS + name + ".md", name
         body = (ROOT / "docs" / "runbooks" / f"{name}.md").read_text()
         for part in ("## What it means", "## Likely causes", "## What to do"):
             assert f"\n{part}\n" in body, (name, part)

@@ -9,13 +9,12 @@ the bytes).
 
 from __future__ import annotations
 
-import platform
 import threading
 from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from exporter import __version__
+from exporter import BuildInfo, build_info
 from exporter.cams.client import RequestEvent
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -25,7 +24,7 @@ _PER_ACTION = ("account", "action")  # the labels of what each account's calls o
 class Instruments:
     """Counters and histograms the client and poller report into (one registry per exporter)."""
 
-    def __init__(self) -> None:
+    def __init__(self, build: BuildInfo | None = None) -> None:
         self._lock = threading.Lock()
         self._version = 0
         self.registry = registry = CollectorRegistry(auto_describe=True)
@@ -76,9 +75,10 @@ class Instruments:
         info = gauge(
             "cams_exporter_build_info",
             "Build information of the cams-exporter; the value is always 1.",
-            ["version", "python_version"],
+            ["version", "revision", "pythonversion"],
         )
-        info.labels(__version__, platform.python_version()).set(1)
+        build = build or build_info()
+        info.labels(build.version, build.revision, build.pythonversion).set(1)
         for result in ("ok", "error"):
             self.state_writes.labels(result)
         for where in ("poll", "publish", "render", "state"):

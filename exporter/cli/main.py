@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from exporter import __version__
+from exporter import build_info
 from exporter.cli.logs import LEVELS, setup_logging
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.config.loader import load_or_report
@@ -74,6 +74,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _PrintVersion(argparse.Action):
+    """`--version`: version, revision and Python version, as Prometheus prints its own."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        sys.stdout.write(build_info().version_text())
+        parser.exit()
 
 
 def _positive_int(text: str) -> int:
@@ -151,7 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="run against the embedded CAMS simulator"
     )
-    parser.add_argument("--version", action="version", version=f"cams-exporter {__version__}")
+    parser.add_argument(
+        "--version", action=_PrintVersion, help="show version, revision and Python version"
+    )
     return parser
 
 
