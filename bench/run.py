@@ -70,6 +70,10 @@ from tests.kit.waits import WaitTimeout, wait_until
 
 PAGE_SIZE = 100  # the exporter's ListChatappTemplate page size
 LIST_QPS = 4.0
+# A cycle's floor is units x (1 + latency) / qps: the transport knows only when a call starts
+# and when its answer comes, so a call counts in the rate window from its grant to its answer
+# plus a second (the server's 1-second windows are never over qps), and a slower answer holds
+# its place longer. The target allows 10% over that floor.
 TARGET_CYCLE_RATIO = 1.1
 TARGET_SCRAPE_VS_STATIC = 2.0
 TARGET_SCRAPE_VS_RENDER = 10.0
@@ -928,10 +932,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     for name, r in results["scenarios"].items():
         if r["kind"] == "cycle":
+            allowed = TARGET_CYCLE_RATIO * (1 + r["latency_s"])
             add(
-                f"{name}: cycle <= {TARGET_CYCLE_RATIO} x units/qps",
-                f"{r['cycle_s']:.2f}s / {r['limit_s']:.2f}s = {r['ratio']:.3f}",
-                r["ratio"] <= TARGET_CYCLE_RATIO,
+                f"{name}: cycle <= {TARGET_CYCLE_RATIO} x units x (1 + latency) / qps",
+                f"{r['cycle_s']:.2f}s / {r['limit_s']:.2f}s = {r['ratio']:.3f}"
+                f" (allowed {allowed:.3f})",
+                r["ratio"] <= allowed,
             )
         if r["kind"] in ("cycle", "backfill"):
             add(

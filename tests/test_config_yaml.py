@@ -4,8 +4,9 @@
 loader otherwise. Over the example config, the test configs, the fuzz suite's special files and
 a seeded sample of mutated configs, `load` must answer as `load_pure` does: the same values and
 types, the same duplicate keys with their lines, or the same refusal with the same message.
+The fast path itself (`FastConfigLoader`, a `yaml.CSafeLoader` subclass) loads real configs.
 Deep nesting loads alike up to the recursion limit, is refused past it, and never crashes the
-process (libyaml's own composer would).
+process (libyaml's composer, which recurses in C, would without the depth check).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from exporter.config import yamlsafe
 from tests.kit.procs import child_env
@@ -73,7 +76,12 @@ def corpus() -> list[tuple[str, str]]:
 
 
 def test_libyaml_is_there_for_the_fast_path() -> None:
-    assert yamlsafe.FastConfigLoader is not None, "PyYAML without libyaml: no fast path to test"
+    fast = yamlsafe.FastConfigLoader
+    assert fast is not None, "PyYAML without libyaml: no fast path to test"
+    example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    alone = outcome(lambda text: yaml.load(text, Loader=fast), example)
+    assert alone[0] == "loaded"  # no fallback: libyaml read it
+    assert alone == outcome(yamlsafe.load_pure, example)
 
 
 def test_fast_and_pure_loaders_agree_on_every_document() -> None:

@@ -1,4 +1,5 @@
-"""The rate limiter: at most `rate` admissions in any 1-second window, even across stalls."""
+"""The rate limiter: at most `rate` admissions in any 1-second window, even across stalls; a
+call counts from its grant until a window after it ended."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def run(limiter: RateLimiter, clock: object, seconds: float, threads: int) -> li
             assert limiter.acquire()
             with lock:
                 admitted.append(clock())  # type: ignore[operator]
-            limiter.sent()
+            limiter.ended()
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
     for t in pool:
@@ -64,19 +65,20 @@ def test_a_stall_does_not_let_late_sleepers_burst() -> None:
     assert max_in_window(admitted) <= 20
 
 
-def test_a_granted_call_counts_until_it_is_sent_or_released() -> None:
+def test_a_granted_call_counts_until_it_ended_or_is_released() -> None:
     now = [100.0]
     limiter = RateLimiter(3, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
     for _ in range(3):
         assert limiter.acquire()
-    # Three granted and none sent: a fourth must wait although no call was written yet.
+    # Three granted and none ended: a fourth must wait although none may have reached the
+    # server yet.
     assert limiter._admit() > 0
-    limiter.release()  # one failed before sending
+    limiter.release()  # one failed before reaching the transport
     assert limiter._admit() == 0.0
-    limiter.sent()
-    limiter.sent()
-    limiter.sent()
-    assert limiter._admit() > 0  # three sent within the window
+    limiter.ended()
+    limiter.ended()
+    limiter.ended()
+    assert limiter._admit() > 0  # three ended within the window
     now[0] += 1.1
     assert limiter._admit() == 0.0
 

@@ -48,7 +48,7 @@ def test_load_web_config_full(tmp_path: Path, certs: dict[str, Path]) -> None:
         "  max_version: TLS13\n"
         "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"
         "  prefer_server_cipher_suites: false\n"
-        "  curve_preferences: [CurveP256, X25519]\n"
+        "  curve_preferences: [X25519]\n"
         "http_server_config:\n"
         "  http2: false\n"
         "  headers:\n"
@@ -68,7 +68,7 @@ def test_load_web_config_full(tmp_path: Path, certs: dict[str, Path]) -> None:
     assert config.client_allowed_sans == ("client.example",)
     assert config.cipher_suites == ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",)
     assert config.prefer_server_cipher_suites is False
-    assert config.curve_preferences == ("CurveP256", "X25519")
+    assert config.curve_preferences == ("X25519",)
     assert config.http2 is False
     assert dict(config.basic_auth_users) == {"admin": HASH}
     assert dict(config.headers) == {
@@ -142,7 +142,7 @@ def test_load_web_config_empty_file(tmp_path: Path) -> None:
         (
             "tls_server_config:\n  cert_file: c\n  key_file: k\n"
             "  client_auth_type: VerifyClientCertIfGiven\n  client_allowed_sans: [a]\n",
-            "client_allowed_sans: requires client_auth_type RequireAnyClientCert or",
+            "client_allowed_sans: requires client_auth_type RequireAndVerifyClientCert",
         ),
         (
             "tls_server_config:\n  cert_file: c\n  key_file: k\n"
@@ -152,6 +152,21 @@ def test_load_web_config_empty_file(tmp_path: Path) -> None:
         (
             "tls_server_config:\n  cert: x\n  cert_file: c\n  key_file: k\n",
             "tls_server_config.cert: set cert or cert_file, not both",
+        ),
+        (
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n"
+            "  curve_preferences: [CurveP256, X25519]\n",
+            "tls_server_config.curve_preferences: lists 2 curves, but Python's ssl module",
+        ),
+        (
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n"
+            "  client_auth_type: RequireAnyClientCert\n",
+            "tls_server_config.client_auth_type: RequireAnyClientCert is not supported",
+        ),
+        (
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n"
+            "  client_auth_type: RequestClientCert\n",
+            "tls_server_config.client_auth_type: RequestClientCert is not supported",
         ),
         ("rate_limit:\n  interval: soon\n", "rate_limit.interval: not a duration: 'soon'"),
         ("rate_limit:\n  interval: 1s\n  burst: many\n", "rate_limit.burst: must be an integer"),

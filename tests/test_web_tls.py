@@ -1,5 +1,7 @@
 """exporter.web.tls over real TLS on 127.0.0.1: versions, Go cipher and curve names, every
-client auth policy, allowed SANs, inline PEM, and certificate rotation without a restart."""
+client auth policy, allowed SANs, inline PEM, and certificate rotation without a restart; what
+Python's ssl module cannot do (an unverified client certificate, more than one curve) is refused
+at start in one line naming the key."""
 
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.web import openssl
-from exporter.web.config import WebConfig
+from exporter.web.config import WebConfig, WebConfigError
 from exporter.web.live import WatchedWebConfig
 from exporter.web.server import WebServer
 from tests.kit.web import certs, raw_request, serve
@@ -40,7 +41,7 @@ def tls_get(
     cert: tuple[Path, Path] | None = None,
     max_version: ssl.TLSVersion | None = None,
     ciphers: str | None = None,
-    groups: list[str] | None = None,
+    curve: str | None = None,
     path: str = "/-/healthy",
 ) -> Handshake:
     """GET over TLS as a client configured like exporter-toolkit's tests configure Go's."""
@@ -49,8 +50,8 @@ def tls_get(
     if max_version is not None:
         context.minimum_version = ssl.TLSVersion.TLSv1
         context.maximum_version = max_version
-    if groups:
-        assert openssl.set_groups(context, groups)
+    if curve is not None:
+        context.set_ecdh_curve(curve)  # the only group the client offers
     if cert is not None:
         context.load_cert_chain(str(cert[0]), str(cert[1]))
     conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
@@ -168,27 +169,55 @@ def test_cipher_suites_by_their_go_names_in_the_order_asked(
     assert fails(lambda: tls_get(only13.port, ca, max_version=ssl.TLSVersion.TLSv1_2))
 
 
+def refusal(serve: Callable[..., WebServer], config: WebConfig) -> str:
+    """The one-line message a server refuses to start with for `config`."""
+    with pytest.raises(WebConfigError) as info:
+        serve(web_config=config)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
 def test_curve_preferences(serve: Callable[..., WebServer], certs: dict[str, Path]) -> None:
     ca = certs["ca_cert"]
     p521 = serve(
         web_config=server_config(certs, min_version="TLS13", curve_preferences=("CurveP521",))
     )
-    assert tls_get(p521.port, ca, groups=["P-521"]).status == 200
-    assert fails(lambda: tls_get(p521.port, ca, groups=["P-384"]))
-    several = serve(web_config=server_config(certs, curve_preferences=("X25519", "CurveP384")))
-    assert tls_get(several.port, ca, groups=["P-384"]).status == 200
-    assert tls_get(several.port, ca, groups=["X25519"]).status == 200
-    assert fails(lambda: tls_get(several.port, ca, groups=["P-256"]))
+    assert tls_get(p521.port, ca, curve="secp521r1").status == 200
+    assert fails(lambda: tls_get(p521.port, ca, curve="secp384r1"))
+    x25519 = serve(web_config=server_config(certs, curve_preferences=("X25519",)))
+    assert tls_get(x25519.port, ca, curve="X25519").status == 200
+    assert fails(lambda: tls_get(x25519.port, ca, curve="prime256v1"))
 
 
-def test_a_curve_this_openssl_lacks_is_left_out_with_a_warning(
-    serve: Callable[..., WebServer], certs: dict[str, Path], caplog: pytest.LogCaptureFixture
+def test_more_than_one_curve_is_refused_naming_the_key(
+    serve: Callable[..., WebServer], certs: dict[str, Path]
 ) -> None:
-    if openssl.set_groups(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ["X25519MLKEM768"]):
-        pytest.skip(f"{ssl.OPENSSL_VERSION} has X25519MLKEM768")  # nothing is left out then
-    server = serve(web_config=server_config(certs, curve_preferences=("X25519MLKEM768", "X25519")))
-    assert tls_get(server.port, certs["ca_cert"]).status == 200
-    assert "X25519MLKEM768 not available" in caplog.text
+    several = server_config(certs, curve_preferences=("X25519", "CurveP384"))
+    message = refusal(serve, several)
+    assert message.startswith("web config tls_server_config.curve_preferences: lists 2 curves")
+    assert "Python's ssl module can offer only one" in message
+
+
+def test_a_curve_python_ssl_cannot_name_is_refused_naming_the_key(
+    serve: Callable[..., WebServer], certs: dict[str, Path]
+) -> None:
+    hybrid = server_config(certs, curve_preferences=("X25519MLKEM768",))
+    message = refusal(serve, hybrid)
+    assert message.startswith("web config tls_server_config.curve_preferences: X25519MLKEM768")
+    assert "not available through Python's ssl module" in message
+
+
+@pytest.mark.parametrize(
+    "policy", ["RequestClientCert", "RequireAnyClientCert", "RequireClientCert"]
+)
+def test_unverified_client_certificates_are_refused_naming_the_key(
+    serve: Callable[..., WebServer], certs: dict[str, Path], policy: str
+) -> None:
+    config = server_config(certs, client_auth_type=policy, client_ca_file=str(certs["ca_cert"]))
+    message = refusal(serve, config)
+    assert message.startswith(f"web config tls_server_config.client_auth_type: {policy} is not")
+    assert "cannot accept a client certificate without verifying it" in message
 
 
 @pytest.mark.parametrize(
@@ -196,11 +225,6 @@ def test_a_curve_this_openssl_lacks_is_left_out_with_a_warning(
     [
         ("NoClientCert", None, None, True),
         ("NoClientCert", None, "client", True),
-        ("RequestClientCert", None, None, True),
-        ("RequestClientCert", None, "client", True),  # unverified, accepted
-        ("RequireAnyClientCert", None, None, False),
-        ("RequireAnyClientCert", "ca", "client", True),  # any certificate, not checked
-        ("RequireClientCert", None, "client2", True),  # the old name of the same policy
         ("VerifyClientCertIfGiven", None, None, True),
         ("VerifyClientCertIfGiven", "client", "client", True),
         ("VerifyClientCertIfGiven", "client", "client2", False),
@@ -232,25 +256,24 @@ def test_client_auth_policies(
 def test_client_allowed_sans(serve: Callable[..., WebServer], certs: dict[str, Path]) -> None:
     ca = certs["ca_cert"]
     pair = (certs["client2_cert"], certs["client2_key"])
-    for policy in ("RequireAndVerifyClientCert", "RequireAnyClientCert"):
-        good = serve(
-            web_config=server_config(
-                certs,
-                client_auth_type=policy,
-                client_ca_file=str(certs["client2_cert"]),
-                client_allowed_sans=("one", "test3", "two"),
-            )
+    good = serve(
+        web_config=server_config(
+            certs,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=str(certs["client2_cert"]),
+            client_allowed_sans=("one", "test3", "two"),
         )
-        assert tls_get(good.port, ca, cert=pair).status == 200
-        bad = serve(
-            web_config=server_config(
-                certs,
-                client_auth_type=policy,
-                client_ca_file=str(certs["client2_cert"]),
-                client_allowed_sans=("bad", "client.example"),
-            )
+    )
+    assert tls_get(good.port, ca, cert=pair).status == 200
+    bad = serve(
+        web_config=server_config(
+            certs,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=str(certs["client2_cert"]),
+            client_allowed_sans=("bad", "client.example"),
         )
-        assert fails(lambda port=bad.port: tls_get(port, ca, cert=pair))  # type: ignore[misc]
+    )
+    assert fails(lambda: tls_get(bad.port, ca, cert=pair))
 
 
 def test_inline_certificate_key_and_client_ca(

@@ -5,10 +5,10 @@ GetChatappTemplateMetric, and for sender health QueryChatappPhoneNumbers,
 GetChatappPhoneNumberMetric and GetWhatsappHealthStatus), signing each request with Alibaba's
 V3 signature. The parts around a call wrap it rather than live in it: every attempt first takes
 a grant from the action's `RateLimiter` (so retries count against the quota too), `RetryPolicy`
-retries what is worth retrying, and `Transport` tells the grant when the request is on the
-wire. Results come back as frozen dataclasses (`exporter.cams.model`, `exporter.cams.sender_model`);
-failures as `CamsError` (`exporter.cams.errors`), which
-never carries a secret.
+retries what is worth retrying, and the grant is told when the call has ended (answered or
+failed), from which moment the limiter's window counts it. Results come back as frozen
+dataclasses (`exporter.cams.model`, `exporter.cams.sender_model`); failures as `CamsError`
+(`exporter.cams.errors`), which never carries a secret.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ class CamsClient:
             raise
         finally:
             if grant is not None:
-                grant.release()  # a no-op once the request was written
+                grant.release()  # a no-op once the call reached the transport and ended
             if code == "OK" and limiter is not None:
                 limiter.on_success()
             if self._observer is not None:
@@ -270,12 +270,14 @@ class CamsClient:
         )
         target = "/?" + "&".join(f"{k}={percent_encode(v)}" for k, v in query.items())
         try:
-            written = grant.sent if grant is not None else None
-            return self._transport.post(self._origin, target, headers, self._timeout, written)
+            return self._transport.post(self._origin, target, headers, self._timeout)
         except TransportTimeout:
             raise CamsError(action, TIMEOUT, f"no answer within {self._timeout:g}s") from None
         except TransportError as exc:
             raise CamsError(action, CONNECTION_ERROR, exc.kind) from None
+        finally:
+            if grant is not None:
+                grant.ended()  # it may have reached the server at any moment until now
 
     # -- ListChatappTemplate ----------------------------------------------------------------
 

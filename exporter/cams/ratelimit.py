@@ -3,12 +3,23 @@
 CAMS allows 50 GetChatappTemplateMetric and 5 ListChatappTemplate calls per second per account.
 A `RateLimiter` hands out send slots spaced 1/rate apart plus a small margin (no bursts). A slot
 is only a turn in the queue: when its time comes, the caller is granted the call only if the
-calls written in the last second (plus the margin) and the calls granted but not yet written
-number fewer than `rate`. The client reports the moment each request's bytes are written
-(`sent`). So however the process stalls (a garbage collection, a big render) between granting
-and writing, no 1-second window of calls reaching the server can hold more than `rate`: every
-call that reaches the server inside a window was either still pending or recently sent when the
-last of them was granted.
+calls in flight (granted, not yet ended) and the calls that ended in the last second (plus the
+margin) number fewer than `rate`. The client says when each call ends (`ended`: answered, or
+failed once it had reached the transport); it cannot know when the request's bytes reach the
+server, only that this happens between the grant and the end.
+
+Why no 1-second window of calls reaching the server can then hold more than `rate`, however
+the process stalls: take the last call granted among those reaching the server in one window.
+Every other one was granted before it, and reached the server less than a second before it did,
+so at its grant each of them was either still in flight or had ended less than a second before
+(it ended after it reached the server): all of them were counted, so there were fewer than
+`rate`.
+
+The cost: a call holds its place in the count from its grant until a second after its answer,
+so with answers taking L seconds the pace is at most rate / (1 + margin + L) calls a second,
+where a count from the moment of writing gave rate / (1 + margin). The limiter cannot do
+better with what public HTTP APIs tell it: a call in flight may reach the server at any moment
+until its answer.
 When the API throttles anyway (another application shares the account's quota), the rate is cut
 multiplicatively and recovers additively once calls succeed again (AIMD).
 """
@@ -37,8 +48,8 @@ class RatePolicy:
 
 
 class RateLimiter:
-    """A pacing limiter (slots 1/rate apart, checked against a sliding 1-second window of
-    written calls), safe to share between threads."""
+    """A pacing limiter (slots 1/rate apart, checked against the calls in flight and a sliding
+    1-second window of ended calls), safe to share between threads."""
 
     def __init__(
         self,
@@ -60,8 +71,8 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = clock()
-        self._sent: deque[float] = deque()  # when granted calls were written, last window only
-        self._pending = 0  # granted, not yet written
+        self._ended: deque[float] = deque()  # when granted calls ended, last window only
+        self._in_flight = 0  # granted, not yet ended
         self._last_admitted = float("-inf")  # when the latest call was granted
         self._last_cut = float("-inf")
         self._last_raise = clock()
@@ -78,7 +89,7 @@ class RateLimiter:
         return self._max_rate
 
     def set_max_rate(self, rate: float) -> None:
-        """A new ceiling (a reloaded config's qps); the window of calls already sent is kept,
+        """A new ceiling (a reloaded config's qps); the window of calls already ended is kept,
         so the change never lets more than the lower of the two rates through in a second."""
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
@@ -110,14 +121,14 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             window = 1.0 + self._policy.margin
-            sent = self._sent
-            while sent and now - sent[0] >= window:
-                sent.popleft()
-            if len(sent) + self._pending >= max(1, math.floor(self._rate)):
-                # Wait for the oldest sent call to leave the window; a pending call's turn
-                # comes when it is written, so check again soon.
-                return sent[0] + window - now if sent else 0.005
-            self._pending += 1
+            ended = self._ended
+            while ended and now - ended[0] >= window:
+                ended.popleft()
+            if len(ended) + self._in_flight >= max(1, math.floor(self._rate)):
+                # Wait for the oldest ended call to leave the window; with none ended, a call
+                # in flight leaves at the earliest a window after it ends, so not before then.
+                return ended[0] + window - now if ended else window
+            self._in_flight += 1
             self._last_admitted = now
             return 0.0
 
@@ -130,19 +141,20 @@ class RateLimiter:
             floor = max(self._clock(), self._last_admitted + spacing)
             self._next_slot = max(floor, self._next_slot - spacing)
 
-    def sent(self) -> None:
-        """A granted call's request has been written to the network."""
+    def ended(self) -> None:
+        """A granted call has ended (answered, or failed once it reached the transport): it
+        stays in the window for a second from now."""
         with self._lock:
-            self._pending = max(0, self._pending - 1)
-            self._sent.append(self._clock())
+            self._in_flight = max(0, self._in_flight - 1)
+            self._ended.append(self._clock())
 
     def release(self) -> None:
-        """A granted call will not be written after all (it failed before sending)."""
+        """A granted call never reached the transport (it failed before sending)."""
         with self._lock:
-            self._pending = max(0, self._pending - 1)
+            self._in_flight = max(0, self._in_flight - 1)
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Block until the caller may send; then it must call `sent()` or `release()`.
+        """Block until the caller may send; then it must call `ended()` or `release()`.
 
         Returns False (and holds nothing) if `stop` was set while waiting.
         """
@@ -161,7 +173,7 @@ class RateLimiter:
                 self._sleep(delay)
 
     def grant(self, stop: threading.Event | None = None) -> Grant | None:
-        """`acquire`, as a `Grant` to mark sent or released (None if `stop` was set)."""
+        """`acquire`, as a `Grant` to mark ended or released (None if `stop` was set)."""
         return Grant(self) if self.acquire(stop) else None
 
     def on_throttled(self) -> None:
@@ -190,7 +202,8 @@ class RateLimiter:
 
 
 class Grant:
-    """One granted call: marked `sent()` when its bytes are written, else `release()`d.
+    """One granted call: marked `ended()` once it reached the transport and is over, else
+    `release()`d.
 
     Whichever comes first counts; later calls of either do nothing, so a caller can release
     unconditionally once the attempt is over.
@@ -206,12 +219,12 @@ class Grant:
             done, self._done = self._done, True
             return not done
 
-    def sent(self) -> None:
-        """The call's request has been written to the network."""
+    def ended(self) -> None:
+        """The call is over; it may have reached the server at any moment until now."""
         if self._finish():
-            self._limiter.sent()
+            self._limiter.ended()
 
     def release(self) -> None:
-        """The call ends without having been written (a no-op once it was sent)."""
+        """The call ends without having reached the transport (a no-op once it ended)."""
         if self._finish():
             self._limiter.release()

@@ -1,33 +1,35 @@
-"""HTTP for the CAMS client: pooled connections that say when a request has been written, so the
-rate limiter counts each call from the moment the server can see it.
+"""HTTP for the CAMS client: pooled POSTs through urllib3's public `PoolManager` /
+`ProxyManager`, reached the way requests would reach the origin.
 
-`requests` decides how to reach an origin, once per origin: the environment's proxies
-(HTTP(S)_PROXY, NO_PROXY), CA bundle and client certificate, the proxy's credentials, the TLS
-settings of the pool. Each call then goes straight to that urllib3 pool, as requests' adapter
-sends it but without rebuilding a request object, merging session settings and parsing the URL
-again on every call: that cost 0.5 of the 1.26 ms of CPU a signed call took through a requests
-session (`python bench/client_cpu.py`), all of it held under the GIL that the scrape threads
-wait for.
+How to reach an origin is decided once per origin, by requests' public helpers over the
+environment: its proxies (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY: `Session.merge_environment_settings`
+and `requests.utils.select_proxy`), CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, else
+certifi's) and client certificate, the proxy's credentials (from its URL, sent as
+Proxy-Authorization). From that decision comes one urllib3 manager: a `PoolManager` (direct),
+a `ProxyManager` (HTTPS tunnelled with CONNECT, plain HTTP in absolute form) or, for a socks://
+proxy, urllib3's `SOCKSProxyManager` (with PySocks), and the manager's pool for the origin
+(`connection_from_url`, taken once). Each call is then one `urlopen` on that pool (the absolute
+URL through a plain HTTP proxy, which the pool gives the proxy's credentials), without
+rebuilding a requests request object, merging session settings and parsing the URL on every
+call as `Session.request` does (`python bench/client_cpu.py` compares the two).
 
-Every urllib3 pool the adapter makes (direct, through an HTTP(S) proxy with or without CONNECT,
-or through SOCKS) gets a connection class that calls the thread's `on_written` callback as soon
-as the request's bytes are on the socket. Should a future urllib3 bypass that hook, the
-callback runs when the answer arrives instead (later than the write, so the limiter's count
-stays on the safe side) and one warning says so.
+Only public APIs are used: the transport cannot know when a request's bytes are written, only
+when a call starts and ends. The rate limiter counts each call from its grant until its end
+(`exporter.cams.ratelimit`), which keeps its guarantee without that knowledge.
 """
 
 from __future__ import annotations
 
 import http.client
-import logging
+import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_auth_from_url, select_proxy
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -36,10 +38,6 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import ProxyError as _ProxyError
 from urllib3.exceptions import SSLError as _SSLError
-
-log = logging.getLogger("cams_exporter.client")
-
-OnWritten = Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +64,7 @@ class TransportTimeout(TransportError):
 
 
 def _failure(error: HTTPError | OSError | http.client.HTTPException) -> TransportError:
-    """The exception requests' adapter would raise for urllib3's `error`, as ours (requests'
-    own, raised while choosing an origin's pool, keeps its name: `InvalidSchema` for a SOCKS
-    proxy without PySocks, `InvalidURL`...)."""
-    if isinstance(error, requests.RequestException):
-        return TransportError(type(error).__name__)
+    """The exception requests' adapter would raise for urllib3's `error`, as ours."""
     if isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError):
         return TransportTimeout("ConnectTimeout")
     if isinstance(error, ReadTimeoutError):
@@ -82,120 +76,95 @@ def _failure(error: HTTPError | OSError | http.client.HTTPException) -> Transpor
     return TransportError("ConnectionError")
 
 
+def _tls_settings(verify: bool | str, cert: str | tuple[str, str] | None) -> dict[str, Any]:
+    """The urllib3 pool settings of requests' `verify` and `cert` (as requests' adapter sets
+    them); OSError when a file they name does not exist, as requests raises it."""
+    settings: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
+    if verify:
+        bundle = DEFAULT_CA_BUNDLE_PATH if verify is True else verify
+        if not os.path.exists(bundle):
+            raise OSError(f"no TLS CA certificate bundle at {bundle}")
+        settings["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
+    if cert:
+        cert_file, key_file = (cert, None) if isinstance(cert, str) else cert
+        for path in (cert_file, key_file):
+            if path and not os.path.exists(path):
+                raise OSError(f"no TLS client certificate or key at {path}")
+        settings["cert_file"] = cert_file
+        settings["key_file"] = key_file
+    return settings
+
+
+def _manager(origin: str, pool_size: int) -> urllib3.PoolManager:
+    """The urllib3 manager for calls to `origin`, chosen as requests would choose it from the
+    environment (raises OSError for a missing CA bundle, TransportError for a SOCKS proxy
+    without PySocks)."""
+    with requests.Session() as reader:  # trust_env: reads the environment as requests does
+        env = reader.merge_environment_settings(origin, {}, None, None, None)
+    settings: dict[str, Any] = {"num_pools": 1, "maxsize": pool_size, "block": False}
+    if origin.lower().startswith("https:"):
+        verify = env["verify"]
+        settings |= _tls_settings(True if verify is None else verify, env["cert"])
+    proxy = select_proxy(origin + "/", env["proxies"])
+    if not proxy:
+        return urllib3.PoolManager(**settings)
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"  # a proxy given as host:port is an HTTP proxy
+    username, password = get_auth_from_url(proxy)
+    if proxy.lower().startswith("socks"):
+        try:
+            from urllib3.contrib.socks import SOCKSProxyManager
+        except ImportError:  # PySocks missing: requests raises InvalidSchema
+            raise TransportError("InvalidSchema") from None
+        return SOCKSProxyManager(
+            proxy, username=username or None, password=password or None, **settings
+        )
+    headers = (
+        urllib3.util.make_headers(proxy_basic_auth=f"{username}:{password}") if username else {}
+    )
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **settings)
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """How calls to one origin go: the pool, and the URL prefix the pool expects (the origin
-    itself through a plain HTTP proxy, nothing when the pool speaks to the origin)."""
+    """How calls to one origin go: its manager, the manager's pool for the origin, and the URL
+    prefix that pool expects (the origin itself through a plain HTTP proxy, which is sent the
+    absolute URL; nothing when the pool speaks to the origin or tunnels to it)."""
 
+    manager: urllib3.PoolManager
     pool: urllib3.HTTPConnectionPool
     prefix: str
 
 
-class _NotifyingConnection:
-    """Connection mixin: calls the thread's pending `on_written` once the request is sent."""
-
-    _cams_local: threading.local
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)  # type: ignore[misc]
-        callback = getattr(self._cams_local, "on_written", None)
-        if callback is not None:
-            self._cams_local.on_written = None
-            callback()
-
-
-def _notifying_pools(pools: Mapping[str, Any], local: threading.local) -> dict[str, Any]:
-    """The same pool classes, each with a connection class that reports its writes."""
-    out = {}
-    for scheme, pool in pools.items():
-        connection = pool.ConnectionCls
-        if issubclass(connection, _NotifyingConnection):
-            out[scheme] = pool
-            continue
-        notifying = type(
-            f"Notifying{connection.__name__}",
-            (_NotifyingConnection, connection),
-            {"_cams_local": local},
-        )
-        out[scheme] = type(f"Notifying{pool.__name__}", (pool,), {"ConnectionCls": notifying})
-    return out
-
-
-class _NotifyingAdapter(HTTPAdapter):
-    """An HTTPAdapter whose every pool manager, proxy managers included, reports writes."""
-
-    def __init__(self, local: threading.local, **kwargs: Any) -> None:
-        self._cams_local = local
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        manager = self.poolmanager
-        manager.pool_classes_by_scheme = _notifying_pools(
-            manager.pool_classes_by_scheme, self._cams_local
-        )
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _notifying_pools(
-            manager.pool_classes_by_scheme, self._cams_local
-        )
-        return manager
+def _route(origin: str, pool_size: int) -> _Route:
+    manager = _manager(origin, pool_size)
+    absolute = isinstance(manager, urllib3.ProxyManager) and origin.lower().startswith("http:")
+    return _Route(manager, manager.connection_from_url(origin), origin if absolute else "")
 
 
 class Transport:
-    """POSTs over pooled connections (thread-safe), reporting when each request is written."""
+    """POSTs over pooled connections, one urllib3 manager per origin (thread-safe)."""
 
     def __init__(self, *, pool_size: int, user_agent: str) -> None:
-        self._local = threading.local()
-        self._adapter = _NotifyingAdapter(
-            self._local, pool_connections=1, pool_maxsize=pool_size, max_retries=0
-        )
+        self._pool_size = pool_size
         # requests' own defaults (Accept-Encoding, Connection), with ours.
         self._headers = dict(requests.utils.default_headers())
         self._headers |= {"User-Agent": user_agent, "Accept": "application/json"}
         self._routes: dict[str, _Route] = {}
         self._lock = threading.Lock()
-        self._hook_warned = False
 
     def _route(self, origin: str) -> _Route:
-        """The pool for `origin`, chosen once as requests would: the environment's proxies, CA
-        bundle and client certificate (a session that trusts the environment reads them)."""
         route = self._routes.get(origin)
-        if route is not None and route.pool.pool is not None:
-            return route
-        with self._lock:
-            route = self._routes.get(origin)
-            if route is None or route.pool.pool is None:  # none yet, or closed (evicted)
-                with requests.Session() as reader:
-                    env = reader.merge_environment_settings(origin, {}, None, None, None)
-                probe = requests.Request("POST", origin + "/").prepare()
-                pool = self._adapter.get_connection_with_tls_context(
-                    probe, env["verify"], proxies=env["proxies"], cert=env["cert"]
-                )
-                # Checks the CA bundle and client certificate paths, as requests does per call.
-                self._adapter.cert_verify(pool, origin, env["verify"], env["cert"])  # type: ignore[no-untyped-call]
-                assert isinstance(pool, urllib3.HTTPConnectionPool)
-                full = self._adapter.request_url(probe, env["proxies"]) != probe.path_url
-                route = _Route(pool, origin if full else "")
-                self._routes[origin] = route
+        if route is None:
+            with self._lock:
+                route = self._routes.get(origin)
+                if route is None:
+                    route = self._routes[origin] = _route(origin, self._pool_size)
         return route
 
-    def post(
-        self,
-        origin: str,
-        target: str,
-        headers: Mapping[str, str],
-        timeout: float,
-        on_written: OnWritten | None = None,
-    ) -> Answer:
+    def post(self, origin: str, target: str, headers: Mapping[str, str], timeout: float) -> Answer:
         """POST `target` (path and query) to `origin` (scheme://host[:port]) with an empty
-        body; `on_written` runs once the request is on the wire.
-
-        Raises TransportError (TransportTimeout for a timeout); then `on_written` has run only
-        if the request was written before the failure.
-        """
-        self._local.on_written = on_written
+        body. Raises TransportError (TransportTimeout for a timeout)."""
         try:
             route = self._route(origin)
             response = route.pool.urlopen(
@@ -212,19 +181,11 @@ class Transport:
             )
         except (HTTPError, OSError, http.client.HTTPException) as error:
             raise _failure(error) from None
-        finally:
-            unsent = self._local.on_written
-            self._local.on_written = None
-        if unsent is not None:  # answered, yet the hook never saw the write
-            if not self._hook_warned:
-                self._hook_warned = True
-                log.warning(
-                    "the HTTP stack did not report when a request was written; the rate "
-                    "limiter counts calls when they are answered instead (slower, still safe)"
-                )
-            unsent()
         return Answer(response.status, response.data, response.headers)
 
     def close(self) -> None:
-        """Release the pooled connections."""
-        self._adapter.close()
+        """Release the pooled connections (a later call opens new ones)."""
+        with self._lock:
+            routes, self._routes = list(self._routes.values()), {}
+        for route in routes:
+            route.manager.clear()

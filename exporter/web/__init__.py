@@ -12,6 +12,6 @@ it could be published on its own as a small exporter-toolkit for Python.
 - `negotiation`: /metrics format (text 0.0.4 or OpenMetrics 1.0.0) and gzip;
 - `config`: the exporter-toolkit web config file format (`WebConfig`, `load_web_config`);
 - `live`: the web settings in force, reloaded when the web config file changes;
-- `tls`: `tls_server_config` as an `ssl.SSLContext`; `openssl`: what Python's ssl lacks;
+- `tls`: `tls_server_config` as an `ssl.SSLContext` (the standard `ssl` module only);
 - `auth`: basic auth with cached verdicts; `requestlimit`: the config's `rate_limit`.
 """

@@ -4,8 +4,10 @@ Every key of exporter-toolkit's docs/web-configuration.md is understood: `tls_se
 (files or inline PEM, client certificate policies, allowed SANs, TLS versions, Go cipher suite
 and curve names), `http_server_config` (`http2`, extra `headers`), `basic_auth_users` (bcrypt
 hashes) and `rate_limit`. A key we cannot honour as exporter-toolkit does is refused, never
-ignored: the only one is `http2: true` (this server speaks HTTP/1.1). Unknown keys are refused
-too, as exporter-toolkit's strict YAML decoding does.
+ignored: `http2: true` (this server speaks HTTP/1.1), and what Python's `ssl` module cannot do
+(`refusals_of_python_ssl`): the client auth types that take a certificate without verifying it,
+and a `curve_preferences` list of more than one curve. Unknown keys are refused too, as
+exporter-toolkit's strict YAML decoding does.
 
 `load_web_config` reads and checks a file; `parse_web_config` checks an already-read document.
 Both raise `WebConfigError` with one line naming the key. Certificates and keys are loaded (and
@@ -36,6 +38,9 @@ CLIENT_AUTH_TYPES = (
 CERT_REQUIRED_TYPES = frozenset(
     {"RequireAnyClientCert", "RequireClientCert", "RequireAndVerifyClientCert"}
 )
+# The client auth types that take a certificate without verifying it: Python's ssl verifies
+# every certificate a client presents (it has no verify callback), so these are refused.
+UNVERIFIED_CLIENT_AUTH_TYPES = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
 # Go's crypto/tls secure cipher suites (tls.CipherSuites()), the only names exporter-toolkit
 # accepts. The TLS 1.3 ones are accepted and, as in Go, have no effect (TLS 1.3 suites are not
 # configurable).
@@ -433,7 +438,7 @@ def _validate_tls(config: WebConfig) -> None:
     if config.client_allowed_sans is not None and config.auth_type not in CERT_REQUIRED_TYPES:
         raise _fail(
             f"{tls}.client_allowed_sans",
-            "requires client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert",
+            "requires client_auth_type RequireAndVerifyClientCert",
         )
     tls13_only = config.min_version == "TLS13"
     suites = set(config.cipher_suites)
@@ -451,9 +456,30 @@ def _validate_tls(config: WebConfig) -> None:
         )
 
 
+def refusals_of_python_ssl(config: WebConfig) -> None:
+    """Refuse, naming the key, the exporter-toolkit settings Python's `ssl` module cannot
+    apply: a client certificate taken without verification (ssl has no verify callback), and
+    more than one curve (`SSLContext.set_ecdh_curve` sets exactly one)."""
+    tls = "tls_server_config"
+    if config.client_auth_type in UNVERIFIED_CLIENT_AUTH_TYPES:
+        raise _fail(
+            f"{tls}.client_auth_type",
+            f"{config.client_auth_type} is not supported by cams-exporter: Python's ssl module "
+            "cannot accept a client certificate without verifying it (use "
+            "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file)",
+        )
+    if len(config.curve_preferences) > 1:
+        raise _fail(
+            f"{tls}.curve_preferences",
+            f"lists {len(config.curve_preferences)} curves, but Python's ssl module can offer "
+            "only one (list one curve, or none for OpenSSL's defaults)",
+        )
+
+
 def validate_web_config(config: WebConfig) -> None:
     """Check a WebConfig's values (not its files); raises WebConfigError naming the key."""
     _validate_tls(config)
+    refusals_of_python_ssl(config)
     if config.http2:
         raise _fail(
             "http_server_config.http2",

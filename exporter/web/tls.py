@@ -6,11 +6,12 @@ exporter-toolkit semantics, with Go's names mapped to OpenSSL's:
 - `cipher_suites` in Go's names, in order, for TLS 1.2 and below (TLS 1.3 suites are accepted
   and, as in Go, not configurable); unset, Go's default list; `prefer_server_cipher_suites`
   picks whose order wins;
-- `curve_preferences` in Go's names; a curve this OpenSSL lacks (X25519MLKEM768 before
-  OpenSSL 3.5) is left out with a warning, as a client lacking it would leave it out;
-- every `client_auth_type`: the two "any certificate" policies accept an unverified
-  certificate (see `exporter.web.openssl`); the verifying ones check against `client_ca_file`
-  / `client_ca`, or the system's CAs when neither is given (as Go does);
+- `curve_preferences` of one curve, in Go's names, through `SSLContext.set_ecdh_curve` (with
+  OpenSSL 3 the only group offered); a longer list is refused by `exporter.web.config`, and a
+  curve ssl cannot name (X25519MLKEM768, a hybrid group) at start, naming the key;
+- the verifying `client_auth_type`s (the ones that take a certificate unverified are refused by
+  `exporter.web.config`) check against `client_ca_file` / `client_ca`, or the system's CAs
+  when neither is given (as Go does);
 - `client_allowed_sans`: after the handshake, a client certificate without one of the listed
   DNS, IP, e-mail or URI SANs gets its connection closed (`client_sans_allowed`).
 Certificates, keys and CAs are read when the context is built, so a reload sees new files;
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import os
 import ssl
 import tempfile
@@ -30,10 +30,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from exporter.web import openssl
 from exporter.web.config import TLS13_CIPHER_SUITES, WebConfig, WebConfigError
-
-LOG = logging.getLogger("cams_exporter.web")
 
 _TLS = "tls_server_config"
 _VERSIONS: Mapping[str, ssl.TLSVersion] = MappingProxyType(
@@ -75,11 +72,12 @@ _GO_DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-AES256-SHA",
     "ECDHE-RSA-AES256-SHA",
 )
-_OPENSSL_GROUPS: Mapping[str, str] = MappingProxyType(
+# Go's curve names as `SSLContext.set_ecdh_curve` takes them (OpenSSL's short names).
+_SSL_CURVES: Mapping[str, str] = MappingProxyType(
     {
-        "CurveP256": "P-256",
-        "CurveP384": "P-384",
-        "CurveP521": "P-521",
+        "CurveP256": "prime256v1",
+        "CurveP384": "secp384r1",
+        "CurveP521": "secp521r1",
         "X25519": "X25519",
         "X25519MLKEM768": "X25519MLKEM768",
     }
@@ -203,44 +201,24 @@ def _set_versions_and_ciphers(context: ssl.SSLContext, config: WebConfig) -> Non
 def _set_curves(context: ssl.SSLContext, config: WebConfig) -> None:
     if not config.curve_preferences:
         return
-    wanted = [_OPENSSL_GROUPS[c] for c in config.curve_preferences]
+    (curve,) = config.curve_preferences  # more than one is refused by validate_web_config
     try:
-        usable = [name for name in wanted if openssl.set_groups(context, [name])]
-        if usable and not openssl.set_groups(context, usable):
-            usable = []
-    except openssl.OpenSSLUnavailable as exc:
-        raise _fail("curve_preferences", f"cannot be applied: {exc}") from None
-    missing = [
-        c for c, name in zip(config.curve_preferences, wanted, strict=True) if name not in usable
-    ]
-    if not usable:
+        context.set_ecdh_curve(_SSL_CURVES[curve])
+    except (ValueError, ssl.SSLError):
         raise _fail(
             "curve_preferences",
-            f"none of {', '.join(missing)} is available in {ssl.OPENSSL_VERSION}",
-        )
-    if missing:
-        LOG.warning(
-            "web config %s.curve_preferences: %s not available in %s, offering the others",
-            _TLS,
-            ", ".join(missing),
-            ssl.OPENSSL_VERSION,
-        )
+            f"{curve} is not available through Python's ssl module with {ssl.OPENSSL_VERSION}",
+        ) from None
 
 
 def _set_client_auth(context: ssl.SSLContext, config: WebConfig) -> None:
-    auth = config.auth_type
+    # The unverified policies (RequestClientCert, RequireAnyClientCert) are refused by
+    # validate_web_config: Python's ssl verifies every certificate a client presents.
     context.verify_mode = {
         "NoClientCert": ssl.CERT_NONE,
-        "RequestClientCert": ssl.CERT_OPTIONAL,
-        "RequireAnyClientCert": ssl.CERT_REQUIRED,
         "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
         "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
-    }[auth]
-    if auth in ("RequestClientCert", "RequireAnyClientCert"):
-        try:
-            openssl.accept_any_client_certificate(context)
-        except openssl.OpenSSLUnavailable as exc:
-            raise _fail("client_auth_type", f"{auth} cannot be applied: {exc}") from None
+    }[config.auth_type]
 
 
 def build_ssl_context(config: WebConfig) -> ssl.SSLContext | None:
