@@ -30,6 +30,7 @@ from exporter.actions import (
 from exporter.anomalies import AnomalyLog
 from exporter.client import CamsClient, CredentialSource, RequestEvent
 from exporter.config import Account, Config, ConfigError, default_credentials_provider, load_config
+from exporter.config.sections import config_warnings
 from exporter.exposition import Exposition
 from exporter.instruments import Instruments
 from exporter.memory import GcPauses, GcPolicy
@@ -173,6 +174,8 @@ class Exporter:
         self.gc_pauses = GcPauses()
         self.gc_pauses.install()
         self._process = ProcessMetrics(self.gc_pauses)
+        for warning in config_warnings(config):
+            log.warning("config: %s", warning)
         self.store = CounterStore()
         if config.state.path:
             self.store, warning = CounterStore.load(config.state.path)
@@ -275,6 +278,9 @@ class Exporter:
             log.error("reload refused, keeping the running config: %s", message)
             return False, message
         restarted = self.scheduler.reconfigure(config, clients, stops)
+        if not same_poll:
+            for warning in config_warnings(config):
+                log.warning("config: %s", warning)
         self.config = config
         kept = len(config.accounts) - len(restarted)
         log.info(

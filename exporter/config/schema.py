@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from exporter.model import READ_WINDOW_LOOKBACK_S
+
 DEFAULT_REGION = "ap-southeast-1"
 DEFAULT_QPS = 40.0
 DEFAULT_LIST_QPS = 4.0
@@ -135,7 +137,7 @@ class PollConfig:
 
     interval_s: float = 300.0
     granularity: str = "DAILY"
-    lookback_s: float = 3 * 86400.0
+    lookback_s: float = READ_WINDOW_LOOKBACK_S  # covers Meta's 7-day read window
     max_range_s: float = 30 * 86400.0
     counters_since: dt.date | None = None
     discovery_interval_s: float = 3600.0
