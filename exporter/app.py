@@ -36,6 +36,7 @@ from exporter.instruments import Instruments
 from exporter.memory import GcPauses, GcPolicy
 from exporter.process_metrics import ProcessMetrics
 from exporter.ratelimit import RateLimiter
+from exporter.readwindow import ReadWindowLog
 from exporter.retry import RetryPolicy
 from exporter.scheduler import Scheduler
 from exporter.sharding import Shard
@@ -168,14 +169,15 @@ class Exporter:
         self.clock = clock
         self.instruments = Instruments()
         self.anomalies = AnomalyLog(self.instruments, clock)
+        self.read_window = ReadWindowLog(clock)  # one per process: it outlives reloads
         self.gc = GcPolicy()  # one per process: it outlives reloads
         self.gc.tune()
         self.limiters = LimiterRegistry()
         self.gc_pauses = GcPauses()
         self.gc_pauses.install()
         self._process = ProcessMetrics(self.gc_pauses)
-        for warning in config_warnings(config):
-            log.warning("config: %s", warning)
+        for caution in config_warnings(config):
+            log.warning("config: %s", caution)
         self.store = CounterStore()
         if config.state.path:
             self.store, warning = CounterStore.load(config.state.path)
@@ -217,6 +219,7 @@ class Exporter:
             shard=self.shard,
             clock=self.clock,
             anomalies=self.anomalies,
+            read_window=self.read_window,
             gc_policy=self.gc,
             stops=stops,
         )
@@ -279,8 +282,8 @@ class Exporter:
             return False, message
         restarted = self.scheduler.reconfigure(config, clients, stops)
         if not same_poll:
-            for warning in config_warnings(config):
-                log.warning("config: %s", warning)
+            for caution in config_warnings(config):
+                log.warning("config: %s", caution)
         self.config = config
         kept = len(config.accounts) - len(restarted)
         log.info(

@@ -31,6 +31,7 @@ def past_read_window(start_ms: int, now_ms: int) -> bool:
     and clicks are final, and the API may answer them as 0 from now on."""
     return start_ms < now_ms - READ_WINDOW_MS
 
+
 # Cliented.Type values as the API spells them (the docs and SDK misspell quick reply; the doc
 # example spells it right) mapped to the `button_type` label value we expose.
 BUTTON_TYPES: dict[str, str] = {

@@ -29,6 +29,7 @@ from exporter.context import AccountContext
 from exporter.instruments import Instruments
 from exporter.memory import GcPolicy
 from exporter.poller import AccountPoller
+from exporter.readwindow import ReadWindowLog
 from exporter.senders.counters import NumberCounters
 from exporter.senders.poller import SenderPoller
 from exporter.sharding import Shard
@@ -113,6 +114,7 @@ class Scheduler:
         anomalies: AnomalyLog | None = None,
         gc_policy: GcPolicy | None = None,
         stops: Mapping[str, threading.Event] | None = None,
+        read_window: ReadWindowLog | None = None,
     ) -> None:
         self.config = config
         self.shard = shard
@@ -122,6 +124,7 @@ class Scheduler:
         self._started = False
         self._reconfigure_lock = threading.Lock()
         self.anomalies = anomalies or AnomalyLog(instruments, clock)
+        self.read_window = read_window or ReadWindowLog(clock)
         self.gc = gc_policy or GcPolicy()
         self._crashes: set[tuple[str, str]] = set()  # (where, error) already logged
         self.on_publish, self.store, self.instruments = on_publish, store, instruments
@@ -149,6 +152,7 @@ class Scheduler:
             shard=self.shard,
             on_progress=self._dirty.set,
             anomalies=self.anomalies,
+            read_window=self.read_window,
         )
 
     def _sender_for(self, poller: AccountPoller) -> SenderPoller | None:
@@ -195,13 +199,23 @@ class Scheduler:
             for poller in self.accounts:
                 with poller.lock:
                     status = poller.status
-                statuses.append(replace(status, revisions_held=poller.revisions_held()))
+                revisions, resets, changes, complete = poller.held_facts()
+                statuses.append(
+                    replace(
+                        status,
+                        revisions_held=revisions,
+                        read_window_resets=resets,
+                        settled_changes=changes,
+                        reads_complete_since=complete,
+                    )
+                )
             self._generation += 1
             snap = Snapshot(
                 generation=self._generation,
                 created=self.clock(),
                 accounts=tuple(statuses),
                 anomalies=self.anomalies.recent(),
+                settled_changes=self.read_window.recent(),
                 series=(
                     self._snapshot.series if reuse else tuple(itertools.chain.from_iterable(parts))
                 ),

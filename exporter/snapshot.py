@@ -55,6 +55,9 @@ class AccountStatus:
     shape: str = "per-bucket"
     revisions_held: int = 0  # downward revisions held so far
     templates_discovered: tuple[tuple[str, int], ...] = ()  # (space, count)
+    read_window_resets: int = 0  # buckets whose read-window reset was held
+    settled_changes: int = 0  # settled days the API answered differently when re-read
+    reads_complete_since: float | None = None  # unix seconds; None before any unit is read
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,24 @@ class AnomalyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SettledChangeRecord:
+    """A settled day the API answered differently when re-read, as the status page shows it;
+    counts are (sent, delivered, read, clicks)."""
+
+    account: str
+    space: str
+    template: str
+    language: str
+    day: float  # unix seconds: the bucket's start
+    folded_age_s: float  # its age when it was settled
+    age_s: float  # its age when it was read again
+    before: tuple[int, int, int, int]
+    after: tuple[int, int, int, int]
+    lookback_days: int  # the shortest lookback that would have caught it
+    at: float  # unix seconds, when it was seen
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a scrape or a page view needs, frozen."""
 
@@ -83,6 +104,7 @@ class Snapshot:
     # `series` per account, in the same order (their concatenation is `series`); empty: one part
     parts: tuple[tuple[TemplateSeries, ...], ...] = ()
     anomalies: tuple[AnomalyRecord, ...] = ()  # recent answers not applied, newest first
+    settled_changes: tuple[SettledChangeRecord, ...] = ()  # recent, newest first
     senders: tuple[SenderStatus, ...] = ()  # accounts with sender_health, in config order
 
     @property
