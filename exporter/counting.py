@@ -227,7 +227,8 @@ class Counting:
         # that sums the range into one row then shows it at once. Rows before a unit's settled
         # boundary are ignored by its state, so the longer range costs nothing.
         # A settled day due for its re-check starts the read earlier: no extra call.
-        due = [c.start_ms for s in open_states for c in s.checks_due(now_ms)]
+        with self.store.lock:
+            due = [c.start_ms for s in open_states for c in s.checks_due(now_ms)]
         start = min(
             min(s.settled_until_ms for s in open_states),
             floor_to(now_ms, self.bucket_ms) - 2 * self.bucket_ms,
