@@ -154,11 +154,13 @@ def test_a_stateless_restart_past_the_window_says_what_it_cannot_vouch_for(
     poll = {"interval": "5m", "counters_since": since, "timeout": "5s"}
     complete: dict[str, float] = {}
     scraped: dict[str, Series] = {}
+    pages: dict[str, str] = {}
     with captured_logs() as logs:
         for name, sim in (("reset", resetting), ("kept", twin)):
             with PolledExporter(parsed(Account(sim.url), poll=poll)) as exporter:
                 exporter.poll()
                 scraped[name] = exporter.scrape()
+                pages[name] = exporter.get("/").text
             complete[name] = account_value(
                 scraped[name], "cams_read_counters_complete_since_timestamp_seconds"
             )
@@ -177,6 +179,7 @@ def test_a_stateless_restart_past_the_window_says_what_it_cannot_vouch_for(
     assert "level=warn" in lines[0] and "state.path" in lines[0]
     when = dt.datetime.fromtimestamp(complete["reset"], dt.UTC).strftime("%Y-%m-%d")
     assert when in lines[0]
+    assert "Reads complete since" in pages["reset"] and f"{when}T00:00:00Z" in pages["reset"]
 
 
 def test_the_aggregate_shape_reads_older_days_of_the_window_once_an_hour(
