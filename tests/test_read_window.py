@@ -14,7 +14,6 @@ simulators whose reads and clicks arrive over a week (and, with the reset, answe
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,25 +151,26 @@ def test_a_stateless_restart_past_the_window_says_what_it_cannot_vouch_for(
     resetting, twin = make_sim(read_reset=True), make_sim()
     since, origin_ms = days_back(10)
     poll = {"interval": "5m", "counters_since": since, "timeout": "5s"}
+    world = DayByDay(resetting, twin, parsed(Account(resetting.url), poll=poll))  # clocks stopped
     complete: dict[str, float] = {}
     scraped: dict[str, Series] = {}
     pages: dict[str, str] = {}
     with captured_logs() as logs:
         for name, sim in (("reset", resetting), ("kept", twin)):
-            with PolledExporter(parsed(Account(sim.url), poll=poll)) as exporter:
+            with PolledExporter(parsed(Account(sim.url), poll=poll), clock=world.clock) as exporter:
                 exporter.poll()
                 scraped[name] = exporter.scrape()
                 pages[name] = exporter.get("/").text
             complete[name] = account_value(
                 scraped[name], "cams_read_counters_complete_since_timestamp_seconds"
             )
-    world = DayByDay(resetting, twin, parsed(Account(resetting.url), poll=poll))
     truth = world.truth(origin_ms)
+    world.reset_clocks()
     ours, want = totals(scraped["reset"], truth)
     assert ours.sent == want.sent and ours.delivered == want.delivered
     assert ours.read < want.read, "the reset days' reads should be missing"
     # Days 8 days old and older answered no reads: complete from the end of the newest of them.
-    newest_reset_day = day_floor(int(time.time() * 1000)) - 8 * DAY_MS
+    newest_reset_day = day_floor(int(world.clock() * 1000)) - 8 * DAY_MS
     assert complete["reset"] == (newest_reset_day + DAY_MS) / 1000
     assert complete["kept"] == origin_ms / 1000
     assert unit_problems(scraped["kept"], truth) == []
@@ -186,12 +186,12 @@ def test_the_aggregate_shape_reads_older_days_of_the_window_once_an_hour(
     make_sim: SimFactory,
 ) -> None:
     sim = make_sim(shape="aggregate")
-    now = time.time()
-    # Start at the next noon UTC: an hour of polls does not cross midnight (when every day's
-    # reads step up, which a day read hourly would show up to an hour late).
-    noon = (now // 86400) * 86400 + 12 * HOUR_S
     poll = {"interval": "5m", "discovery_interval": "6h"}  # no read-mode check in the hour
     world = DayByDay(sim, sim, parsed(Account(sim.url), poll=poll))
+    # Start at the next noon UTC: an hour of polls does not cross midnight (when every day's
+    # reads step up, which a day read hourly would show up to an hour late).
+    now = world.clock()
+    noon = (now // 86400) * 86400 + 12 * HOUR_S
     world.move(((noon if noon > now else noon + 86400) - now) / 86400)
     sim.set_variants("language-required")  # one call per unit and day
     units = len(sim.templates())

@@ -11,7 +11,9 @@ Meta's 7-day read window.
 
 The truth is what the official SDK reads from the *twin* simulator (same data, same clock,
 no reset): the most the API ever showed of each day. Both simulators' clocks and the
-exporter's move together; the SDK signs with the moved clock too (`sdk_clock`).
+exporter's move together, and stand still in between (live data grows by the second, so a
+scrape and the SDK's sums taken a moment later would differ); the SDK signs with the moved
+clock too (`sdk_clock`).
 """
 
 from __future__ import annotations
@@ -48,16 +50,21 @@ class DayByDay:
     config: Config
     offset_s: float = 0.0
     days: list[Day] = field(default_factory=list)
+    started_s: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.move(0)
 
     def clock(self) -> float:
-        """The exporter's clock: the wall clock moved on with the simulators'."""
-        return time.time() + self.offset_s
+        """The exporter's clock: the moment every clock stands at."""
+        return self.started_s + self.offset_s
 
     def move(self, days: float) -> None:
-        """Move every clock on by `days`."""
+        """Move every clock on by `days` (and stop them there)."""
         self.offset_s += days * DAY_S
         for sim in {id(self.sim): self.sim, id(self.twin): self.twin}.values():
             sim.set_clock_offset(self.offset_s)
+            sim.stop_clock(self.clock())
 
     def run_day(
         self,
@@ -82,7 +89,7 @@ class DayByDay:
         (or of `sim`)."""
         source = sim or self.twin
         now_ms = int(self.clock() * 1000)
-        with sdk_clock(self.offset_s):
+        with sdk_clock(self.clock() - time.time()):
             sdk = sdk_client(source)
             return {
                 (t.code, t.language): sdk_sum(sdk, t.code, t.language, origin_ms, now_ms)
@@ -90,9 +97,11 @@ class DayByDay:
             }
 
     def reset_clocks(self) -> None:
-        """The simulators back on the wall clock (when a test ends)."""
+        """The simulators back on the running wall clock (when a test ends)."""
         self.offset_s = 0.0
-        self.move(0)
+        for sim in (self.sim, self.twin):
+            sim.set_clock_offset(0)
+            sim.stop_clock(None)
 
 
 def totals(series: Series, truth: dict[tuple[str, str], Truth]) -> tuple[Truth, Truth]:
