@@ -62,7 +62,7 @@ HOUR_MS = 3_600_000
 # A settled day is read again this long after it was folded, plus up to CHECK_SPREAD_MS (a
 # fixed share per unit and day, so that an account's checks do not all fall in one cycle).
 CHECK_AFTER_MS = DAY_MS
-CHECK_SPREAD_MS = 12 * HOUR_MS
+CHECK_SPREAD_MS = 6 * HOUR_MS
 # Aggregate shape: days younger than this are read every poll, older days of the lookback
 # window once per OLDER_DAYS_EVERY_MS.
 EVERY_POLL_MS = 2 * DAY_MS

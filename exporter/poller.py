@@ -304,9 +304,12 @@ class AccountPoller:
     def held_facts(self) -> tuple[int, int, int, float | None]:
         """Over this account's units: (downward revisions held, read-window resets held,
         settled days that changed when re-read, the time from which every read and click
-        counter is complete in unix seconds, None before any unit has a state)."""
+        counter holds all the API showed in unix seconds, None before any unit has a state).
+        That time is the earliest origin, or the latest end of a day that may have been reset
+        before it was first read (a unit whose origin is later holds all from its origin)."""
         revisions = resets = changes = 0
-        complete: int | None = None
+        origin: int | None = None
+        incomplete = 0
         with self.store.lock:
             for key, state in self.store.units.items():
                 if key.account != self.account.name:
@@ -314,9 +317,10 @@ class AccountPoller:
                 revisions += state.revisions_held
                 resets += state.read_resets_held
                 changes += state.settled_changes
-                since = state.reads_complete_since_ms
-                complete = since if complete is None else max(complete, since)
-        return revisions, resets, changes, None if complete is None else complete / 1000
+                origin = state.origin_ms if origin is None else min(origin, state.origin_ms)
+                incomplete = max(incomplete, state.reads_incomplete_until_ms or 0)
+        complete = None if origin is None else max(origin, incomplete) / 1000
+        return revisions, resets, changes, complete
 
     def _note_incomplete_reads(self) -> None:
         """Say once (per account and process) when units hold read and click counters that
