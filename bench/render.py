@@ -48,6 +48,9 @@ class _Account:
     mode: str = "per-language"
     discovered: list[tuple[str, int]] = field(default_factory=list)
     revisions: int = 0
+    resets: int = 0
+    changes: int = 0
+    complete_since: float | None = None
     shape: str = "per-bucket"
 
 
@@ -97,6 +100,12 @@ def snapshot_from_exposition(text: str) -> Snapshot:
                 account(labels).discovered.append((labels["space"], int(value)))
             elif name == "cams_downward_revisions_held_total":
                 account(labels).revisions = int(value)
+            elif name == "cams_read_window_resets_total":
+                account(labels).resets = int(value)
+            elif name == "cams_settled_bucket_changes_total":
+                account(labels).changes = int(value)
+            elif name == "cams_read_counters_complete_since_timestamp_seconds":
+                account(labels).complete_since = value
             elif name == "cams_metric_shape_info":
                 account(labels).shape = labels["shape"]
     series = tuple(
@@ -127,6 +136,9 @@ def snapshot_from_exposition(text: str) -> Snapshot:
             shape=a.shape,
             revisions_held=a.revisions,
             templates_discovered=tuple(a.discovered),
+            read_window_resets=a.resets,
+            settled_changes=a.changes,
+            reads_complete_since=a.complete_since,
         )
         for name, a in accounts.items()
     )

@@ -262,7 +262,9 @@ class CamsApi:
             if static
             else int(self._clock.now() * 1000)
         )
-        return Horizon(now_ms=now_ms, first_day=first_day, static=static)
+        return Horizon(
+            now_ms=now_ms, first_day=first_day, static=static, read_reset=self._options.read_reset
+        )
 
 
 def _summed_languages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -152,6 +152,12 @@ def _build_parser() -> _Parser:
         kind = _arg_type(parse, check, expected)
         parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
     parser.add_argument("--static", action="store_true", help="freeze the data: same answers")
+    parser.add_argument(
+        "--read-reset",
+        action="store_true",
+        help="reads and clicks of a day answer 0 from day +8 on (the end of Meta's 7-day read "
+        "window), sent and delivered stay",
+    )
     parser.add_argument("--access-key-id", default="demo", metavar="ID", help="key id (demo)")
     parser.add_argument(
         "--access-key-secret", default="demo-secret", metavar="SECRET", help="its secret"
@@ -185,6 +191,7 @@ def _parse_args(argv: Sequence[str]) -> tuple[SimulatorOptions, str, int]:
             number_metric_qps_limit=args.phone_metric_qps_limit,
             health_qps_limit=args.health_qps_limit,
             variants=args.variant,
+            read_reset=args.read_reset,
         )
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         len(options.languages),
         options.phone_numbers,
         options.shape,
-        "static" if options.static else "live",
+        ("static" if options.static else "live") + (", read reset" if options.read_reset else ""),
         options.access_key_id,
     )
     try:

@@ -4,10 +4,16 @@
 - For each unit and day `d` the final counts sent >= delivered >= read and clicks per button
   (<= read) come from a BLAKE2b hash of (seed, code, language, d); about 20% of days are silent.
   Nothing is precomputed per day, so thousands of templates cost nothing until asked for.
-- Live mode: at time t a day's counts grow linearly from the day's start, sent over 1 day,
-  delivered over 1.5 days, read and clicks over 3 days, so they never decrease and the ordering
-  holds at every moment. `static` mode gives every day up to the anchor day its final counts
-  (the anchor day counts as complete, so all 48 of its half hours are served).
+- Live mode: at time t a day's counts grow from the day's start, sent linearly over 1 day,
+  delivered linearly over 1.5 days, reads and clicks over a week as Meta documents its read
+  window (`READ_ARRIVAL`): linearly to 55% of the final count by the end of the day, then 75%,
+  85%, 90%, 94%, 97%, 99% and 100% during days +1 to +7 (a step at each midnight), so they never
+  decrease and the ordering holds at every moment. `static` mode gives every day up to the
+  anchor day its final counts (the anchor day counts as complete, so all 48 of its half hours
+  are served).
+- `read_reset` plays the end of Meta's window: from day +8 on (8 days after the day's start)
+  a day's reads and clicks answer 0 while its sent and delivered stay; in static mode too,
+  counted from the end of the anchor day.
 - Days before `anchor - history` are silent.
 - `HALF_HOUR` splits each day into 48 buckets that sum exactly to the day's counts; a day's units
   are laid out evenly over its buckets in order, so buckets only grow and future ones stay empty.
@@ -26,7 +32,11 @@ from exporter.cams.model import DAY_MS, HALF_HOUR_MS
 UTC8_MS: Final = 8 * 3_600_000
 _BUCKETS_PER_DAY: Final = DAY_MS // HALF_HOUR_MS
 _DELIVERY_MS: Final = DAY_MS * 3 // 2
-_READ_MS: Final = 3 * DAY_MS
+# Percent of a day's final reads and clicks the API shows during day +k (k = 0..7): Meta's
+# 7-day read window as the issue measured it (day 0 grows linearly up to its 55%).
+READ_ARRIVAL: Final = (55, 75, 85, 90, 94, 97, 99, 100)
+# From this age on a day's reads and clicks answer 0 when `read_reset` is on.
+READ_RESET_AGE_MS: Final = len(READ_ARRIVAL) * DAY_MS
 _ZERO_DAY_SHARE: Final = 0.2
 _MARKETING_WORDS: Final = (
     ("promo", "offer", "flash", "vip", "loyalty", "seasonal", "weekend", "launch"),
@@ -135,6 +145,19 @@ def _grow(final: int, age_ms: int, period_ms: int) -> int:
     return final * age_ms // period_ms
 
 
+def _arrived(final: int, age_ms: int) -> int:
+    """Reads (or clicks) of a day `age_ms` after its start, of `final` in all: day 0 grows
+    linearly to READ_ARRIVAL[0] percent, day +k shows READ_ARRIVAL[k] percent (exact integers)."""
+    if age_ms <= 0:
+        return 0
+    if age_ms < DAY_MS:
+        return final * READ_ARRIVAL[0] * age_ms // (100 * DAY_MS)
+    day = age_ms // DAY_MS
+    if day >= len(READ_ARRIVAL):
+        return final
+    return final * READ_ARRIVAL[day] // 100
+
+
 def _split(final: int, current: int, k: int) -> int:
     """Units of a day (final total, current total) that fall into its half-hour bucket k."""
     low = -(-k * final // _BUCKETS_PER_DAY)
@@ -145,11 +168,13 @@ def _split(final: int, current: int, k: int) -> int:
 @dataclass(frozen=True, slots=True)
 class Horizon:
     """How far a simulator's counts reach: buckets begun by `now_ms`, from day `first_day` on
-    (earlier days are silent); `static`: each day's counts are final at once."""
+    (earlier days are silent); `static`: each day's counts are final at once; `read_reset`:
+    reads and clicks of days READ_RESET_AGE_MS old at `now_ms` answer 0."""
 
     now_ms: int
     first_day: int
     static: bool
+    read_reset: bool = False
 
 
 class DataModel:
@@ -182,13 +207,17 @@ class DataModel:
     @staticmethod
     def at_age(final: Counts, age_ms: int) -> Counts:
         """Counts of a day `age_ms` after its start (live mode)."""
-        read_share = tuple(_grow(c, age_ms, _READ_MS) for c in final.clicks)
         return Counts(
             _grow(final.sent, age_ms, DAY_MS),
             _grow(final.delivered, age_ms, _DELIVERY_MS),
-            _grow(final.read, age_ms, _READ_MS),
-            read_share,
+            _arrived(final.read, age_ms),
+            tuple(_arrived(c, age_ms) for c in final.clicks),
         )
+
+    @staticmethod
+    def reset(counts: Counts) -> Counts:
+        """The counts once the read window has passed: reads and clicks 0, the rest kept."""
+        return Counts(counts.sent, counts.delivered, 0, (0,) * len(counts.clicks))
 
     @staticmethod
     def half_hour(final: Counts, current: Counts, k: int) -> Counts:
@@ -224,7 +253,10 @@ class DataModel:
                     days[day] = (zero, zero)
                 else:
                     final = self.final(template, language, day)
-                    current = final if static else self.at_age(final, now_ms - self.day_start(day))
+                    age = now_ms - self.day_start(day)
+                    current = final if static else self.at_age(final, age)
+                    if horizon.read_reset and age >= READ_RESET_AGE_MS:
+                        current = self.reset(current)
                     days[day] = (final, current)
             return days[day]
 

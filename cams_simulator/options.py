@@ -124,6 +124,7 @@ class SimulatorOptions:
     number_metric_qps_limit: float = 50  # GetChatappPhoneNumberMetric requests per second
     health_qps_limit: float = 5  # GetWhatsappHealthStatus requests per second
     variants: str = ""  # answer variants, e.g. "page-cap,utc8-flip=0.5" (simulator.variants)
+    read_reset: bool = False  # reads and clicks of days past the 7-day read window answer 0
 
     def __post_init__(self) -> None:
         problems = []

@@ -207,6 +207,13 @@ class Simulator:
             raise ValueError("clock offset must be a finite number of seconds")
         self._clock.set_offset(seconds)
 
+    def stop_clock(self, moment: float | None) -> None:
+        """Stop the simulator's 'now' at `moment` (unix seconds; None lets it run again), so
+        that a test compares live data at one instant (the anchor still follows the offset)."""
+        if moment is not None and not math.isfinite(moment):
+            raise ValueError("clock moment must be a finite number of seconds")
+        self._clock.stop_at(moment)
+
     # -- connections (used by the handler) ---------------------------------------------------
 
     def track(self, connection: socket.socket, add: bool) -> None:

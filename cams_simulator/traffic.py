@@ -20,20 +20,27 @@ _ARRIVAL_LOG_CAP: Final = 1_000_000
 
 
 class Clock:
-    """Wall clock plus an adjustable offset; the anchor is the creation time plus the offset."""
+    """Wall clock plus an adjustable offset, or stopped at a moment; the anchor is the creation
+    time plus the offset."""
 
     def __init__(self) -> None:
         self._created = time.time()
         self._offset = 0.0
+        self._stopped: float | None = None
         self._lock = threading.Lock()
 
     def set_offset(self, seconds: float) -> None:
         with self._lock:
             self._offset = float(seconds)
 
+    def stop_at(self, moment: float | None) -> None:
+        """Stop 'now' at `moment` (unix seconds), or let it run again with the offset (None)."""
+        with self._lock:
+            self._stopped = None if moment is None else float(moment)
+
     def now(self) -> float:
         with self._lock:
-            return time.time() + self._offset
+            return self._stopped if self._stopped is not None else time.time() + self._offset
 
     def anchor(self) -> float:
         with self._lock:

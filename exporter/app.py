@@ -32,7 +32,9 @@ from exporter.cams.instruments import Instruments
 from exporter.cams.ratelimit import RateLimiter
 from exporter.cams.retry import RetryPolicy
 from exporter.config import Account, Config, ConfigError, default_credentials_provider, load_config
+from exporter.config.sections import config_warnings
 from exporter.counting.anomalies import AnomalyLog
+from exporter.counting.readwindow import ReadWindowLog
 from exporter.counting.state import CounterStore
 from exporter.publish.exposition import Exposition
 from exporter.publish.memory import GcPauses, GcPolicy
@@ -169,12 +171,15 @@ class Exporter:
         self.clock = clock
         self.instruments = Instruments()
         self.anomalies = AnomalyLog(self.instruments, clock)
+        self.read_window = ReadWindowLog(clock)  # one per process: it outlives reloads
         self.gc = GcPolicy()  # one per process: it outlives reloads
         self.gc.tune()
         self.limiters = LimiterRegistry()
         self.gc_pauses = GcPauses()
         self.gc_pauses.install()
         self._process = ProcessMetrics(self.gc_pauses)
+        for caution in config_warnings(config):
+            log.warning("config: %s", caution)
         self.store = CounterStore()
         if config.state.path:
             self.store, warning = CounterStore.load(config.state.path)
@@ -218,6 +223,7 @@ class Exporter:
             shard=self.shard,
             clock=self.clock,
             anomalies=self.anomalies,
+            read_window=self.read_window,
             gc_policy=self.gc,
             stops=stops,
         )
@@ -279,6 +285,9 @@ class Exporter:
             log.error("reload refused, keeping the running config: %s", message)
             return False, message
         restarted = self.scheduler.reconfigure(config, clients, stops)
+        if not same_poll:
+            for caution in config_warnings(config):
+                log.warning("config: %s", caution)
         self.config = config
         kept = len(config.accounts) - len(restarted)
         log.info(

@@ -50,6 +50,7 @@ SLOWEST = (  # by their time in a six-worker run on two cores, 53-69 s for the f
     "test_docker.py",
     "test_reload_storm.py",
     "test_probe.py",
+    "test_read_window.py",
     "test_exporter.py",
     "test_bench_smoke.py",
     "test_number_counters.py",

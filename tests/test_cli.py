@@ -140,6 +140,33 @@ def test_check_config_names_every_bad_key_and_hides_secrets(tmp_path: Path) -> N
     assert "accounts[0].credentials.access_key_secret" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("poll", "warned"),
+    [
+        ({"lookback": "3d"}, True),
+        ({"lookback": "7d", "granularity": "DAILY"}, True),
+        ({"lookback": "8d"}, False),
+        ({}, False),  # the default covers the read window
+        ({"lookback": "3d", "granularity": "HALF_HOUR"}, False),
+    ],
+)
+def test_check_config_warns_once_when_the_lookback_misses_the_read_window(
+    tmp_path: Path, poll: dict[str, str], warned: bool
+) -> None:
+    account = Account("http://127.0.0.1:1", key_id="demo", secret="demo-secret")
+    config = kit_write_config(tmp_path / "cams.yml", account, poll=poll or None)
+    result = run("check-config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("config OK")
+    lines = result.stderr.strip().splitlines()
+    if warned:
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("warning: poll.lookback: ")
+        assert "8d" in lines[0] and "read" in lines[0]
+    else:
+        assert lines == []
+
+
 def test_check_config_and_a_bad_config_import_neither_the_server_nor_the_pollers(
     tmp_path: Path,
 ) -> None:

@@ -95,7 +95,7 @@ def test_example_parses_with_the_documented_environment() -> None:
     assert config.poll == PollConfig(
         interval_s=300.0,
         granularity="DAILY",
-        lookback_s=3 * 86400.0,
+        lookback_s=8 * 86400.0,
         max_range_s=30 * 86400.0,
         counters_since=dt.date(2026, 1, 1),
         discovery_interval_s=3600.0,
@@ -158,7 +158,7 @@ def test_defaults() -> None:
     assert config.poll == PollConfig()
     assert config.poll.interval_s == 300
     assert config.poll.granularity == "DAILY"
-    assert config.poll.lookback_s == 3 * 86400
+    assert config.poll.lookback_s == 8 * 86400
     assert config.poll.max_range_s == 30 * 86400
     assert config.poll.counters_since is None
     assert config.poll.discovery_interval_s == 3600
@@ -638,7 +638,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "default-lookback-over-max_range",
         _set_poll(max_range="1d"),
-        "poll.lookback: must not exceed poll.max_range (1d), got 3d (the default)",
+        "poll.lookback: must not exceed poll.max_range (1d), got 8d (the default)",
     ),
     (
         "max_range-zero",

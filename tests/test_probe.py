@@ -16,6 +16,8 @@ import pytest
 from cams_simulator import Simulator, SimulatorOptions
 from exporter.probe.questions import MAX_CALLS
 from exporter.probe.report import run_probe
+from exporter.probe.window import QUESTION as WINDOW
+from exporter.probe.window import read_window_finding
 from tests.kit.configs import Account
 from tests.kit.configs import write_config as kit_write_config
 from tests.kit.sim import running
@@ -104,6 +106,9 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("max-range", {"max_range_s": 7 * 86400.0}, "Longest Start..End accepted", "7d accepted"),
     ("history", {"history_s": 20 * 86400.0}, "How far back data goes", "none 30+ days back"),
+    ("read-window", {}, WINDOW, "reset after day +7: no: the 7 days 8 days old and older keep"),
+    ("read-reset", {"read_reset": True}, WINDOW, "reset after day +7: yes: the 7 days 8 days"),
+    ("read-reset-aggregate", {"shape": "aggregate", "read_reset": True}, WINDOW, "not measured"),
     (
         "throttle-429",
         {"variants": "throttle-429", "qps_limit": 2},
@@ -164,6 +169,54 @@ def test_recommended_settings_follow_the_findings(tmp_path: Path) -> None:
     recommended = answers(out)["_recommended"]
     assert recommended["max_range"] == "7d"
     assert recommended["granularity"].startswith("DAILY")
+
+
+def test_the_probe_measures_the_read_window_of_a_live_account(tmp_path: Path) -> None:
+    """Reads that arrive over a week and reset after it, as a live account shows them: the
+    reset is seen, and the recommended lookback covers the window."""
+    options = SimulatorOptions(
+        templates=4, languages=("en", "es", "pt_BR"), read_reset=True, access_key_secret=SECRET
+    )
+    with running(options) as sim:
+        code, out, err = probe(tmp_path, sim, "--json")
+    assert code == 0, err
+    found = answers(out)
+    assert found[WINDOW].startswith("reset after day +7: yes"), found[WINDOW]
+    assert found["_recommended"]["lookback"].startswith("8d (covers Meta's 7-day read")
+    assert "cams_read_window_resets_total" in found["_recommended"]["lookback"]
+
+
+def _meta_profile(share: float, reset: bool, noise: tuple[float, ...] = ()) -> dict[int, Any]:
+    """(delivered, read) by age for reads arriving like Meta's (55% on the day, 75..100% on days
+    +1..+7), a read share of `share` (times each age's `noise`), reset after day +7 or not."""
+    arrived = (55, 75, 85, 90, 94, 97, 99, 100)
+    profile = {}
+    for age in range(1, 15):
+        factor = noise[age - 1] if noise else 1.0
+        read = (
+            0 if reset and age >= 8 else int(10_000 * share * factor * arrived[min(age, 7)] / 100)
+        )
+        profile[age] = (10_000, read)
+    return profile
+
+
+def test_read_window_finding_names_the_reset_and_the_late_reads_when_days_agree() -> None:
+    kept = read_window_finding(_meta_profile(0.5, reset=False), units=6)
+    assert kept.data["reset"] is False
+    assert kept.data["late_reads_until_day"] == 4  # 94% on day +4: more than 3% short
+    assert "lacks more than 3% of its final reads on day +4" in kept.answer
+    reset = read_window_finding(_meta_profile(0.5, reset=True), units=6)
+    assert reset.data["reset"] is True and reset.answer.startswith("reset after day +7: yes")
+    assert reset.data["late_reads_until_day"] == 4  # against days +5..+7
+    assert kept.data["lookback_days"] == reset.data["lookback_days"] == 8
+    # Days that disagree by more than 5% among themselves: the late reads cannot be told.
+    noise = (1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.3, 0.7, 1.2, 0.9, 1.1, 1.0, 0.8, 1.2)
+    noisy = read_window_finding(_meta_profile(0.5, reset=False, noise=noise), units=6)
+    assert noisy.data["late_reads_until_day"] is None
+    assert "cannot tell from one run" in noisy.answer and noisy.data["reset"] is False
+    # Nothing delivered for a week: nothing to say about a reset.
+    empty = read_window_finding({}, units=0)
+    assert empty.data["reset"] is None and "unknown" in empty.answer
 
 
 def test_the_text_report_redacted_shows_no_template_code_or_secret(tmp_path: Path) -> None:

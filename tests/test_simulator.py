@@ -595,6 +595,88 @@ def test_live_values_never_decrease(make_sim: SimFactory) -> None:
         assert len(previous) == 2 * 6
 
 
+# Percent of a day's final reads and clicks shown during day +k (issue 24: Meta's 7-day read
+# window as measured), the spec the simulator plays.
+READ_SHARES = (55, 75, 85, 90, 94, 97, 99, 100)
+
+
+def _day_rows(sim: Simulator, code: str, day_start: int, at_ms: int) -> dict[str, dict[str, Any]]:
+    """The rows of one day by language, asked with the simulator's clock at `at_ms`."""
+    offset_s = (at_ms - now_ms()) / 1000
+    sim.set_clock_offset(offset_s)
+    params = {"TemplateCode": code, "Start": day_start, "End": day_start + DAY_MS}
+    response = call(sim, METRIC, params, offset_s=offset_s)
+    assert response.status_code == 200, response.text
+    return {row["Language"]: row for row in response.json()["Data"]}
+
+
+@pytest.mark.parametrize("read_reset", [False, True], ids=["kept", "reset"])
+def test_reads_and_clicks_arrive_over_a_week_then_may_reset(
+    make_sim: SimFactory, read_reset: bool
+) -> None:
+    final_sim = make_sim(static=True, qps_limit=1000)
+    sim = make_sim(qps_limit=1000, read_reset=read_reset)
+    day = day_floor(now_ms()) - 2 * DAY_MS
+    checked = 0
+    for template in sim.templates()[:8:2]:
+        finals = _day_rows(final_sim, template.code, day, now_ms())
+        # Day 0 grows linearly up to 55%; the ordering holds at every moment.
+        for fraction in (0.1, 0.5, 0.99):
+            at = day + int(fraction * DAY_MS)
+            for language, row in _day_rows(sim, template.code, day, at).items():
+                _check_order(row)
+                assert row["ReadCount"] <= finals[language]["ReadCount"] * 55 // 100
+        for age_days in range(1, 11):
+            at = day + age_days * DAY_MS + 3_600_000  # an hour into day +k
+            for language, row in _day_rows(sim, template.code, day, at).items():
+                _check_order(row)
+                final = finals[language]
+                assert row["SentCount"] == final["SentCount"], (age_days, language)
+                if age_days >= 2:  # deliveries take a day and a half
+                    assert row["DeliveredCount"] == final["DeliveredCount"], (age_days, language)
+                share = READ_SHARES[min(age_days, 7)]
+                reset = read_reset and age_days >= 8
+                want_read = 0 if reset else final["ReadCount"] * share // 100
+                assert row["ReadCount"] == want_read, (age_days, language)
+                want_clicks = [0 if reset else c["Count"] * share // 100 for c in final["Cliented"]]
+                assert [c["Count"] for c in row["Cliented"]] == want_clicks, (age_days, language)
+                checked += bool(final["ReadCount"])
+    sim.set_clock_offset(0)
+    assert checked >= 20, "too few days with reads to tell"
+
+
+def test_static_read_reset_answers_zero_reads_past_the_window_only(make_sim: SimFactory) -> None:
+    kept = make_sim(static=True, qps_limit=1000)
+    reset = make_sim(static=True, qps_limit=1000, read_reset=True)
+    end = day_floor(now_ms()) + DAY_MS
+    start = end - 12 * DAY_MS
+    seen_reset = 0
+    for template in kept.templates()[:6]:
+        kept_rows = _by_bucket(metrics(kept, template.code, start, end))
+        reset_rows = _by_bucket(metrics(reset, template.code, start, end))
+        assert reset_rows == _by_bucket(metrics(reset, template.code, start, end))  # frozen
+        assert kept_rows.keys() == reset_rows.keys()
+        for key, row in kept_rows.items():
+            other = reset_rows[key]
+            assert (other["SentCount"], other["DeliveredCount"]) == (
+                row["SentCount"],
+                row["DeliveredCount"],
+            )
+            if key[1] < end - 8 * DAY_MS:  # day +8 or older at the end of the anchor day
+                assert other["ReadCount"] == 0 and all(c["Count"] == 0 for c in other["Cliented"])
+                seen_reset += row["ReadCount"] > 0
+            else:
+                assert other == row
+    assert seen_reset > 0
+
+
+def test_cli_read_reset_flag() -> None:
+    from cams_simulator.cli import _parse_args
+
+    assert _parse_args(["--read-reset"])[0].read_reset is True
+    assert _parse_args([])[0].read_reset is False
+
+
 def test_live_today_grows_and_future_is_absent(make_sim: SimFactory) -> None:
     sim = make_sim(qps_limit=1000)
     now = now_ms()

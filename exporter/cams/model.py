@@ -11,6 +11,23 @@ from typing import NamedTuple
 DAY_MS = 86_400_000
 HALF_HOUR_MS = 1_800_000
 
+READ_WINDOW_MS = 7 * DAY_MS
+"""Meta's read and click window. WhatsApp template analytics, which GetChatappTemplateMetric
+relays field for field, documents: "Read and click event data ... is only available for up to 7
+days from the date the message is sent. After this 7-day window, the corresponding read/click
+counts reset to zero and no further updates are recorded." (developers.facebook.com, WhatsApp
+Business Management API, template analytics; copy of Apr 20, 2026 in the team's API notes.)
+So a day's ReadCount and Cliented keep growing for up to a week after the day and may then
+fall to 0 while SentCount and DeliveredCount stay. A bucket is *past the read window* when its
+start is more than READ_WINDOW_MS before now (`past_read_window`)."""
+
+
+def past_read_window(start_ms: int, now_ms: int) -> bool:
+    """Whether a bucket starting at `start_ms` is past Meta's read window at `now_ms`: its reads
+    and clicks are final, and the API may answer them as 0 from now on."""
+    return start_ms < now_ms - READ_WINDOW_MS
+
+
 # Cliented.Type values as the API spells them (the docs and SDK misspell quick reply; the doc
 # example spells it right) mapped to the `button_type` label value we expose.
 BUTTON_TYPES: dict[str, str] = {

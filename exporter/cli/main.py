@@ -25,6 +25,7 @@ from exporter import build_info
 from exporter.cli.logs import LEVELS, setup_logging
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.config.loader import load_or_report
+from exporter.config.sections import config_warnings
 from exporter.templates.sharding import Shard
 from exporter.web.listen import DEFAULT_MAX_CONNECTIONS
 
@@ -41,7 +42,7 @@ log = logging.getLogger("cams_exporter")
 DEMO_CONFIG = """
 poll:
   interval: 15s
-  lookback: 3d
+  lookback: 8d
   discovery_interval: 5m
 accounts:
   - name: demo
@@ -182,6 +183,8 @@ def check_config_main(
         return 2
     spaces = sum(len(account.spaces) for account in config.accounts)
     print(f"config OK: {len(config.accounts)} accounts, {spaces} spaces", file=out)
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=err)
     return 0
 
 

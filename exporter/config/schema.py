@@ -11,6 +11,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+READ_WINDOW_LOOKBACK_S = 8 * 86_400.0
+"""The shortest `poll.lookback` that re-reads a DAILY bucket until its reads are final: Meta's
+7-day read and click window after the day (`exporter.cams.model.READ_WINDOW_MS`), plus the day
+itself. The default lookback."""
+
+
 DEFAULT_REGION = "ap-southeast-1"
 DEFAULT_QPS = 40.0
 DEFAULT_LIST_QPS = 4.0
@@ -135,7 +141,7 @@ class PollConfig:
 
     interval_s: float = 300.0
     granularity: str = "DAILY"
-    lookback_s: float = 3 * 86400.0
+    lookback_s: float = READ_WINDOW_LOOKBACK_S  # covers Meta's 7-day read window
     max_range_s: float = 30 * 86400.0
     counters_since: dt.date | None = None
     discovery_interval_s: float = 3600.0

@@ -20,6 +20,7 @@ from exporter.config.schema import (
     DEFAULT_QPS,
     DEFAULT_REGION,
     GRANULARITIES,
+    READ_WINDOW_LOOKBACK_S,
     Account,
     Config,
     Filters,
@@ -88,6 +89,20 @@ def _normalize_endpoint(text: str) -> str | None:
     if port is not None and not 1 <= port <= 65535:
         return None
     return f"{scheme}://{parts.netloc}"
+
+
+def config_warnings(config: Config) -> tuple[str, ...]:
+    """What is valid but probably not meant, one `key: message` line each (`check-config`
+    prints them and exits 0; the exporter logs them at start)."""
+    warnings = []
+    poll = config.poll
+    if poll.granularity == "DAILY" and poll.lookback_s < READ_WINDOW_LOOKBACK_S:
+        warnings.append(
+            f"poll.lookback: {duration_text(poll.lookback_s)} is shorter than "
+            f"{duration_text(READ_WINDOW_LOOKBACK_S)}, which covers Meta's 7-day read and click "
+            "window: reads and clicks arriving later are never counted (docs/read-window.md)"
+        )
+    return tuple(warnings)
 
 
 class ConfigChecker(SenderHealthChecks):

@@ -8,7 +8,16 @@ Two strategies keep the counters exact whatever the API's answer looks like:
   bucket, keyed by its own Start (so UTC, UTC+8 or sparse buckets all work);
 - aggregate: if a unit's answer is one row spanning more than one bucket, the API sums the whole
   range into one row. The account switches (one log line, `cams_metric_shape_info`) to reading
-  each day of the lookback window separately, and runs of older days as sums.
+  each day of the lookback window separately, and runs of older days as sums. Each day costs
+  a call there, so only today and yesterday are read every poll; the older days of the window
+  (whose reads still trickle in for a week) once an hour, each unit at its own minute.
+
+Every day folded into the settled total after it was read live is read once more about a day
+later (`UnitState.checks`, at a time spread per unit): per-bucket, by starting the poll's one
+read earlier (no extra call); aggregate, by one read of that day. A day the API then answers
+differently (other than by Meta's read-window reset) is counted and logged once per account
+(`exporter.counting.readwindow`): the lookback is too short for the API. Falls of reads and
+clicks past the read window while sent and delivered stay are held and counted apart as resets.
 
 Every unit's rows are checked against the query (`answers.check_rows`) and against the unit's
 stored buckets before anything is applied; a unit whose rows fail keeps its last good counts
@@ -19,6 +28,7 @@ checked answer covered them; an empty answer settles nothing until a second one 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -32,7 +42,15 @@ from exporter.cams.errors import AnomalousAnswer
 from exporter.cams.model import DAY_MS, HALF_HOUR_MS, MetricRow, NumberKey, TemplateMeta, UnitKey
 from exporter.config import PollConfig
 from exporter.counting.checks import Query, check_against_buckets, check_rows
-from exporter.counting.state import CounterStore, Tally, UnitState
+from exporter.counting.readwindow import ReadWindowLog
+from exporter.counting.state import (
+    READ_WINDOW_RESET,
+    REVISION,
+    CounterStore,
+    SettledChange,
+    Tally,
+    UnitState,
+)
 
 log = logging.getLogger("cams_exporter.poller")
 
@@ -41,6 +59,23 @@ AGGREGATE = "aggregate"
 
 Fetch = Callable[[int, int], Sequence[MetricRow]]
 Read = tuple[int, int, int]  # (bucket start, bucket end, query end)
+
+HOUR_MS = 3_600_000
+# A settled day is read again this long after it was folded, plus up to CHECK_SPREAD_MS (a
+# fixed share per unit and day, so that an account's checks do not all fall in one cycle).
+CHECK_AFTER_MS = DAY_MS
+CHECK_SPREAD_MS = 6 * HOUR_MS
+# Aggregate shape: days younger than this are read every poll, older days of the lookback
+# window once per OLDER_DAYS_EVERY_MS.
+EVERY_POLL_MS = 2 * DAY_MS
+OLDER_DAYS_EVERY_MS = HOUR_MS
+
+
+def spread(key: object, salt: int, span_ms: int) -> int:
+    """A stable share of `span_ms` for a key (and a salt such as a day): the same in every
+    process, so that restarts keep each unit's minute."""
+    digest = hashlib.blake2b(f"{key!r}|{salt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % max(1, span_ms)
 
 
 def bucket_ms(granularity: str) -> int:
@@ -119,9 +154,11 @@ class Counting:
         table: MutableMapping[Any, UnitState] | None = None,
         shape_key: str | None = None,
         action: str = "GetChatappTemplateMetric",
+        read_window: ReadWindowLog | None = None,
     ) -> None:
         self.account, self.poll, self.store, self.clock = account, poll, store, clock
         self.action = action
+        self.read_window = read_window or ReadWindowLog(clock)
         self.bucket_ms = bucket_ms(poll.granularity)
         self._table: MutableMapping[Any, UnitState] = store.units if table is None else table
         self._shape_key = shape_key or account  # where the learned shape is stored
@@ -191,9 +228,13 @@ class Counting:
         # Always ask for at least two whole buckets plus today's, whatever the lookback: an API
         # that sums the range into one row then shows it at once. Rows before a unit's settled
         # boundary are ignored by its state, so the longer range costs nothing.
+        # A settled day due for its re-check starts the read earlier: no extra call.
+        with self.store.lock:
+            due = [c.start_ms for s in open_states for c in s.checks_due(now_ms)]
         start = min(
             min(s.settled_until_ms for s in open_states),
             floor_to(now_ms, self.bucket_ms) - 2 * self.bucket_ms,
+            *due,
         )
         query = Query(start, now_ms, self.bucket_ms)
         grouped = rows_by_unit(members, fetch(start, now_ms))
@@ -223,15 +264,23 @@ class Counting:
         boundary = floor_to(now_ms - self._lookback_ms(), self.bucket_ms)
         for key, kept_rows in checked.items():
             state = states[key]
+            found: dict[int, Tally] = {}
+            for row in kept_rows:
+                found.setdefault(row.start_ms, Tally()).add(Tally.of_rows((row,)))
             with self.store.lock:
-                revisions = state.put_rows(kept_rows)
+                changes = state.verify_settled(found, start, now_ms, now_ms)
+                falls = state.put_rows(kept_rows, now_ms=now_ms)
                 if kept_rows or state.empty_answer_at == state.settled_until_ms:
-                    state.fold(boundary)
+                    state.fold(boundary, now_ms=now_ms, check_at_ms=self._check_at(key, now_ms))
                     state.empty_answer_at = None
                 else:  # nothing at all: settle nothing until a second answer agrees
                     state.empty_answer_at = state.settled_until_ms
-            self._note_revisions(key, revisions, fields[key])
+            self._note_falls(key, falls, changes, fields[key])
         return failed
+
+    def _check_at(self, key: Key, now_ms: int) -> int:
+        """When days folded now are read again: a day later, at the unit's own time."""
+        return now_ms + CHECK_AFTER_MS + spread(key, now_ms // DAY_MS, CHECK_SPREAD_MS)
 
     def _switch_to_aggregate(self, row: MetricRow) -> None:
         """Called with the lock held: the API sums ranges, so read day by day from now on."""
@@ -251,18 +300,22 @@ class Counting:
 
     # -- aggregate -------------------------------------------------------------------------
 
-    def _aggregate_reads(self, state: UnitState, now_ms: int) -> list[Read]:
-        """Every read an aggregate poll of one unit makes: each day of the lookback window
-        alone, runs of unseen older days as sums of at most max_range."""
+    def _aggregate_reads(self, key: Key, state: UnitState, now_ms: int) -> list[Read]:
+        """Every read an aggregate poll of one unit makes: today and yesterday alone, each older
+        day of the lookback window alone when its hourly re-read is due (or it was never read),
+        runs of unseen older days as sums of at most max_range."""
         step = DAY_MS
         boundary = floor_to(now_ms - self._lookback_ms(), step)
         max_range = max(step, floor_to(int(self.poll.max_range_s * 1000), step))
+        recent = floor_to(now_ms, step) - EVERY_POLL_MS + step  # yesterday's start
+        phase = spread(key, 0, OLDER_DAYS_EVERY_MS)
         cursor = state.settled_until_ms  # day-aligned: origin and boundaries are midnights
         reads: list[Read] = []
         gap_start: int | None = None
         while cursor < now_ms:
             end = floor_to(cursor, step) + step
-            unseen_old = end <= boundary and cursor not in state.buckets
+            bucket = state.buckets.get(cursor)
+            unseen_old = end <= boundary and bucket is None
             if unseen_old:
                 if gap_start is None:
                     gap_start = cursor
@@ -273,7 +326,14 @@ class Counting:
                 if gap_start is not None:
                     reads.append((gap_start, cursor, cursor))
                     gap_start = None
-                reads.append((cursor, end, min(end, now_ms)))
+                hour_now = (now_ms - phase) // OLDER_DAYS_EVERY_MS
+                read_recently = (
+                    bucket is not None
+                    and cursor < recent
+                    and (bucket.read_ms - phase) // OLDER_DAYS_EVERY_MS == hour_now
+                )
+                if not read_recently:
+                    reads.append((cursor, end, min(end, now_ms)))
             cursor = end
         if gap_start is not None:
             reads.append((gap_start, cursor, min(cursor, now_ms)))
@@ -286,10 +346,17 @@ class Counting:
         # cost 48 calls a day for nothing. Each distinct read is made once for the group.
         now_ms = int(self.clock() * 1000)
         states = {m.key: self.unit_state(m, now_ms) for m in members}
-        plans = {key: self._aggregate_reads(state, now_ms) for key, state in states.items()}
+        plans = {key: self._aggregate_reads(key, state, now_ms) for key, state in states.items()}
+        with self.store.lock:  # a settled day due for its re-check: one read of that day
+            checks = {
+                key: [(c.start_ms, c.end_ms, min(c.end_ms, now_ms)) for c in s.checks_due(now_ms)]
+                for key, s in states.items()
+            }
         answers: dict[Read, dict[Key, list[MetricRow]]] = {}
         fields = {m.key: m.fields for m in members}
-        for read in sorted({r for plan in plans.values() for r in plan}):
+        wanted = {r for plan in plans.values() for r in plan}
+        wanted.update(r for due in checks.values() for r in due)
+        for read in sorted(wanted):
             answers[read] = rows_by_unit(members, fetch(read[0], read[2]))
         boundary = floor_to(now_ms - self._lookback_ms(), DAY_MS)
         failed: dict[Key, AnomalousAnswer] = {}
@@ -297,17 +364,27 @@ class Counting:
             state = states[key]
             try:
                 results = [self._aggregate_tally(read, answers[read][key], state) for read in plan]
+                rechecked = [
+                    (read, self._aggregate_tally(read, answers[read][key], state))
+                    for read in checks[key]
+                ]
             except AnomalousAnswer as anomaly:
                 failed[key] = anomaly
                 continue
-            revisions = 0
+            falls: list[str] = []
+            changes: list[SettledChange] = []
             with self.store.lock:
+                for (lower, upper, _), found in rechecked:
+                    if found is not None:
+                        changes += state.verify_settled({lower: found}, lower, upper, now_ms)
                 for (lower, upper, _), tally in zip(plan, results, strict=True):
-                    if tally is not None:
-                        revisions += state.put(lower, upper, tally)
+                    if tally is not None and (
+                        fall := state.put(lower, upper, tally, now_ms=now_ms)
+                    ):
+                        falls.append(fall)
                 if all(tally is not None for tally in results):
-                    state.fold(boundary)
-            self._note_revisions(key, revisions, fields[key])
+                    state.fold(boundary, now_ms=now_ms, check_at_ms=self._check_at(key, now_ms))
+            self._note_falls(key, falls, changes, fields[key])
         return failed
 
     def _aggregate_tally(self, read: Read, rows: list[MetricRow], state: UnitState) -> Tally | None:
@@ -321,6 +398,19 @@ class Counting:
                     return None
                 state.empty_reads.discard(lower)
         return Tally.of_rows(kept)
+
+    def _note_falls(
+        self,
+        key: Key,
+        falls: Sequence[str],
+        changes: Sequence[SettledChange],
+        fields: Mapping[str, str],
+    ) -> None:
+        """Log what one unit's poll held or found: revisions once per unit, resets and settled
+        changes once per account."""
+        self._note_revisions(key, falls.count(REVISION), fields)
+        self.read_window.resets(self.account, falls.count(READ_WINDOW_RESET))
+        self.read_window.changes(fields, changes, self.poll.lookback_s, self.bucket_ms)
 
     def _note_revisions(self, key: Key, revisions: int, fields: Mapping[str, str]) -> None:
         if revisions:

@@ -44,9 +44,18 @@ def recommend(findings: Sequence[Finding], poll: PollConfig) -> dict[str, str]:
     out = {
         "max_range": f"{min(longest, 90)}d" if longest else format_duration(poll.max_range_s),
         "granularity": "DAILY" + (" (HALF_HOUR also works)" if half else ""),
-        "lookback": "3d (late reads settle within about two days; a probe cannot see that)",
+        "lookback": _lookback(data.get("Read window (late reads and their reset)", {})),
     }
     reach = int(data.get("How far back data goes", {}).get("days", 0) or 0)
     if reach:
         out["counters_since"] = f"no earlier than {reach} days ago"
     return out
+
+
+def _lookback(window: Mapping[str, Any]) -> str:
+    """The lookback the read-window finding suggests (8d, Meta's window, when it says nothing)."""
+    days = int(window.get("lookback_days", 8) or 8)
+    why = "covers Meta's 7-day read and click window"
+    if window.get("reset"):
+        why += "; the reset after it is held and counted (cams_read_window_resets_total)"
+    return f"{days}d ({why})"

@@ -7,10 +7,11 @@ what it counts); what GetChatappTemplateMetric answers for three whole UTC days 
 day, one row per range, idle days left out), how its days are aligned (UTC, UTC+8, other),
 whether rows are clipped to the query, whether `Start`/`End` are milliseconds; whether
 `Language` may be omitted and what comes back then; whether `HALF_HOUR` works for templates;
-the longest range accepted and the error for a longer one; how far back data goes; and the
-throttling code and HTTP status seen, if any. Each finding says what the exporter does about
-it; the report (`exporter.probe.report`) ends with the settings it recommends. Nothing here
-writes anything or prints a secret.
+the longest range accepted and the error for a longer one; how far back data goes; how late
+the reads of a day still change and whether they reset after Meta's 7-day read window
+(`exporter.probe.window`); and the throttling code and HTTP status seen, if any. Each
+finding says what the exporter does about it; the report (`exporter.probe.report`) ends with
+the settings it recommends. Nothing here writes anything or prints a secret.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from exporter.cams.errors import CamsError, is_throttle_code
 from exporter.cams.model import DAY_MS, HALF_HOUR_MS, Template, UnitKey
 from exporter.config import Account, PollConfig, Space
 from exporter.probe.findings import AccountReport, Finding, recommend
+from exporter.probe.window import QUESTION as WINDOW_QUESTION
+from exporter.probe.window import measure_read_window
 from exporter.templates.discovery import Unit
 from exporter.templates.grouping import Grouping
 
-MAX_CALLS = 30
+MAX_CALLS = 33
+_WINDOW_TEMPLATES = 3  # templates whose last WINDOW_DAYS days are read for the read window
 _UTC8_MS = 8 * 3_600_000
 _RANGES_D = (30, 60, 90, 180, 365)
 _SHORT_RANGES_D = (7, 1)  # tried when 30 days are refused
@@ -89,6 +93,7 @@ class Prober:
         self._lock = threading.Lock()
         self.client = client_factory(self._observe)
         self.space: Space = account.spaces[0]
+        self._listed: list[Template] = []
 
     def _observe(self, event: RequestEvent) -> None:
         with self._lock:
@@ -130,6 +135,7 @@ class Prober:
         refused: str | None = None
         try:
             listing, templates = self._listing()
+            self._listed = list(templates)
             findings.append(listing)
             code, languages = self._pick(templates)
             if code:
@@ -164,7 +170,10 @@ class Prober:
         out = [question() for question in asked]
         longest = self._longest_range(code, languages[0])
         out.append(longest)
-        out.append(self._retention(code, languages[0], int(longest.data.get("days", 0) or 0)))
+        longest_days = int(longest.data.get("days", 0) or 0)
+        omittable = bool(out[2].data.get("per_template"))
+        out.append(self._read_window(code, languages, omittable, out[0], longest_days or 1))
+        out.append(self._retention(code, languages[0], longest_days))
         return out
 
     # -- ListChatappTemplate -------------------------------------------------------------
@@ -392,6 +401,36 @@ class Prober:
             else "use granularity DAILY (the default)",
             {"works": works},
         )
+
+    def _read_window(
+        self,
+        code: str,
+        languages: Sequence[str],
+        omittable: bool,
+        shape: Finding,
+        longest_days: int,
+    ) -> Finding:
+        """The last WINDOW_DAYS whole days of a few templates (every language of each in one
+        call when the API proved it answers per language, else the probed template's languages
+        one by one), summed by age: see `exporter.probe.window`."""
+        if "aggregate" in str(shape.data.get("shape", "")):
+            return Finding(
+                WINDOW_QUESTION,
+                "not measured: the API sums a range into one row, and a read per day and "
+                "template would spend the probe's budget",
+                "the answer shape",
+                "re-reads poll.lookback days (8d covers the 7-day window) and each settled day "
+                "once more, counting a change (cams_settled_bucket_changes_total)",
+                {"lookback_days": 8},
+            )
+        reads: Sequence[tuple[str, str | None]]
+        if omittable:
+            codes = [code] + [t.code for t in self._listed if t.code != code]
+            reads = [(c, None) for c in dict.fromkeys(codes)][:_WINDOW_TEMPLATES]
+        else:
+            reads = [(code, language) for language in languages[:_WINDOW_TEMPLATES]]
+        today = _day(int(self.clock() * 1000))
+        return measure_read_window(self._metric, reads, today, longest_days)
 
     def _longest_range(self, code: str, language: str) -> Finding:
         end = _day(int(self.clock() * 1000))

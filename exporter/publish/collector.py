@@ -63,6 +63,27 @@ _ACCOUNT_FAMILIES: dict[str, tuple[_Kind, str, str, list[str]]] = {
         "Times the API reported lower counts than before; the higher values were kept.",
         ["account"],
     ),
+    "resets": (
+        CounterMetricFamily,
+        "cams_read_window_resets",
+        "Buckets past Meta's 7-day read window whose reads or clicks fell while sent and "
+        "delivered stayed (the documented reset); the values read before were kept.",
+        ["account"],
+    ),
+    "changes": (
+        CounterMetricFamily,
+        "cams_settled_bucket_changes",
+        "Settled days the API answered differently when re-read after folding (poll.lookback "
+        "too short for the API); the counters kept the settled values.",
+        ["account"],
+    ),
+    "complete": (
+        GaugeMetricFamily,
+        "cams_read_counters_complete_since_timestamp_seconds",
+        "From when the account's read and click counters hold every read and click the API "
+        "showed (their origin, unless days past the read window were first read after a reset).",
+        ["account"],
+    ),
     "shape": (
         GaugeMetricFamily,
         "cams_metric_shape_info",
@@ -82,6 +103,12 @@ class AccountCollector(Collector):
     cams_poll_last_success_timestamp_seconds{account="main"} 1.764028800e+09
     # TYPE cams_downward_revisions_held_total counter
     cams_downward_revisions_held_total{account="main"} 0.0
+    # TYPE cams_read_window_resets_total counter
+    cams_read_window_resets_total{account="main"} 0.0
+    # TYPE cams_settled_bucket_changes_total counter
+    cams_settled_bucket_changes_total{account="main"} 0.0
+    # TYPE cams_read_counters_complete_since_timestamp_seconds gauge
+    cams_read_counters_complete_since_timestamp_seconds{account="main"} 1.7640288e+09
     """
 
     def __init__(self, snapshot: Snapshot) -> None:
@@ -107,6 +134,10 @@ class AccountCollector(Collector):
             for space, count in account.templates_discovered:
                 f["discovered"].add_metric([account.name, space], count)
             f["revisions"].add_metric(name, account.revisions_held)
+            f["resets"].add_metric(name, account.read_window_resets)
+            f["changes"].add_metric(name, account.settled_changes)
+            if account.reads_complete_since is not None:
+                f["complete"].add_metric(name, account.reads_complete_since)
             f["shape"].add_metric([account.name, account.shape], 1)
         yield from f.values()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from exporter.counting.anomalies import AnomalyRecord
+from exporter.counting.readwindow import SettledChangeRecord
 from exporter.publish.markup import escape, iso, row, table
 from exporter.publish.sender_page import render_sender_section
 from exporter.publish.snapshot import Snapshot
@@ -67,6 +68,9 @@ def _account_row(account: AccountStatus) -> str:
         account.shape,
         account.mode,
         discovered,
+        account.read_window_resets,
+        account.settled_changes,
+        "" if account.reads_complete_since is None else iso(account.reads_complete_since),
     )
     return row(cells)
 
@@ -103,6 +107,23 @@ _ACCOUNT_COLUMNS = (
     "Shape",
     "Read mode",
     "Templates discovered",
+    "Read-window resets held",
+    "Settled days changed",
+    "Reads complete since",
+)
+_SETTLED_COLUMNS = (
+    "Seen",
+    "Account",
+    "Space",
+    "Template",
+    "Language",
+    "Day",
+    "Settled at age",
+    "Changed by age",
+    "Read before / now",
+    "Clicks before / now",
+    "Sent before / now",
+    "Lookback that catches it",
 )
 _ANOMALY_COLUMNS = (
     "Last seen",
@@ -151,6 +172,25 @@ def _anomaly_row(record: AnomalyRecord) -> str:
     return row(cells)
 
 
+def _settled_row(record: SettledChangeRecord) -> str:
+    before, after = record.before, record.after
+    cells = (
+        iso(record.at),
+        record.account,
+        _space(record.space),
+        record.template,
+        record.language,
+        iso(record.day)[:10],
+        f"{record.folded_age_s / 86400:.1f} d",
+        f"{record.age_s / 86400:.1f} d",
+        f"{before[2]} / {after[2]}",
+        f"{before[3]} / {after[3]}",
+        f"{before[0]} / {after[0]}",
+        f"{record.lookback_days}d",
+    )
+    return row(cells)
+
+
 def render_landing_page(
     snapshot: Snapshot, version: str, telemetry_path: str, reload_enabled: bool = False
 ) -> str:
@@ -194,6 +234,15 @@ def render_landing_page(
             "<p>The API answered something the exporter could not vouch for; the templates "
             "keep their last good counts (cams_api_answer_anomalies_total).</p>",
             table(_ANOMALY_COLUMNS, [_anomaly_row(a) for a in snapshot.anomalies]),
+        ]
+    if snapshot.settled_changes:
+        parts += [
+            f"<h2>Settled days that changed ({len(snapshot.settled_changes)})</h2>",
+            "<p>Days the API answered differently when they were read again after they were "
+            "settled: poll.lookback is too short for this API (reads and clicks arrive for 7 "
+            "days; see docs/read-window.md). The counters keep the settled values "
+            "(cams_settled_bucket_changes_total).</p>",
+            table(_SETTLED_COLUMNS, [_settled_row(r) for r in snapshot.settled_changes]),
         ]
     if section := render_sender_section(snapshot):  # "" when no account has sender health
         parts.append(section)

@@ -27,6 +27,7 @@ from exporter.cams.context import AccountContext
 from exporter.cams.instruments import Instruments
 from exporter.config import Account, Config
 from exporter.counting.anomalies import AnomalyLog
+from exporter.counting.readwindow import ReadWindowLog
 from exporter.counting.state import CounterStore
 from exporter.publish.memory import GcPolicy
 from exporter.publish.snapshot import Snapshot
@@ -114,6 +115,7 @@ class Scheduler:
         anomalies: AnomalyLog | None = None,
         gc_policy: GcPolicy | None = None,
         stops: Mapping[str, threading.Event] | None = None,
+        read_window: ReadWindowLog | None = None,
     ) -> None:
         self.config = config
         self.shard = shard
@@ -123,6 +125,7 @@ class Scheduler:
         self._started = False
         self._reconfigure_lock = threading.Lock()
         self.anomalies = anomalies or AnomalyLog(instruments, clock)
+        self.read_window = read_window or ReadWindowLog(clock)
         self.gc = gc_policy or GcPolicy()
         self._crashes: set[tuple[str, str]] = set()  # (where, error) already logged
         self.on_publish, self.store, self.instruments = on_publish, store, instruments
@@ -150,6 +153,7 @@ class Scheduler:
             shard=self.shard,
             on_progress=self._dirty.set,
             anomalies=self.anomalies,
+            read_window=self.read_window,
         )
 
     def _sender_for(self, poller: AccountPoller) -> SenderPoller | None:
@@ -196,13 +200,23 @@ class Scheduler:
             for poller in self.accounts:
                 with poller.lock:
                     status = poller.status
-                statuses.append(replace(status, revisions_held=poller.revisions_held()))
+                revisions, resets, changes, complete = poller.held_facts()
+                statuses.append(
+                    replace(
+                        status,
+                        revisions_held=revisions,
+                        read_window_resets=resets,
+                        settled_changes=changes,
+                        reads_complete_since=complete,
+                    )
+                )
             self._generation += 1
             snap = Snapshot(
                 generation=self._generation,
                 created=self.clock(),
                 accounts=tuple(statuses),
                 anomalies=self.anomalies.recent(),
+                settled_changes=self.read_window.recent(),
                 series=(
                     self._snapshot.series if reuse else tuple(itertools.chain.from_iterable(parts))
                 ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.counting.anomalies import AnomalyRecord
+from exporter.counting.readwindow import SettledChangeRecord
 from exporter.senders.view import SenderStatus
 from exporter.templates.view import AccountStatus, TemplateSeries
 
@@ -24,6 +25,7 @@ class Snapshot:
     # `series` per account, in the same order (their concatenation is `series`); empty: one part
     parts: tuple[tuple[TemplateSeries, ...], ...] = ()
     anomalies: tuple[AnomalyRecord, ...] = ()  # recent answers not applied, newest first
+    settled_changes: tuple[SettledChangeRecord, ...] = ()  # recent, newest first
     senders: tuple[SenderStatus, ...] = ()  # accounts with sender_health, in config order
 
     @property

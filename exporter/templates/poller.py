@@ -23,6 +23,7 @@ from exporter.cams.errors import STOPPED, AnomalousAnswer, CamsError
 from exporter.cams.instruments import Instruments
 from exporter.cams.model import MetricRow, UnitKey
 from exporter.counting.anomalies import AnomalyLog
+from exporter.counting.readwindow import ReadWindowLog
 from exporter.counting.state import CounterStore, Counts
 from exporter.counting.strategies import Counting, Fetch, Member
 from exporter.templates.discovery import Discovery, Unit
@@ -68,13 +69,21 @@ class AccountPoller:
         shard: Shard | None = None,
         on_progress: Callable[[], None] = lambda: None,
         anomalies: AnomalyLog | None = None,
+        read_window: ReadWindowLog | None = None,
     ) -> None:
         self.context, self.store, self.instruments = context, store, instruments
         self.account, self.clock, self.on_progress = context.account, context.clock, on_progress
         self.lock = threading.Lock()
         self.anomalies = anomalies or AnomalyLog(instruments, self.clock)
+        self.read_window = read_window or ReadWindowLog(self.clock)
         self.discovery = Discovery(context, store, self.anomalies, shard=shard or Shard(0, 1))
-        self.counting = Counting(self.account.name, context.poll, store, clock=self.clock)
+        self.counting = Counting(
+            self.account.name,
+            context.poll,
+            store,
+            clock=self.clock,
+            read_window=self.read_window,
+        )
         self.grouping = Grouping(context)
         self.status = AccountStatus(
             name=self.account.name,
@@ -202,6 +211,7 @@ class AccountPoller:
                 self._progress(done, len(units))
         if stop.is_set():
             return False
+        self._note_incomplete_reads()
         units_failed = sum(failures.values())
         for code in discovery_errors:
             failures[code] = failures.get(code, 0) + 1
@@ -290,9 +300,39 @@ class AccountPoller:
 
     def revisions_held(self) -> int:
         """Downward revisions held so far, over this account's units."""
+        return self.held_facts()[0]
+
+    def held_facts(self) -> tuple[int, int, int, float | None]:
+        """Over this account's units: (downward revisions held, read-window resets held,
+        settled days that changed when re-read, the time from which every read and click
+        counter holds all the API showed in unix seconds, None before any unit has a state).
+        That time is the earliest origin, or the latest end of a day that may have been reset
+        before it was first read (a unit whose origin is later holds all from its origin)."""
+        revisions = resets = changes = 0
+        origin: int | None = None
+        incomplete = 0
         with self.store.lock:
-            return sum(
-                s.revisions_held
-                for k, s in self.store.units.items()
-                if k.account == self.account.name
-            )
+            for key, state in self.store.units.items():
+                if key.account != self.account.name:
+                    continue
+                revisions += state.revisions_held
+                resets += state.read_resets_held
+                changes += state.settled_changes
+                origin = state.origin_ms if origin is None else min(origin, state.origin_ms)
+                incomplete = max(incomplete, state.reads_incomplete_until_ms or 0)
+        complete = None if origin is None else max(origin, incomplete) / 1000
+        return revisions, resets, changes, complete
+
+    def _note_incomplete_reads(self) -> None:
+        """Say once (per account and process) when units hold read and click counters that
+        are complete only from later than their origin (a rebuild past the read window)."""
+        name = self.account.name
+        with self.store.lock:
+            late = [
+                state.reads_complete_since_ms
+                for key, state in self.store.units.items()
+                if key.account == name and state.reads_complete_since_ms > state.origin_ms
+            ]
+        if late:
+            warn = self.context.poll.counters_since is not None
+            self.read_window.incomplete(name, len(late), max(late), warn)

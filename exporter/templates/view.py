@@ -42,3 +42,6 @@ class AccountStatus:
     shape: str = "per-bucket"
     revisions_held: int = 0  # downward revisions held so far
     templates_discovered: tuple[tuple[str, int], ...] = ()  # (space, count)
+    read_window_resets: int = 0  # buckets whose read-window reset was held
+    settled_changes: int = 0  # settled days the API answered differently when re-read
+    reads_complete_since: float | None = None  # unix seconds; None before any unit is read

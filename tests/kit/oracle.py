@@ -7,11 +7,16 @@ Tests and benchmarks never compare the exporter with our own client: the oracle 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from unittest import mock
 
 from alibabacloud_cams20200606 import models
 from alibabacloud_cams20200606.client import Client as SdkClient
+from alibabacloud_tea_openapi.utils import Utils
 from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
 
 SPACE = "cams-demo"
@@ -45,6 +50,18 @@ def sdk_client(
     if v2:
         config.signature_algorithm = "v2"
     return SdkClient(config)
+
+
+@contextlib.contextmanager
+def sdk_clock(offset_s: float) -> Iterator[None]:
+    """The official SDK signs as if its clock were `offset_s` ahead, for a simulator whose clock
+    was moved (it refuses a signature more than 15 minutes off its own time)."""
+
+    def shifted() -> str:
+        return (datetime.now(UTC) + timedelta(seconds=offset_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    with mock.patch.object(Utils, "get_timestamp", shifted):
+        yield
 
 
 def sdk_list(client: Any, space: str = SPACE, size: int = 20) -> list[Any]:
