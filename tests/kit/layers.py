@@ -30,6 +30,7 @@ RANKS: dict[str, int] = {
     "senders": 4,
     "publish": 5,
     "probe": 5,
+    "backfill": 5,
     "app": 6,
     "cli": 7,
     "__main__": 8,
