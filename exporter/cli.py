@@ -8,6 +8,7 @@ cams-exporter simulate --listen HOST:PORT [...]
 cams-exporter check-config PATH
 cams-exporter probe --config.file PATH [--account NAME] [--template CODE] [--json] [--redact]
 cams-exporter backfill --config.file PATH [--since DATE] [--until DATE] [--output FILE]
+              [--label NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import re
 import signal
 import sys
 import threading
@@ -214,6 +216,14 @@ def _date(text: str) -> dt.date:
     raise argparse.ArgumentTypeError(f"not a UTC date like 2026-01-31: {text!r}")
 
 
+def _label(text: str) -> tuple[str, str]:
+    """`NAME=VALUE`, NAME a Prometheus label name (as promtool's own `--label`)."""
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a label name, got {text!r}")
+    return name, value
+
+
 def _backfill(argv: Sequence[str]) -> int:
     parser = _Parser(
         prog="cams-exporter backfill",
@@ -237,11 +247,20 @@ def _backfill(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--output", metavar="FILE", help="where to write the file (default or '-': stdout)"
     )
+    parser.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a label Prometheus's scrape adds to the exporter's series (job, instance, ...), "
+        "so that the live series continue these; repeat for each",
+    )
     args = parser.parse_args(list(argv))
     setup_logging("warn", "logfmt")
     from exporter.backfill.command import Request, run_backfill
 
-    request = Request(args.config_file, args.since, args.until, args.output)
+    request = Request(args.config_file, args.since, args.until, args.output, tuple(args.label))
     return run_backfill(request, sys.stdout.buffer, sys.stderr)
 
 

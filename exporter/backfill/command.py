@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from exporter.backfill.history import UnitHistory, Window, unit_history
-from exporter.backfill.openmetrics import BackfillFile
+from exporter.backfill.openmetrics import FAMILIES, BackfillFile
 from exporter.backfill.origins import Origin, Span, day_text, midnight_ms, moment_text, read_state
 from exporter.backfill.reader import Shape, UnitReader
 from exporter.cams.actions import (
@@ -55,6 +55,7 @@ from exporter.templates.discovery import Discovery, Unit
 from exporter.templates.sharding import Shard
 
 PROGRESS_EVERY_S = 5.0
+EXPORTER_LABELS = frozenset({label for family in FAMILIES for label in family.labels})
 _SHOWN = 10  # subjects named per reason; the rest are counted
 
 
@@ -66,6 +67,7 @@ class Request:
     since: dt.date | None = None
     until: dt.date | None = None
     output: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # the scrape's target labels (job, instance, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +423,12 @@ def _problem(request: Request, config: Config, store: CounterStore | None) -> st
     """Why the request cannot be run as given (one line naming the key or flag), if so."""
     if request.since and request.until and request.since >= request.until:
         return f"--since {request.since}: must be before --until {request.until}"
+    names = [name for name, _ in request.labels]
+    for name in names:
+        if name in EXPORTER_LABELS:
+            return f"--label {name}: the exporter sets this label itself"
+        if names.count(name) > 1:
+            return f"--label {name}: given more than once"
     counted = store is not None and bool(store.units or store.numbers)
     if config.poll.counters_since is None and not counted:
         return (
@@ -500,7 +508,7 @@ def run_backfill(
         return 2
     span = _span(config, request, int(clock() * 1000))
     tally = Ledger()
-    content = BackfillFile()
+    content = BackfillFile(request.labels)
     progress = Progress(err)
     try:
         for index, account in enumerate(config.accounts):
@@ -521,6 +529,13 @@ def run_backfill(
         content.close()
     for line in tally.lines():
         print(f"cams-exporter backfill: {line}", file=err)
+    if not {"job", "instance"} & {name for name, _ in request.labels}:
+        print(
+            "cams-exporter backfill: note: the series carry no job or instance label; Prometheus "
+            "adds them to the series it scrapes, so pass them (--label job=... --label "
+            "instance=...) for the live series to continue these",
+            file=err,
+        )
     where = destination.path or "stdout"
     first = moment_text(content.first_ms) if content.first_ms is not None else "-"
     last = moment_text(content.last_ms) if content.last_ms is not None else "-"

@@ -112,24 +112,31 @@ def timestamp(ms: int) -> str:
     return f"{ms // 1000}.{ms % 1000:03d}"
 
 
-def _selector(family: Family, values: Sequence[str]) -> str:
-    pairs = ",".join(f'{n}="{escape(v)}"' for n, v in zip(family.labels, values, strict=True))
+def _selector(family: Family, values: Sequence[str], target: Sequence[tuple[str, str]] = ()) -> str:
+    named = [*zip(family.labels, values, strict=True), *target]
+    pairs = ",".join(f'{n}="{escape(v)}"' for n, v in named)
     return f"{family.sample_name}{{{pairs}}}"
 
 
 def series_lines(
-    family: Family, values: Sequence[str], points: Iterable[tuple[int, int]]
+    family: Family,
+    values: Sequence[str],
+    points: Iterable[tuple[int, int]],
+    target: Sequence[tuple[str, str]] = (),
 ) -> Iterator[str]:
-    """One series' lines: `name{labels} value timestamp`, a line per (ms, value)."""
-    selector = _selector(family, values)
+    """One series' lines: `name{labels} value timestamp`, a line per (ms, value); `target`
+    adds the labels Prometheus's scrape gives the live series (job, instance, ...)."""
+    selector = _selector(family, values, target)
     for at_ms, value in points:
         yield f"{selector} {value} {timestamp(at_ms)}\n"
 
 
 class BackfillFile:
-    """The families' temporary files while units come, and the file they make at the end."""
+    """The families' temporary files while units come, and the file they make at the end;
+    every series carries the `target` labels too."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: Sequence[tuple[str, str]] = ()) -> None:
+        self.target = tuple(target)
         self._dir = tempfile.TemporaryDirectory(prefix="cams-backfill-")
         self._parts: dict[str, IO[str]] = {}
         for family in FAMILIES:
@@ -143,7 +150,8 @@ class BackfillFile:
     def _write(self, family: Family, values: Sequence[str], points: list[tuple[int, int]]) -> None:
         if not points:
             return
-        self._parts[family.name].writelines(series_lines(family, values, points))
+        lines = series_lines(family, values, points, self.target)
+        self._parts[family.name].writelines(lines)
         self.series += 1
         self.samples += len(points)
         first, last = points[0][0], points[-1][0]
