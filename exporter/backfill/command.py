@@ -88,7 +88,8 @@ class Ledger:
     failed: dict[str, list[str]] = field(default_factory=dict)  # not written: exit 1
     noted: dict[str, list[str]] = field(default_factory=dict)  # the API no longer holds it
     examples: dict[str, str] = field(default_factory=dict)  # reason -> the API's words
-    written: int = 0
+    units: int = 0  # template-language units written
+    numbers: int = 0  # phone numbers written
 
     def fail(self, reason: str, subject: str, example: str = "") -> None:
         self.failed.setdefault(reason, []).append(subject)
@@ -105,7 +106,7 @@ class Ledger:
                 named = ", ".join(subjects[:_SHOWN])
                 more = f" and {len(subjects) - _SHOWN} more" if len(subjects) > _SHOWN else ""
                 example = self.examples.get(reason)
-                said = f" (the API said: {example})" if example else ""
+                said = f" (e.g. {example})" if example else ""
                 yield f"{prefix} ({len(subjects)}): {reason}{said}: {named}{more}"
 
 
@@ -257,7 +258,7 @@ class AccountRun:
         )
         return Outcome(subject, unit_history(got.rows, window), with_reads=with_reads())
 
-    def _record(self, outcome: Outcome, tally: Ledger) -> bool:
+    def _record(self, outcome: Outcome, tally: Ledger, number: bool = False) -> bool:
         """Notes what a read left out; whether it has a history to write."""
         if outcome.history is None:
             tally.fail(outcome.missing or "not read", outcome.subject, outcome.example)
@@ -269,7 +270,10 @@ class AccountRun:
                 "past its 7-day read window; the read and click series start there)",
                 outcome.subject,
             )
-        tally.written += 1
+        if number:
+            tally.numbers += 1
+        else:
+            tally.units += 1
         return True
 
     # -- templates ---------------------------------------------------------------------------
@@ -356,7 +360,7 @@ class AccountRun:
                 reader = _NumberReader(self.client, number, self.config, self.step_ms, shape)
                 window = self._window(origin)
                 outcome = self._outcome(name, reader, origin, window, reader.carried)
-                if self._record(outcome, tally) and outcome.history is not None:
+                if self._record(outcome, tally, number=True) and outcome.history is not None:
                     out.add_number(number.key, outcome.history, outcome.with_reads)
             self.progress.show(what, done, total, final=done == total)
 
@@ -537,11 +541,13 @@ def run_backfill(
             file=err,
         )
     where = destination.path or "stdout"
-    first = moment_text(content.first_ms) if content.first_ms is not None else "-"
-    last = moment_text(content.last_ms) if content.last_ms is not None else "-"
+    between = ""
+    if content.first_ms is not None and content.last_ms is not None:
+        between = f" from {moment_text(content.first_ms)} to {moment_text(content.last_ms)}"
     print(
-        f"cams-exporter backfill: wrote {content.series} series, {content.samples} samples "
-        f"({first} to {last}) of {tally.written} series owners to {where}",
+        f"cams-exporter backfill: wrote {content.series} series, {content.samples} samples"
+        f"{between} of {tally.units} template-language units and {tally.numbers} phone "
+        f"numbers to {where}",
         file=err,
     )
     return 1 if tally.failed else 0
