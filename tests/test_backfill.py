@@ -46,7 +46,7 @@ DAYS = 30
 SCRAPE_S = 1
 READ_WINDOW_MS = 7 * DAY_MS
 COUNTERS = ("sent", "delivered", "read")
-STATIC = {
+STATIC: dict[str, Any] = {
     "templates": 3,
     "languages": ("en", "es"),
     "static": True,
@@ -621,3 +621,16 @@ def test_phone_number_counters_on_stdout(tmp_path: Path) -> None:
         last[sample.labels["phone_number"]] = sample.value
     assert last == truth and len(truth) == 2
     assert {s.labels["phone_number"] for s in families["cams_phone_number_messages_read"].samples}
+
+
+def test_the_bench_prints_its_row() -> None:
+    bench = [sys.executable, str(ROOT / "bench" / "backfill.py"), "--templates", "2", "--days", "3"]
+    done = subprocess.run(
+        bench, env=child_env(), capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    header, _, row = done.stdout.strip().splitlines()
+    assert header.startswith("| units | days | metric calls |")
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["4", "3", "4"]  # one call per unit for 3 days
+    assert float(cells[6]) > 0 and not cells[10].startswith("failed")
