@@ -261,7 +261,11 @@ def _backfill(argv: Sequence[str]) -> int:
     from exporter.backfill.command import Request, run_backfill
 
     request = Request(args.config_file, args.since, args.until, args.output, tuple(args.label))
-    return run_backfill(request, sys.stdout.buffer, sys.stderr)
+    try:
+        return run_backfill(request, sys.stdout.buffer, sys.stderr)
+    except KeyboardInterrupt:
+        print("cams-exporter backfill: interrupted; no file written", file=sys.stderr)
+        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -145,7 +145,9 @@ class Progress:
         )
 
 
-def _client(config: Config, account: Account, index: int, observer: Progress) -> CamsClient:
+def _client(
+    config: Config, account: Account, index: int, observer: Progress, stop: threading.Event
+) -> CamsClient:
     credentials: CredentialSource
     if account.credentials is None:
         credentials = default_credentials_provider(f"accounts[{index}].credentials")
@@ -167,7 +169,7 @@ def _client(config: Config, account: Account, index: int, observer: Progress) ->
         retry=RetryPolicy(max_retries=config.poll.max_retries),
         observer=observer.observe,
         pool_size=max(4, min(64, int(account.qps))),
-        stop=threading.Event(),
+        stop=stop,
     )
 
 
@@ -182,12 +184,16 @@ def in_order(
     """The jobs' outcomes in the order given, at most `window` of them running or waiting to
     be taken, so that memory holds a few units whatever their number."""
     pending: deque[Future[Outcome]] = deque()
-    for job in jobs:
-        pending.append(pool.submit(job))
-        if len(pending) >= window:
+    try:
+        for job in jobs:
+            pending.append(pool.submit(job))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    finally:  # interrupted: the units not started yet are not read at all
+        for future in pending:
+            future.cancel()
 
 
 class AccountRun:
@@ -201,8 +207,10 @@ class AccountRun:
         span: Span,
         store: CounterStore,
         progress: Progress,
+        stop: threading.Event,
     ) -> None:
         self.config, self.account, self.client = config, account, client
+        self.stop = stop
         self.span, self.store, self.progress = span, store, progress
         self.step_ms = bucket_ms(config.poll.granularity)
         self.max_range_ms = int(config.poll.max_range_s * 1000)
@@ -263,8 +271,13 @@ class AccountRun:
         if outcome.history is None:
             tally.fail(outcome.missing or "not read", outcome.subject, outcome.example)
             return False
-        zeroed = outcome.history.reads_from_ms
-        if zeroed is not None and outcome.with_reads:
+        history = outcome.history
+        zeroed = history.reads_from_ms
+        if not history.points:
+            tally.note(
+                "nothing to write between its origin and the last day written", outcome.subject
+            )
+        elif zeroed is not None and outcome.with_reads and history.points[0].at_ms < zeroed:
             tally.note(
                 f"reads and clicks before {moment_text(zeroed)} (the API answers 0 for them: "
                 "past its 7-day read window; the read and click series start there)",
@@ -325,12 +338,16 @@ class AccountRun:
         print(f"cams-exporter backfill: {what}: {len(placed)} to read", file=self.progress.err)
         workers = _workers(self.account.qps)
         with ThreadPoolExecutor(workers, thread_name_prefix="backfill") as pool:
-            for done, (unit, outcome) in enumerate(
-                zip(placed, in_order(pool, jobs, 2 * workers), strict=True), 1
-            ):
-                if self._record(outcome, tally) and outcome.history is not None:
-                    out.add_unit(unit.key, unit.meta, outcome.history)
-                self.progress.show(what, done, len(placed), final=done == len(placed))
+            try:
+                for done, (unit, outcome) in enumerate(
+                    zip(placed, in_order(pool, jobs, 2 * workers), strict=True), 1
+                ):
+                    if self._record(outcome, tally) and outcome.history is not None:
+                        out.add_unit(unit.key, unit.meta, outcome.history)
+                    self.progress.show(what, done, len(placed), final=done == len(placed))
+            except BaseException:  # interrupted: the calls under way stop retrying
+                self.stop.set()
+                raise
 
     # -- phone numbers -----------------------------------------------------------------------
 
@@ -514,14 +531,15 @@ def run_backfill(
     tally = Ledger()
     content = BackfillFile(request.labels)
     progress = Progress(err)
+    stop = threading.Event()
     try:
         for index, account in enumerate(config.accounts):
             try:
-                client = _client(config, account, index, progress)
+                client = _client(config, account, index, progress, stop)
             except ConfigError as exc:
                 print(exc.problems[0], file=err)
                 return 2
-            run = AccountRun(config, account, client, span, store or CounterStore(), progress)
+            run = AccountRun(config, account, client, span, store or CounterStore(), progress, stop)
             try:
                 run.templates(content, tally)
                 run.numbers(content, tally)
