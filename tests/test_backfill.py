@@ -634,3 +634,26 @@ def test_the_bench_prints_its_row() -> None:
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:3] == ["4", "3", "4"]  # one call per unit for 3 days
     assert float(cells[6]) > 0 and not cells[10].startswith("failed")
+
+
+def test_half_hour_buckets_give_the_daily_values_at_every_midnight(tmp_path: Path) -> None:
+    points = {}
+    with running(SimulatorOptions(**{**STATIC, "templates": 2, "history_s": 10 * 86400.0})) as sim:
+        for granularity in ("DAILY", "HALF_HOUR"):
+            since, _ = days_back(9)
+            config = write_config(
+                tmp_path / f"{granularity}.yml",
+                Account(sim.url),
+                poll={"counters_since": since, "granularity": granularity, "max_range": "5d"},
+            )
+            om = tmp_path / f"{granularity}.om"
+            done = backfill("--config.file", str(config), "--output", str(om))
+            assert done.returncode == 0, done.stderr
+            points[granularity] = {
+                (s.name, tuple(sorted(s.labels.items())), float(s.timestamp)): s.value
+                for family in parsed_file(om).values()
+                for s in family.samples
+            }
+    daily, half = points["DAILY"], points["HALF_HOUR"]
+    assert daily and daily.items() <= half.items()  # every midnight, the same value
+    assert len(half) > 40 * len(daily)  # and a point at the end of every half hour between
