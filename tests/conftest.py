@@ -55,6 +55,7 @@ SLOWEST = (  # by their time in a six-worker run on two cores, 53-69 s for the f
     "test_bench_smoke.py",
     "test_number_counters.py",
     "test_prometheus.py",
+    "test_backfill.py",
     "test_senders.py",
     "test_client.py",
     "test_properties.py",

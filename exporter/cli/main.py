@@ -7,12 +7,16 @@ cams-exporter --demo
 cams-exporter simulate --listen HOST:PORT [...]
 cams-exporter check-config PATH
 cams-exporter probe --config.file PATH [--account NAME] [--template CODE] [--json] [--redact]
+cams-exporter backfill --config.file PATH [--since DATE] [--until DATE] [--output FILE]
+              [--label NAME=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
+import re
 import signal
 import sys
 import threading
@@ -116,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cams-exporter",
         description="Prometheus exporter for Alibaba Cloud CAMS template metrics. "
-        "Subcommands: 'simulate' (the CAMS API simulator), 'check-config PATH'.",
+        "Subcommands: 'simulate' (the CAMS API simulator), 'check-config PATH', 'probe', "
+        "'backfill'.",
     )
     parser.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML config")
     parser.add_argument(
@@ -217,6 +222,68 @@ def _probe(argv: Sequence[str]) -> int:
     )
 
 
+def _date(text: str) -> dt.date:
+    """A `YYYY-MM-DD` date (the only form accepted, as in the config's `counters_since`)."""
+    try:
+        if len(text) == 10 and text[4] == text[7] == "-":
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"not a UTC date like 2026-01-31: {text!r}")
+
+
+def _label(text: str) -> tuple[str, str]:
+    """`NAME=VALUE`, NAME a Prometheus label name (as promtool's own `--label`)."""
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a label name, got {text!r}")
+    return name, value
+
+
+def _backfill(argv: Sequence[str]) -> int:
+    parser = _Parser(
+        prog="cams-exporter backfill",
+        description="Write the history the API still holds as an OpenMetrics file of the "
+        "exporter's counters (same names, labels and origin), for "
+        "'promtool tsdb create-blocks-from openmetrics FILE DIR'. What cannot be vouched for "
+        "is left out and named on stderr. Exit 0: all written; 1: something missing (named); "
+        "2: bad config or flags.",
+    )
+    parser.add_argument("--config.file", dest="config_file", metavar="PATH", required=True)
+    parser.add_argument(
+        "--since", type=_date, metavar="DATE", help="first day written (default: the origin)"
+    )
+    parser.add_argument(
+        "--until",
+        type=_date,
+        metavar="DATE",
+        help="write the days before this UTC date (default: today); with a state file, the "
+        "day the exporter was first scraped",
+    )
+    parser.add_argument(
+        "--output", metavar="FILE", help="where to write the file (default or '-': stdout)"
+    )
+    parser.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a label Prometheus's scrape adds to the exporter's series (job, instance, ...), "
+        "so that the live series continue these; repeat for each",
+    )
+    args = parser.parse_args(list(argv))
+    setup_logging("warn", "logfmt")
+    from exporter.backfill.command import Request, run_backfill
+
+    request = Request(args.config_file, args.since, args.until, args.output, tuple(args.label))
+    try:
+        return run_backfill(request, sys.stdout.buffer, sys.stderr)
+    except KeyboardInterrupt:
+        print("cams-exporter backfill: interrupted; no file written", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -230,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config_main(args_list[1], sys.stdout, sys.stderr)
     if args_list and args_list[0] == "probe":
         return _probe(args_list[1:])
+    if args_list and args_list[0] == "backfill":
+        return _backfill(args_list[1:])
 
     args = _parser().parse_args(args_list)
     setup_logging(args.log_level, args.log_format)

@@ -1,9 +1,9 @@
 """The import graph of `exporter/` and `cams_simulator/`, judged against the layers.
 
 Data flows one way, folder by folder: config -> cams -> counting -> templates -> senders ->
-publish / probe -> app -> cli. A module may import its own folder and any folder below it;
-`web/` imports nothing of the exporter outside `web/`, and only `publish/`, `app` and `cli`
-import it; the simulator imports only the API's values (`cams/`) and `config/`.
+publish / probe / backfill -> app -> cli. A module may import its own folder and any folder
+below it; `web/` imports nothing of the exporter outside `web/`, and only `publish/`, `app` and
+`cli` import it; the simulator imports only the API's values (`cams/`) and `config/`.
 
 Run `python3 -m tests.kit.layers [ROOT]` to print every import that runs back up (the test
 suite asserts there is none); ROOT defaults to the current directory, so the same command
@@ -29,6 +29,7 @@ RANKS: dict[str, int] = {
     "senders": 4,
     "publish": 5,
     "probe": 5,
+    "backfill": 5,
     "app": 6,
     "cli": 7,
     "__main__": 8,
