@@ -145,6 +145,7 @@ class UnitState:
     last_success: float | None = None
     last_error: str | None = None
     revisions_held: int = 0
+    changed_at: float | None = None  # unix seconds: when a read last found its counts changed
     # Not persisted: an empty answer settles nothing until a second one agrees.
     empty_answer_at: int | None = None  # settled_until when a per-bucket read came back empty
     empty_reads: set[int] = field(default_factory=set)  # aggregate reads seen empty once
@@ -221,6 +222,7 @@ class UnitState:
             "meta": list(self.meta),
             "newest": self.newest_data_ms,
             "last_success": self.last_success,
+            "changed": self.changed_at,
         }
 
     @classmethod
@@ -245,6 +247,8 @@ class UnitState:
         unit.newest_data_ms = _count(newest) if newest is not None else None
         last = data.get("last_success")
         unit.last_success = float(last) if isinstance(last, int | float) else None
+        changed = data.get("changed")  # absent in files of versions before idle polling
+        unit.changed_at = float(changed) if isinstance(changed, int | float) else None
         return unit
 
 
