@@ -263,7 +263,7 @@ class CamsApi:
         now_ms = (
             model.day_start(model.day_of(anchor_ms) + 1) - 1
             if static
-            else int(self._clock.now() * 1000)
+            else int(self._clock.data_now() * 1000)
         )
         return Horizon(now_ms=now_ms, first_day=first_day, static=static)
 
