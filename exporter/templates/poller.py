@@ -222,8 +222,9 @@ class AccountPoller:
                 self.grouping.verify(units)
             except CamsError as error:  # a transport failure: decide again next cycle
                 log.info("read mode not checked: %s", error, extra={"account": self.account.name})
+        groups = self.grouping.groups(units)
         with self.store.lock:
-            plan = self.schedule.plan(self.grouping.groups(units), self.store.units, started)
+            plan = self.schedule.plan(groups, self.store.units, started)
         with self.lock:
             self.status = replace(
                 self.status,
@@ -243,6 +244,10 @@ class AccountPoller:
         self._wake(plan, stop, workers, started, cycle)
         if stop.is_set():
             return False
+        with self.store.lock:  # what the reads found: woken units active, first reads dated
+            idle = self.schedule.idle_units(groups, self.store.units, self.clock())
+        with self.lock:
+            self.status = replace(self.status, idle_units=len(idle))
         units_failed = sum(cycle.failures.values())
         failures = dict(cycle.failures)
         for code in discovery_errors:
