@@ -17,11 +17,9 @@ signature window follows the exporter's clock except while the official SDK read
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +33,7 @@ from tests.kit.configs import SPACE, Account, days_back, parsed
 from tests.kit.exact import exact_problems
 from tests.kit.inproc import PolledExporter
 from tests.kit.series import SENT, Series, value
-from tests.kit.sim import running
+from tests.kit.sim import SimulatedTime, running
 
 SINCE, ORIGIN_MS = days_back(4)
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
@@ -56,36 +54,6 @@ SENDERS = {
     "phone_numbers": {"interval": "5m"},
     "phone_number_metrics": {"qps": 50},
 }
-
-
-class SimulatedTime:
-    """The exporter's clock; the simulator serves its counts as of it."""
-
-    def __init__(self, sim: Simulator, start: float) -> None:
-        self.sim, self.now = sim, start
-        self.sync()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sync(self) -> None:
-        self.sim.pin_clock(self.now)
-        self.sim.set_clock_offset(self.now - time.time())  # the exporter's signatures
-
-    def at(self, moment: float) -> None:
-        assert moment >= self.now
-        self.now = moment
-        self.sync()
-
-    @contextlib.contextmanager
-    def oracle(self) -> Iterator[None]:
-        """The official SDK signs with the wall clock: the same counts, the real signature
-        window."""
-        self.sim.set_clock_offset(0)
-        try:
-            yield
-        finally:
-            self.sync()
 
 
 def options(start: float) -> SimulatorOptions:
