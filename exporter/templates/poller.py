@@ -241,7 +241,7 @@ class AccountPoller:
         self.on_progress()
         cycle = _Cycle(plan.units_read)
         self._read_all(plan.groups, stop, workers, cycle)
-        self._wake(plan, stop, workers, started, cycle)
+        self._wake(groups, plan, stop, workers, started, cycle)
         if stop.is_set():
             return False
         with self.store.lock:  # what the reads found: woken units active, first reads dated
@@ -275,7 +275,13 @@ class AccountPoller:
                 self._progress(cycle.done, cycle.total)
 
     def _wake(
-        self, plan: Plan, stop: threading.Event, workers: int, started: float, cycle: _Cycle
+        self,
+        groups: Sequence[Sequence[Unit]],
+        plan: Plan,
+        stop: threading.Event,
+        workers: int,
+        started: float,
+        cycle: _Cycle,
     ) -> None:
         """With waking on: read the numbers, then the idle units of the spaces whose numbers
         grew more than their templates (those not read already)."""
@@ -297,7 +303,7 @@ class AccountPoller:
         read = {unit.key for group in plan.groups for unit in group}
         extra = [
             group
-            for group in self.grouping.groups(self.discovery.units())
+            for group in groups
             if group[0].key in plan.idle
             and group[0].key.space in spaces
             and group[0].key.template_type.upper() == WHATSAPP
