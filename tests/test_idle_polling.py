@@ -141,6 +141,9 @@ def test_idle_units_are_read_hourly_and_a_waking_one_at_once(
             assert (units(series, "active"), units(series, "idle")) == (4, 8)
             assert sum(idle_flag(series, key) for key in waking_keys()) == 2 * HOUR
             assert_exact(sim, clock, series)
+            page = polled.get("/").text  # the status page says the same
+            assert "4 active, 8 idle (read every 1h); this cycle reads 12; waking on" in page
+            assert page.count("<td>idle</td>") == 8 and page.count("<td>active</td>") == 4
 
             # an hour of 5-minute cycles: the active units every cycle, each idle one once
             reads = []
@@ -164,6 +167,7 @@ def test_idle_units_are_read_hourly_and_a_waking_one_at_once(
                 assert last_read(series, key) == moment
                 assert idle_flag(series, key) == 0, "it is active now"
             assert (units(series, "active"), units(series, "idle")) == (6, 6)
+            assert f"woken: {SPACE}" in polled.get("/").text
             assert_exact(sim, clock, series)
 
             # it sends for two days, its reads go on for three more: active all along ...
