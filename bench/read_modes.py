@@ -58,9 +58,9 @@ def run(name: str, templates: int, variant: str, workdir: Path) -> dict[str, obj
             every=1,
         )
         text = exporter.metrics_text()
-        modes = {
-            labels["mode"]: value for labels, value in harness.samples(text, "cams_poll_units")
-        }
+        modes: dict[str, float] = {}  # active and idle units together, by mode
+        for labels, value in harness.samples(text, "cams_poll_units"):
+            modes[labels["mode"]] = modes.get(labels["mode"], 0.0) + value
         return {
             "run": name,
             "mode": ", ".join(modes),

@@ -36,6 +36,7 @@ class _Unit:
     clicks: list[tuple[str, str, int]] = field(default_factory=list)
     last_success: float | None = None
     newest_data: float | None = None
+    idle_interval: float | None = None
 
 
 @dataclass
@@ -44,7 +45,9 @@ class _Account:
     last_poll_success: float | None = None
     last_poll_duration: float | None = None
     units: int = 0
+    idle_units: int = 0
     reads: int = 0
+    wakes: int | None = None
     mode: str = "per-language"
     discovered: list[tuple[str, int]] = field(default_factory=list)
     revisions: int = 0
@@ -85,15 +88,21 @@ def snapshot_from_exposition(text: str) -> Snapshot:
                 unit(labels).last_success = value
             elif name == "cams_template_newest_data_timestamp_seconds":
                 unit(labels).newest_data = value
+            elif name == "cams_template_idle_interval_seconds":
+                unit(labels).idle_interval = value
             elif name == "cams_up":
                 account(labels).up = value == 1
             elif name == "cams_poll_last_success_timestamp_seconds":
                 account(labels).last_poll_success = value
             elif name == "cams_poll_duration_seconds":
                 account(labels).last_poll_duration = value
-            elif name == "cams_poll_units":
-                account(labels).units = int(value)
+            elif name == "cams_poll_units":  # one sample per activity (active, idle)
+                account(labels).units += int(value)
+                if labels["activity"] == "idle":
+                    account(labels).idle_units = int(value)
                 account(labels).mode = labels["mode"]
+            elif name == "cams_poll_wakes_total":
+                account(labels).wakes = int(value)
             elif name == "cams_poll_reads":
                 account(labels).reads = int(value)
             elif name == "cams_templates_discovered":
@@ -117,6 +126,7 @@ def snapshot_from_exposition(text: str) -> Snapshot:
             counts=Counts(u.sent, u.delivered, u.read, tuple(sorted(u.clicks))),
             last_success=u.last_success,
             newest_data=u.newest_data,
+            idle_interval=u.idle_interval,
         )
         for key, u in sorted(units.items())
     )
@@ -126,7 +136,11 @@ def snapshot_from_exposition(text: str) -> Snapshot:
             endpoint="",
             spaces=tuple(space for space, _ in a.discovered),
             units=a.units,
+            idle_units=a.idle_units,
+            cycle_units=a.units,
             units_done=a.units,
+            waking=a.wakes is not None,
+            wakes=a.wakes or 0,
             reads=a.reads,
             mode=a.mode,
             first_cycle_complete=True,

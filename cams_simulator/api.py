@@ -17,6 +17,7 @@ from typing import Any
 
 from cams_simulator.data import (
     UTC8_MS,
+    Activity,
     DataModel,
     Horizon,
     TemplateDef,
@@ -91,8 +92,9 @@ class CamsApi:
             for t in self._defs
             for language in options.languages
         )
-        self._model = DataModel(options.seed, UTC8_MS if options.shape == "utc8" else 0)
-        self._utc8_model = DataModel(options.seed, UTC8_MS)
+        activity = _activity(options, self._defs)
+        self._model = DataModel(options.seed, UTC8_MS if options.shape == "utc8" else 0, activity)
+        self._utc8_model = DataModel(options.seed, UTC8_MS, activity)
         self.variants = Variants(parse_variants(options.variants), options.seed)
         self._lock = threading.Lock()
         self._deleted: set[str] = set()
@@ -105,6 +107,7 @@ class CamsApi:
                 t, lang, size, start, end, self._horizon(self._model)
             ),
             lambda: self.variants,
+            activity.sends,
         )
         self.answers: Mapping[str, Answer] = {
             LIST_ACTION: self.list_templates,
@@ -260,11 +263,21 @@ class CamsApi:
         now_ms = (
             model.day_start(model.day_of(anchor_ms) + 1) - 1
             if static
-            else int(self._clock.now() * 1000)
+            else int(self._clock.data_now() * 1000)
         )
         return Horizon(
             now_ms=now_ms, first_day=first_day, static=static, read_reset=self._options.read_reset
         )
+
+
+def _activity(options: SimulatorOptions, defs: tuple[TemplateDef, ...]) -> Activity:
+    """The silent templates of `active_share` and the windows of `wakes`."""
+    silent = frozenset(t.code for t in defs[options.active_templates :])
+    windows = {
+        defs[index].code: (int(start * 1000), int(min(stop, 2**53) * 1000))
+        for index, start, stop in options.wakes
+    }
+    return Activity(silent, windows)
 
 
 def _summed_languages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

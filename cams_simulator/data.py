@@ -15,6 +15,9 @@
   a day's reads and clicks answer 0 while its sent and delivered stay; in static mode too,
   counted from the end of the anchor day.
 - Days before `anchor - history` are silent.
+- `Activity` makes most templates idle, as real accounts are: its `silent` templates never send,
+  except within a window of their own (from a moment, to the end of a later day), where they
+  send every day like the others, from the window's start on.
 - `HALF_HOUR` splits each day into 48 buckets that sum exactly to the day's counts; a day's units
   are laid out evenly over its buckets in order, so buckets only grow and future ones stay empty.
 - Shapes play the open questions of the API: one row per UTC day (`per-bucket`), one row for the
@@ -24,7 +27,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from exporter.cams.model import DAY_MS, HALF_HOUR_MS
@@ -166,6 +170,19 @@ def _split(final: int, current: int, k: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Activity:
+    """Which templates send: every one but the `silent` codes, which send only within their
+    window in `windows` (code -> (start ms, stop ms): from start to the end of stop's day)."""
+
+    silent: frozenset[str] = frozenset()
+    windows: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def sends(self, code: str) -> bool:
+        """Whether the template ever sends."""
+        return code not in self.silent or code in self.windows
+
+
+@dataclass(frozen=True, slots=True)
 class Horizon:
     """How far a simulator's counts reach: buckets begun by `now_ms`, from day `first_day` on
     (earlier days are silent); `static`: each day's counts are final at once; `read_reset`:
@@ -180,9 +197,10 @@ class Horizon:
 class DataModel:
     """Counts per (unit, bucket), computed on demand from hashes."""
 
-    def __init__(self, seed: int, day_offset_ms: int) -> None:
+    def __init__(self, seed: int, day_offset_ms: int, activity: Activity | None = None) -> None:
         self._seed = seed
         self.day_offset_ms = day_offset_ms  # day d covers [d*DAY - offset, (d+1)*DAY - offset)
+        self.activity = activity or Activity()
 
     def day_of(self, t_ms: int) -> int:
         return (t_ms + self.day_offset_ms) // DAY_MS
@@ -190,11 +208,13 @@ class DataModel:
     def day_start(self, day: int) -> int:
         return day * DAY_MS - self.day_offset_ms
 
-    def final(self, template: TemplateDef, language: str, day: int) -> Counts:
-        """The day's final counts for one unit."""
+    def final(
+        self, template: TemplateDef, language: str, day: int, sending: bool = False
+    ) -> Counts:
+        """The day's final counts for one unit (`sending`: never one of the silent days)."""
         n = len(template.buttons)
         u = _uniforms(_digest(self._seed, template.code, language, day))
-        if u[0] < _ZERO_DAY_SHARE:
+        if u[0] < _ZERO_DAY_SHARE and not sending:
             return Counts(0, 0, 0, (0,) * n)
         volume = _uniforms(_digest("volume", self._seed, template.code, language))[0]
         base = 20 * 150**volume  # 20 .. 3000 messages on a typical day
@@ -247,15 +267,22 @@ class DataModel:
         zero = Counts(0, 0, 0, (0,) * len(template.buttons))
         days: dict[int, tuple[Counts, Counts]] = {}
 
+        silent = template.code in self.activity.silent
+        window = self.activity.windows.get(template.code) if silent else None
+
         def day_counts(day: int) -> tuple[Counts, Counts]:
             if day not in days:
-                if day < first_day:
+                begin = self.day_start(day)
+                if day < first_day or (silent and window is None):
                     days[day] = (zero, zero)
+                elif window is not None and (begin + DAY_MS <= window[0] or begin > window[1]):
+                    days[day] = (zero, zero)  # outside a silent template's window
                 else:
-                    final = self.final(template, language, day)
-                    age = now_ms - self.day_start(day)
-                    current = final if static else self.at_age(final, age)
-                    if horizon.read_reset and age >= READ_RESET_AGE_MS:
+                    if window is not None:
+                        begin = max(begin, window[0])  # it starts sending mid-day
+                    final = self.final(template, language, day, sending=window is not None)
+                    current = final if static else self.at_age(final, now_ms - begin)
+                    if horizon.read_reset and now_ms - self.day_start(day) >= READ_RESET_AGE_MS:
                         current = self.reset(current)
                     days[day] = (final, current)
             return days[day]

@@ -125,6 +125,19 @@ class SimulatorOptions:
     health_qps_limit: float = 5  # GetWhatsappHealthStatus requests per second
     variants: str = ""  # answer variants, e.g. "page-cap,utc8-flip=0.5" (simulator.variants)
     read_reset: bool = False  # reads and clicks of days past the 7-day read window answer 0
+    # Idle accounts: only the first round(templates x active_share) templates send; each of
+    # `wakes` (template index, start, stop; unix seconds) is a silent one that sends from start
+    # to the end of stop's day (stop may be inf).
+    active_share: float = 1.0
+    wakes: tuple[tuple[int, float, float], ...] = ()
+    # A number's counts are the sums of its templates' (template k sends from number
+    # k % phone_numbers), instead of a series of its own: the numbers send only templates.
+    numbers_send_templates: bool = False
+
+    @property
+    def active_templates(self) -> int:
+        """How many templates (the first ones) send all along."""
+        return round(self.templates * self.active_share)
 
     def __post_init__(self) -> None:
         problems = []
@@ -157,6 +170,18 @@ class SimulatorOptions:
         for name in ("latency_s", "timeout_fault_s"):
             if not float(getattr(self, name)) >= 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.active_share <= 1.0:
+            problems.append(f"active_share must be between 0 and 1, got {self.active_share}")
+        for index, start, stop in self.wakes:
+            if not self.active_templates <= index < self.templates:
+                problems.append(
+                    f"wakes: template {index} is not one of the silent templates "
+                    f"{self.active_templates}..{self.templates - 1}"
+                )
+            if not start <= stop:
+                problems.append(
+                    f"wakes: template {index} stops ({stop}) before it starts ({start})"
+                )
         if self.shape not in SHAPES:
             problems.append(f"shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
         if problems:

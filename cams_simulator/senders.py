@@ -9,7 +9,9 @@
   UNLIMITED), even ones Meta's (TIER_250 ... TIER_UNLIMITED); every fourth number from 4 on
   is a new one: PENDING, rated UNKNOWN, at TIER_250.
 - `GetChatappPhoneNumberMetric` gives each number daily (or half-hour) buckets from the same
-  hash-based model as the templates, with the same late reads and the same `--shape`s.
+  hash-based model as the templates, with the same late reads and the same `--shape`s; with
+  `numbers_send_templates`, the sums of its templates' buckets instead (template k is sent
+  from number k % numbers), as when the numbers send nothing but templates.
 - `GetWhatsappHealthStatus` answers for the WABA (LIMITED one period in eight), a number
   (from its status: CONNECTED is AVAILABLE, FLAGGED and RATE_LIMITED are LIMITED, the others
   BLOCKED) and a template-language (unit k is LIMITED when (k + period) % 10 == 0 and BLOCKED
@@ -184,8 +186,11 @@ class SenderApi:
         live: LiveTemplate,
         buckets: Buckets,
         variants: Callable[[], Variants],
+        sends: Callable[[str], bool] = lambda code: True,
     ) -> None:
         self._options = options
+        self._templates = templates
+        self._sends = sends  # whether a template code ever sends (silent ones are skipped)
         self._variants = variants  # the answer variants in force (they may be replaced)
         self._clock = clock
         self._live = live
@@ -329,7 +334,10 @@ class SenderApi:
         variants = self._variants()
         if number is not None:
             start, end, size = query.start_ms, query.end_ms, query.bucket_ms
-            buckets = self._buckets(number.series, "", size, start, end)
+            if self._options.numbers_send_templates:
+                buckets = self._templates_sent(number, size, start, end)
+            else:
+                buckets = self._buckets(number.series, "", size, start, end)
             rows = shaped_rows(number.series, "", buckets, size, self._options.shape, start, end)
             if variants.any():  # the row variants, as template rows get them
                 rows = variants.rows([dict(r, Cliented=[]) for r in rows], start, end)
@@ -348,6 +356,28 @@ class SenderApi:
                 data.append(item)
         body = {"RequestId": request_id(), "Code": "OK", "Message": "success", "Data": data}
         return variants.body(body)
+
+    def _templates_sent(
+        self, number: NumberDef, size: int, start: int, end: int
+    ) -> list[tuple[int, Counts]]:
+        """The buckets of every template-language this number sends, summed (no clicks)."""
+        count = len(self._numbers)
+        sums: dict[int, Counts] = {}
+        for template in self._templates:
+            if template.index % count != number.index or not self._sends(template.code):
+                continue
+            if self._live(template.code) is None:
+                continue
+            for language in self._options.languages:
+                for bucket, counts in self._buckets(template, language, size, start, end):
+                    plain = Counts(counts.sent, counts.delivered, counts.read, ())
+                    sums[bucket] = sums[bucket].plus(plain) if bucket in sums else plain
+        if not sums:  # no template of this number sends: zero rows, as for a quiet number
+            return [
+                (b, Counts(0, 0, 0, ()))
+                for b, _ in self._buckets(number.series, "", size, start, end)
+            ]
+        return sorted(sums.items())
 
     @staticmethod
     def _entity(entity_type: str, why: str, can_send: str, **ids: str) -> dict[str, Any]:

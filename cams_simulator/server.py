@@ -214,6 +214,13 @@ class Simulator:
             raise ValueError("clock moment must be a finite number of seconds")
         self._clock.stop_at(moment)
 
+    def pin_clock(self, at: float | None) -> None:
+        """Serve the counts as of `at` (unix seconds) whatever the clock says; None: as of now.
+        The signature window still follows the clock (and its offset)."""
+        if at is not None and not math.isfinite(at):
+            raise ValueError("a pinned time must be a finite number of seconds")
+        self._clock.pin(at)
+
     # -- connections (used by the handler) ---------------------------------------------------
 
     def track(self, connection: socket.socket, add: bool) -> None:

@@ -21,12 +21,14 @@ _ARRIVAL_LOG_CAP: Final = 1_000_000
 
 class Clock:
     """Wall clock plus an adjustable offset, or stopped at a moment; the anchor is the creation
-    time plus the offset."""
+    time plus the offset. The data's time can be pinned apart from it (`pin`), so that a test
+    reads the same counts with clients whose clocks differ (the signature window follows `now`)."""
 
     def __init__(self) -> None:
         self._created = time.time()
         self._offset = 0.0
         self._stopped: float | None = None
+        self._pinned: float | None = None
         self._lock = threading.Lock()
 
     def set_offset(self, seconds: float) -> None:
@@ -38,8 +40,20 @@ class Clock:
         with self._lock:
             self._stopped = None if moment is None else float(moment)
 
+    def pin(self, at: float | None) -> None:
+        """Freeze the data's time at `at` (unix seconds); None follows `now` again."""
+        with self._lock:
+            self._pinned = None if at is None else float(at)
+
     def now(self) -> float:
         with self._lock:
+            return self._stopped if self._stopped is not None else time.time() + self._offset
+
+    def data_now(self) -> float:
+        """The moment the counts are served as of: the pinned time, else `now`."""
+        with self._lock:
+            if self._pinned is not None:
+                return self._pinned
             return self._stopped if self._stopped is not None else time.time() + self._offset
 
     def anchor(self) -> float:

@@ -1,4 +1,5 @@
-"""The benchmark machinery (bench/run.py) at CI size, and its arithmetic on made-up samples.
+"""The benchmark machinery (bench/run.py, bench/idle.py) at CI size, and its arithmetic on
+made-up samples.
 
 `python bench/run.py --smoke` runs the cycle scenario with 40 units at qps 20 and 50 ms latency
 (simulator and exporter as separate processes), plus a small scrape comparison; about 15 s.
@@ -90,6 +91,23 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_idle_bench_smoke_prints_its_row_and_meets_its_targets() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "idle.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    header = "| units | active share | active | idle | before calls/h |"
+    assert header in proc.stdout, proc.stdout
+    (row,) = [line for line in proc.stdout.splitlines() if line.startswith("| 100 |")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[4] == "1,200", "before: every unit every cycle, 12 cycles an hour"
+    assert cells.count("True") == 3, row
 
 
 def test_a_sigterm_of_a_bench_stops_the_children_it_started(tmp_path: Path) -> None:

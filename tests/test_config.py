@@ -101,6 +101,8 @@ def test_example_parses_with_the_documented_environment() -> None:
         discovery_interval_s=3600.0,
         timeout_s=10.0,
         max_retries=4,
+        idle_interval_s=3600.0,
+        idle_after_s=3 * 86400.0,
     )
     assert config.state == StateConfig(path="/var/lib/cams-exporter/state.json")
     (main,) = config.accounts
@@ -144,7 +146,8 @@ def test_example_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     keys = [
         "interval", "granularity", "lookback", "max_range", "counters_since",
-        "discovery_interval", "timeout", "max_retries", "path", "name", "region", "endpoint",
+        "discovery_interval", "timeout", "max_retries", "idle_interval", "idle_after", "path",
+        "name", "region", "endpoint",
         "credentials", "access_key_id", "access_key_secret", "security_token", "qps", "list_qps",
         "spaces", "cust_space_id", "isv_code", "discover", "filters", "template_type", "category",
         "audit_status", "name_regex", "templates", "code", "language", "type",
@@ -164,6 +167,8 @@ def test_defaults() -> None:
     assert config.poll.discovery_interval_s == 3600
     assert config.poll.timeout_s == 10.0
     assert config.poll.max_retries == 4
+    assert config.poll.idle_interval_s == 3600
+    assert config.poll.idle_after_s == 3 * 86400
     assert config.state == StateConfig(path=None)
     assert config.accounts == (
         Account(
@@ -405,6 +410,23 @@ def test_keys_are_not_expanded() -> None:
     assert problems(text, {"POLL": "poll"}) == (
         "<config>: unknown key '${POLL}' (expected one of: poll, state, accounts)",
     )
+
+
+@pytest.mark.parametrize("value", ["off", False, 0, "0", "0s", "0m", "${IDLE}"])
+def test_idle_after_zero_or_off_reads_every_unit_every_cycle(value: object) -> None:
+    tree = minimal()
+    tree["poll"] = {"idle_after": value}
+    assert parse(dump(tree), {"IDLE": "off"}).poll.idle_after_s is None
+
+
+def test_idle_settings() -> None:
+    tree = minimal()
+    tree["poll"] = {"idle_after": "12h", "idle_interval": "30m", "interval": "30m"}
+    poll = parse(tree).poll
+    assert (poll.idle_after_s, poll.idle_interval_s) == (12 * 3600, 1800)
+    # unset: 1h, or poll.interval when that is longer (never an error for a key not written)
+    tree["poll"] = {"interval": "2h"}
+    assert parse(tree).poll.idle_interval_s == 7200
 
 
 # --------------------------------------------------------------------------------------------------
@@ -657,6 +679,37 @@ RULES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ),
     ("timeout-zero", _set_poll(timeout="0s"), "poll.timeout: must be greater than 0, got '0s'"),
     (
+        "idle_interval-under-interval",
+        _set_poll(interval="10m", idle_interval="5m"),
+        "poll.idle_interval: must be at least poll.interval (10m), got 5m",
+    ),
+    (
+        "idle_interval-under-default-interval",
+        _set_poll(idle_interval="1m"),
+        "poll.idle_interval: must be at least poll.interval (5m), got 1m",
+    ),
+    (
+        "idle_interval-zero",
+        _set_poll(idle_interval="0s"),
+        "poll.idle_interval: must be greater than 0, got '0s'",
+    ),
+    (
+        "idle_after-unitless",
+        _set_poll(idle_after=3),
+        "poll.idle_after: must be a duration such as 30s, 5m, 1h, 3d, got 3 "
+        "(add a unit, e.g. 300s)",
+    ),
+    (
+        "idle_after-on",
+        _set_poll(idle_after=True),
+        "poll.idle_after: must be a duration such as 30s, 5m, 1h, 3d, got true",
+    ),
+    (
+        "idle_after-format",
+        _set_poll(idle_after="3 days"),
+        "poll.idle_after: must be a duration such as 30s, 5m, 1h, 3d, got '3 days'",
+    ),
+    (
         "max_retries-high",
         _set_poll(max_retries=11),
         "poll.max_retries: must be between 0 and 10, got 11",
@@ -797,7 +850,7 @@ UNKNOWN_KEYS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (
         _set_poll(zzz=1),
         "poll.zzz: unknown key (expected one of: interval, granularity, lookback, max_range, "
-        "counters_since, discovery_interval, timeout, max_retries)",
+        "counters_since, discovery_interval, timeout, max_retries, idle_interval, idle_after)",
     ),
     (
         lambda t: t.update({"my key": 1}),
@@ -806,7 +859,7 @@ UNKNOWN_KEYS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (
         _set_poll(**{"x y": 1}),
         "poll: unknown key 'x y' (expected one of: interval, granularity, lookback, max_range, "
-        "counters_since, discovery_interval, timeout, max_retries)",
+        "counters_since, discovery_interval, timeout, max_retries, idle_interval, idle_after)",
     ),
 ]
 

@@ -24,11 +24,12 @@ def _metric_calls(stats: dict[str, object]) -> int:
 
 
 def _units(series: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
-    return {
-        dict(labels)["mode"]: value
-        for (name, labels), value in series.items()
-        if name == "cams_poll_units"
-    }
+    out: dict[str, float] = {}  # by mode, active and idle units together
+    for (name, labels), value in series.items():
+        if name == "cams_poll_units":
+            mode = dict(labels)["mode"]
+            out[mode] = out.get(mode, 0.0) + value
+    return out
 
 
 def test_one_call_per_template_once_the_api_proves_it(caplog: pytest.LogCaptureFixture) -> None:

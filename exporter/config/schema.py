@@ -147,6 +147,8 @@ class PollConfig:
     discovery_interval_s: float = 3600.0
     timeout_s: float = 10.0
     max_retries: int = 4
+    idle_interval_s: float = 3600.0  # how often an idle unit is read
+    idle_after_s: float | None = 3 * 86400.0  # quiet period before a unit is idle; None = never
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,14 @@ an account's `sender_health`, checked by `exporter.config.senders`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from exporter.config import credentials as credential_chain
+from exporter.config.durations import parse_duration
 from exporter.config.env import Unresolved
 from exporter.config.schema import (
     DEFAULT_LIST_QPS,
@@ -45,6 +47,8 @@ _POLL_KEYS = (
     "discovery_interval",
     "timeout",
     "max_retries",
+    "idle_interval",
+    "idle_after",
 )
 _STATE_KEYS = ("path",)
 _ACCOUNT_KEYS = (
@@ -152,6 +156,14 @@ class ConfigChecker(SenderHealthChecks):
         discovery = self.duration(node, "discovery_interval", "poll")
         timeout = self.duration(node, "timeout", "poll")
         retries = self.integer(node, "max_retries", "poll", 0, 10)
+        idle_interval = self.duration(node, "idle_interval", "poll")
+        effective_interval = interval or defaults.interval_s
+        if idle_interval is not None and idle_interval < effective_interval:
+            self.add(
+                "poll.idle_interval",
+                f"must be at least poll.interval ({duration_text(effective_interval)}), "
+                f"got {duration_text(idle_interval)}",
+            )
         return PollConfig(
             interval_s=interval or defaults.interval_s,
             granularity=granularity or defaults.granularity,
@@ -161,7 +173,27 @@ class ConfigChecker(SenderHealthChecks):
             discovery_interval_s=discovery or defaults.discovery_interval_s,
             timeout_s=timeout or defaults.timeout_s,
             max_retries=defaults.max_retries if retries is None else retries,
+            # unset: 1h, or poll.interval when that is longer
+            idle_interval_s=idle_interval or max(defaults.idle_interval_s, effective_interval),
+            idle_after_s=self.idle_after(node, defaults.idle_after_s),
         )
+
+    def idle_after(self, node: Mapping[Any, Any], default: float | None) -> float | None:
+        """`poll.idle_after`: a duration, or `0` / `off` (YAML's `off` is false) to read every
+        unit every cycle (None)."""
+        value = node.get("idle_after")
+        if value is None:
+            return default
+        if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+            return None
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError, OverflowError):
+                if parse_duration(value) == 0:
+                    return None  # 0, 0s, 0m...
+        seconds = self.duration(node, "idle_after", "poll")
+        return default if seconds is None else seconds
 
     def granularity(self, node: Mapping[Any, Any]) -> str | None:
         value = self.string(node, "granularity", "poll")

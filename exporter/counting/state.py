@@ -229,6 +229,7 @@ class UnitState:
     # Persisted: the end of the newest bucket first read past the read window with deliveries
     # and no reads (None: complete from the origin).
     reads_incomplete_until_ms: int | None = None
+    changed_at: float | None = None  # unix seconds: when a read last found its counts changed
     # Not persisted: an empty answer settles nothing until a second one agrees.
     empty_answer_at: int | None = None  # settled_until when a per-bucket read came back empty
     empty_reads: set[int] = field(default_factory=set)  # aggregate reads seen empty once
@@ -399,6 +400,7 @@ class UnitState:
             "last_success": self.last_success,
             "checks": [c.to_json() for _, c in sorted(self.checks.items())],
             "reads_incomplete_until": self.reads_incomplete_until_ms,
+            "changed": self.changed_at,
         }
 
     @classmethod
@@ -431,6 +433,8 @@ class UnitState:
             unit.checks[check.start_ms - check.start_ms % DAY_MS] = check
         incomplete = data.get("reads_incomplete_until")
         unit.reads_incomplete_until_ms = _count(incomplete) if incomplete is not None else None
+        changed = data.get("changed")  # absent in files of versions before idle polling
+        unit.changed_at = float(changed) if isinstance(changed, int | float) else None
         return unit
 
 

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from exporter.publish.sender_collector import sender_collectors
 from exporter.publish.snapshot import Snapshot
+from exporter.templates.activity import ACTIVE, IDLE
 
 _Kind = type[GaugeMetricFamily] | type[CounterMetricFamily]
 # key -> (family class, name, help, labels), in exposition order.
@@ -41,14 +42,22 @@ _ACCOUNT_FAMILIES: dict[str, tuple[_Kind, str, str, list[str]]] = {
     "units": (
         GaugeMetricFamily,
         "cams_poll_units",
-        "Template-language units the account polls each cycle, by read mode "
-        "(per-language: one call per unit; per-template: one call per template).",
-        ["account", "mode"],
+        "Template-language units the account polls, by read mode (per-language: one call per "
+        "unit; per-template: one call per template) and activity (active: read every "
+        "poll.interval; idle: no change for poll.idle_after, read once per poll.idle_interval).",
+        ["account", "mode", "activity"],
     ),
     "reads": (
         GaugeMetricFamily,
         "cams_poll_reads",
         "GetChatappTemplateMetric reads per poll cycle (before splitting long ranges).",
+        ["account"],
+    ),
+    "wakes": (
+        CounterMetricFamily,
+        "cams_poll_wakes",
+        "Times a space's idle templates were read at once because its phone numbers sent more "
+        "than its active templates (sender health's per-number counters).",
         ["account"],
     ),
     "discovered": (
@@ -101,6 +110,9 @@ class AccountCollector(Collector):
     cams_up{account="main"} 1.0
     # TYPE cams_poll_last_success_timestamp_seconds gauge
     cams_poll_last_success_timestamp_seconds{account="main"} 1.764028800e+09
+    # TYPE cams_poll_units gauge
+    cams_poll_units{account="main",activity="active",mode="per-language"} 40.0
+    cams_poll_units{account="main",activity="idle",mode="per-language"} 960.0
     # TYPE cams_downward_revisions_held_total counter
     cams_downward_revisions_held_total{account="main"} 0.0
     # TYPE cams_read_window_resets_total counter
@@ -129,8 +141,12 @@ class AccountCollector(Collector):
                 f["last"].add_metric(name, account.last_poll_success)
             if account.last_poll_duration is not None:
                 f["duration"].add_metric(name, account.last_poll_duration)
-            f["units"].add_metric([account.name, account.mode], account.units)
+            idle = account.idle_units
+            f["units"].add_metric([account.name, account.mode, ACTIVE], account.units - idle)
+            f["units"].add_metric([account.name, account.mode, IDLE], idle)
             f["reads"].add_metric(name, account.reads)
+            if account.waking:
+                f["wakes"].add_metric(name, account.wakes)
             for space, count in account.templates_discovered:
                 f["discovered"].add_metric([account.name, space], count)
             f["revisions"].add_metric(name, account.revisions_held)

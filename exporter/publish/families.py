@@ -85,6 +85,15 @@ INFO_FAMILIES = (
         (),
         lambda s: _one(s.newest_data),
     ),
+    TemplateFamily(
+        "cams_template_idle_interval_seconds",
+        "gauge",
+        "Present while this template and language is idle (no change in its counts for "
+        "poll.idle_after): it is read once per this many seconds (poll.idle_interval) instead "
+        "of every poll.interval.",
+        (),
+        lambda s: _one(s.idle_interval),
+    ),
 )
 TEMPLATE_FAMILIES = COUNTER_FAMILIES + INFO_FAMILIES
 

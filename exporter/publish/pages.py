@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from exporter.config.durations import format_duration
 from exporter.counting.anomalies import AnomalyRecord
 from exporter.counting.readwindow import SettledChangeRecord
 from exporter.publish.markup import escape, iso, row, table
@@ -46,11 +47,26 @@ def _space(space: str) -> str:
     return space if space else "(none)"
 
 
+def _activity(account: AccountStatus) -> str:
+    """Active and idle units, how often idle ones are read, and the spaces woken last."""
+    if account.idle_interval is None:
+        return f"{account.units} active (idle polling off)"
+    idle = account.idle_units
+    text = (
+        f"{account.units - idle} active, {idle} idle (read every "
+        f"{format_duration(account.idle_interval)}); this cycle reads {account.cycle_units}"
+    )
+    if account.waking:
+        woken = ", ".join(_space(s) for s in account.woken)
+        text += f"; woken: {woken}" if woken else "; waking on"
+    return text
+
+
 def _account_row(account: AccountStatus) -> str:
     units = (
         str(account.units)
         if account.first_cycle_complete
-        else f"{account.units_done}/{account.units}"
+        else f"{account.units_done}/{account.cycle_units}"
     )
     duration = "" if account.last_poll_duration is None else f"{account.last_poll_duration:.1f}s"
     discovered = ", ".join(
@@ -67,6 +83,7 @@ def _account_row(account: AccountStatus) -> str:
         account.last_error_code or "",
         account.shape,
         account.mode,
+        _activity(account),
         discovered,
         account.read_window_resets,
         account.settled_changes,
@@ -89,6 +106,7 @@ def _template_row(series: TemplateSeries) -> str:
         counts.sent,
         counts.delivered,
         counts.read,
+        "active" if series.idle_interval is None else "idle",
         iso(series.last_success),
         series.last_error or "",
     )
@@ -106,6 +124,7 @@ _ACCOUNT_COLUMNS = (
     "Last error",
     "Shape",
     "Read mode",
+    "Activity",
     "Templates discovered",
     "Read-window resets held",
     "Settled days changed",
@@ -148,6 +167,7 @@ _TEMPLATE_COLUMNS = (
     "Sent",
     "Delivered",
     "Read",
+    "Activity",
     "Last success",
     "Last error",
 )

@@ -55,7 +55,16 @@ def _sender_poller(
     if settings is None:
         return None
     discovery = poller.discovery
-    return SenderPoller(
+    metrics = settings.phone_number_metrics
+    # Waking compares the numbers' growth with the templates': the numbers are then read in
+    # the template cycle (at its interval), and only a replica that has them all can compare.
+    waking = (
+        poller.schedule.enabled
+        and metrics.enabled
+        and (metrics.interval_s is None or metrics.interval_s <= poller.context.poll.interval_s)
+        and (shard is None or shard.count == 1)
+    )
+    sender = SenderPoller(
         poller.account,
         settings,
         poller.context.client,
@@ -71,7 +80,11 @@ def _sender_poller(
         )
         if settings.phone_number_metrics.enabled
         else None,
+        metrics_loop=not waking,
     )
+    if waking:
+        poller.wake_with(sender.read_number_metrics)
+    return sender
 
 
 def _carry_account(poller: AccountPoller, before: AccountPoller) -> None:
@@ -87,6 +100,8 @@ def _carry_account(poller: AccountPoller, before: AccountPoller) -> None:
         poller.status = replace(
             poller.status,
             units=status.units,
+            idle_units=status.idle_units,
+            cycle_units=status.cycle_units,
             units_done=status.units_done,
             first_cycle_complete=status.first_cycle_complete,
             up=status.up,
@@ -94,6 +109,7 @@ def _carry_account(poller: AccountPoller, before: AccountPoller) -> None:
             last_poll_duration=status.last_poll_duration,
             last_error_code=status.last_error_code,
             templates_discovered=tuple(sorted(poller.discovery.discovered.items())),
+            wakes=status.wakes,
         )
     poller.grouping.adopt(before.grouping)
 

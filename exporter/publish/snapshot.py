@@ -36,5 +36,5 @@ class Snapshot:
     @property
     def progress(self) -> tuple[int, int]:
         """(units done, units total) of the first cycle, over every account."""
-        done = sum(a.units if a.first_cycle_complete else a.units_done for a in self.accounts)
-        return done, sum(a.units for a in self.accounts)
+        done = sum(a.cycle_units if a.first_cycle_complete else a.units_done for a in self.accounts)
+        return done, sum(a.cycle_units for a in self.accounts)

@@ -75,9 +75,12 @@ class SenderPoller:
         anomalies: AnomalyLog | None = None,
         on_crash: Callable[[str], None] | None = None,
         counters: NumberCounters | None = None,
+        metrics_loop: bool = True,
     ) -> None:
         self.account = account
         self.counters = counters  # the per-number counters, when phone_number_metrics is on
+        # False: the template cycle reads them (`read_number_metrics`), for waking
+        self.metrics_loop = metrics_loop
         self.settings, self.units, self.units_ready = settings, units, units_ready
         self.shard = shard or Shard(0, 1)
         self.on_change = on_change
@@ -206,6 +209,17 @@ class SenderPoller:
                 self._listed_once.set()
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
+    def read_number_metrics(self, stop: threading.Event) -> None:
+        """Read every listed number's counters once, now: the template cycle calls it when it
+        compares the numbers' growth with its templates' (waking), instead of a loop of its
+        own. Nothing before the first listing of numbers."""
+        if self.counters is None:
+            return
+        numbers = self.numbers.numbers()
+        if numbers:
+            self.counters.poll(numbers, stop)
+            self._changed()
+
     def _metrics_loop(self, stop: threading.Event) -> None:
         assert self.counters is not None
         self._listed_once.wait(_FIRST_ROUND_WAIT_S)
@@ -248,7 +262,7 @@ class SenderPoller:
         ]
         if self.health is not None:
             loops.append(("health", self._health_loop))
-        if self.counters is not None:
+        if self.counters is not None and self.metrics_loop:
             loops.append(("number-metrics", self._metrics_loop))
         threads = []
         for name, loop in loops:

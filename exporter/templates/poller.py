@@ -1,8 +1,12 @@
-"""One account's poll cycle: discover its units, read each through a worker pool, report.
+"""One account's poll cycle: discover its units, read them through a worker pool, report.
 
 `AccountPoller.run_cycle` refreshes the account's units (`exporter.templates.discovery`),
-then reads every (template, language) unit once through a thread pool
-(`exporter.counting.strategies` applies each answer to the counter store). Every worker
+then reads the (template, language) units the schedule picks through a thread pool: every
+active unit, and the idle ones whose slot came (`exporter.templates.activity`). With waking on
+(`wake_with`: sender health's per-number counters, one replica), it then reads the account's
+numbers and the idle units of every space whose numbers sent more than its templates
+(`exporter.templates.waking`). `exporter.counting.strategies` applies each answer to the
+counter store. Every worker
 takes its send slots from the account's shared rate limiters, so a large account uses its qps
 fully and never more. The cycle ends with one summary line:
 `poll cycle done` at info, or at error the failures counted by code, with the API's message
@@ -15,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from exporter.cams.actions import METRIC_ACTION
 from exporter.cams.context import AccountContext
@@ -26,10 +30,12 @@ from exporter.counting.anomalies import AnomalyLog
 from exporter.counting.readwindow import ReadWindowLog
 from exporter.counting.state import CounterStore, Counts
 from exporter.counting.strategies import Counting, Fetch, Member
+from exporter.templates.activity import Plan, Schedule
 from exporter.templates.discovery import Discovery, Unit
 from exporter.templates.grouping import Grouping
 from exporter.templates.sharding import Shard
 from exporter.templates.view import AccountStatus, TemplateSeries
+from exporter.templates.waking import WHATSAPP, Waking
 
 log = logging.getLogger("cams_exporter.poller")
 
@@ -55,6 +61,17 @@ def error_hint(code: str) -> str:
 def _with_hint(code: str) -> str:
     hint = error_hint(code)
     return f"; {hint}" if hint else ""
+
+
+@dataclass(slots=True)
+class _Cycle:
+    """What one cycle's reads add up to."""
+
+    total: int  # units the cycle reads
+    done: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # error code -> units
+    examples: dict[str, str] = field(default_factory=dict)  # one full message per code
+    changed: set[UnitKey] = field(default_factory=set)  # units whose counts changed
 
 
 class AccountPoller:
@@ -85,12 +102,29 @@ class AccountPoller:
             read_window=self.read_window,
         )
         self.grouping = Grouping(context)
+        self.schedule = Schedule(context.poll)
+        self.waking: Waking | None = None
+        self._last_look: float | None = None
+        self._read_numbers: Callable[[threading.Event], None] | None = None
         self.status = AccountStatus(
             name=self.account.name,
             endpoint=self.account.endpoint,
             spaces=tuple(s.label for s in self.account.spaces),
             shape=self.counting.shape,
+            idle_interval=context.poll.idle_interval_s if self.schedule.enabled else None,
         )
+
+    def wake_with(self, read_numbers: Callable[[threading.Event], None]) -> None:
+        """Turn waking on: each cycle calls `read_numbers` (a fresh read of the account's
+        per-number counters into the store) after its first reads, and wakes the spaces whose
+        numbers grew more than their templates. A no-op while idle polling is off."""
+        if not self.schedule.enabled:
+            return
+        self._read_numbers = read_numbers
+        self.waking = Waking(self.account.name, self.store, self.context.poll.interval_s)
+        with self.lock:
+            self.waking.wakes = self.status.wakes  # carried over a reload
+            self.status = replace(self.status, waking=True)
 
     def refresh_units(self) -> list[str]:
         """Re-run discovery where due; the error codes of the listings that failed."""
@@ -142,11 +176,21 @@ class AccountPoller:
             raise failed[unit.key]
 
     def _read(
-        self, group: Sequence[Unit], stop: threading.Event, examples: dict[str, str]
+        self,
+        group: Sequence[Unit],
+        stop: threading.Event,
+        examples: dict[str, str],
+        changed: set[UnitKey],
     ) -> list[str | None]:
-        """One group's read in a worker: per unit, None on success, else the error code."""
+        """One group's read in a worker: per unit, None on success, else the error code. The
+        units whose counts it changed are added to `changed`."""
         if stop.is_set():
             return [STOPPED] * len(group)
+        with self.store.lock:
+            before = {
+                unit.key: state.total() if (state := self.store.units.get(unit.key)) else None
+                for unit in group
+            }
         try:
             failed = self.poll_group(group)
         except AnomalousAnswer as anomaly:  # the whole answer could not be vouched for
@@ -169,13 +213,16 @@ class AccountPoller:
                 if state is not None:
                     state.last_success = now
                     state.last_error = None
+                    if self.schedule.observe(state, before[unit.key], now):
+                        changed.add(unit.key)
                 codes.append(None)
         return codes
 
     # -- cycles --------------------------------------------------------------------------
 
     def run_cycle(self, stop: threading.Event, workers: int) -> bool:
-        """Discover and read every unit once. True if the cycle read every unit."""
+        """Discover, then read the active units and the idle ones that are due (and those of
+        woken spaces). True if every read of the cycle succeeded."""
         started = self.clock()
         discovery_errors = self.refresh_units()
         units = self.discovery.units()
@@ -185,38 +232,113 @@ class AccountPoller:
             except CamsError as error:  # a transport failure: decide again next cycle
                 log.info("read mode not checked: %s", error, extra={"account": self.account.name})
         groups = self.grouping.groups(units)
+        with self.store.lock:
+            plan = self.schedule.plan(groups, self.store.units, started)
         with self.lock:
             self.status = replace(
                 self.status,
                 units=len(units),
+                idle_units=len(plan.idle),
+                cycle_units=plan.units_read,
                 units_done=0,
-                reads=len(groups),
+                reads=len(plan.groups),
                 mode=self.grouping.mode,
                 shape=self.counting.shape,
+                woken=(),
                 templates_discovered=tuple(sorted(self.discovery.discovered.items())),
             )
         self.on_progress()
-        failures: dict[str, int] = {}
-        examples: dict[str, str] = {}  # one full error message per code, for the summary line
-        done = 0
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-            results = pool.map(lambda group: self._read(group, stop, examples), groups)
-            for codes in results:
-                for code in codes:
-                    if code is not None:
-                        failures[code] = failures.get(code, 0) + 1
-                        if code != STOPPED:
-                            self.instruments.poll_error(self.account.name, code)
-                done += len(codes)
-                self._progress(done, len(units))
+        cycle = _Cycle(plan.units_read)
+        self._read_all(plan.groups, stop, workers, cycle)
+        self._wake(groups, plan, stop, workers, started, cycle)
         if stop.is_set():
             return False
         self._note_incomplete_reads()
-        units_failed = sum(failures.values())
+        with self.store.lock:  # what the reads found: woken units active, first reads dated
+            idle = self.schedule.idle_units(groups, self.store.units, self.clock())
+        with self.lock:
+            self.status = replace(self.status, idle_units=len(idle))
+        units_failed = sum(cycle.failures.values())
+        failures = dict(cycle.failures)
         for code in discovery_errors:
             failures[code] = failures.get(code, 0) + 1
-        self._finish(started, len(units), units_failed, failures, discovery_errors, examples)
+        self._finish(started, cycle.total, units_failed, failures, discovery_errors, cycle.examples)
         return not failures
+
+    def _read_all(
+        self, groups: Sequence[Sequence[Unit]], stop: threading.Event, workers: int, cycle: _Cycle
+    ) -> None:
+        """Read `groups` through the worker pool, counting into `cycle`."""
+        if not groups:
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+            results = pool.map(
+                lambda group: self._read(group, stop, cycle.examples, cycle.changed), groups
+            )
+            for codes in results:
+                for code in codes:
+                    if code is not None:
+                        cycle.failures[code] = cycle.failures.get(code, 0) + 1
+                        if code != STOPPED:
+                            self.instruments.poll_error(self.account.name, code)
+                cycle.done += len(codes)
+                self._progress(cycle.done, cycle.total)
+
+    def _wake(
+        self,
+        groups: Sequence[Sequence[Unit]],
+        plan: Plan,
+        stop: threading.Event,
+        workers: int,
+        started: float,
+        cycle: _Cycle,
+    ) -> None:
+        """With waking on: read the numbers, then the idle units of the spaces whose numbers
+        grew more than their templates (those not read already)."""
+        waking, read_numbers = self.waking, self._read_numbers
+        if waking is None or read_numbers is None or stop.is_set():
+            return
+        try:
+            read_numbers(stop)
+        except Exception:  # the numbers' own errors are counted and logged where they happen
+            log.debug("phone-number read for waking failed", exc_info=True)
+            return
+        now = self.clock()
+        since = now - (self._last_look if self._last_look is not None else started)
+        self._last_look = now
+        # the numbers were read after the first reads: at most that much ahead of them
+        spaces = waking.look(plan.idle, (now - started) / since if since > 0 else 0.0)
+        if not spaces:
+            return
+        read = {unit.key for group in plan.groups for unit in group}
+        extra = [
+            group
+            for group in groups
+            if group[0].key in plan.idle
+            and group[0].key.space in spaces
+            and group[0].key.template_type.upper() == WHATSAPP
+            and group[0].key not in read
+        ]
+        log.info(
+            "phone numbers sent more than the active templates: reading %d idle units of %s",
+            sum(len(group) for group in extra),
+            ", ".join(sorted(s or "(none)" for s in spaces)),
+            extra={"account": self.account.name},
+        )
+        cycle.total += sum(len(group) for group in extra)
+        with self.lock:
+            self.status = replace(
+                self.status,
+                woken=tuple(sorted(spaces)),
+                wakes=waking.wakes,
+                cycle_units=cycle.total,
+                reads=self.status.reads + len(extra),
+            )
+        woken = {unit.key for group in extra for unit in group}
+        self._read_all(extra, stop, workers, cycle)
+        waking.settle(
+            {space: any(k.space == space for k in cycle.changed & woken) for space in spaces}
+        )
 
     def _progress(self, done: int, total: int) -> None:
         with self.lock:
@@ -279,8 +401,11 @@ class AccountPoller:
     def series(self) -> list[TemplateSeries]:
         """What this account exports now (called by the publisher)."""
         units = self.discovery.units()
+        groups = self.grouping.groups(units)
         out = []
+        interval = self.schedule.interval_s
         with self.store.lock:
+            idle = self.schedule.idle_units(groups, self.store.units, self.clock())
             for unit in units:
                 state = self.store.units.get(unit.key)
                 if state is None:
@@ -294,6 +419,7 @@ class AccountPoller:
                         last_success=state.last_success,
                         newest_data=state.newest_data_ms / 1000 if state.newest_data_ms else None,
                         last_error=state.last_error,
+                        idle_interval=interval if unit.key in idle else None,
                     )
                 )
         return out

@@ -21,6 +21,7 @@ class TemplateSeries:
     last_success: float | None = None  # unix seconds of the last successful read
     newest_data: float | None = None  # unix seconds: start of the newest bucket with activity
     last_error: str | None = None  # error code of the last failed read, cleared on success
+    idle_interval: float | None = None  # seconds between reads while idle; None: active
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +31,10 @@ class AccountStatus:
     name: str
     endpoint: str
     spaces: tuple[str, ...]
-    units: int = 0  # units in the current (or last) cycle
-    reads: int = 0  # reads per cycle: units, or templates in per-template mode
+    units: int = 0  # every unit the account polls (active and idle)
+    idle_units: int = 0  # of them, idle: read once per idle interval
+    cycle_units: int = 0  # units the current (or last) cycle reads
+    reads: int = 0  # reads of the cycle: units, or templates in per-template mode
     mode: str = "per-language"  # per-language | per-template
     units_done: int = 0  # units finished in the current cycle
     first_cycle_complete: bool = False
@@ -45,3 +48,7 @@ class AccountStatus:
     read_window_resets: int = 0  # buckets whose read-window reset was held
     settled_changes: int = 0  # settled days the API answered differently when re-read
     reads_complete_since: float | None = None  # unix seconds; None before any unit is read
+    idle_interval: float | None = None  # poll.idle_interval; None: idle polling is off
+    waking: bool = False  # idle units are read at once when their space's numbers grow
+    woken: tuple[str, ...] = ()  # spaces woken in the current (or last) cycle
+    wakes: int = 0  # spaces woken so far

@@ -38,11 +38,13 @@ def exact_problems(
     secret: str = "demo-secret",
     granularity: str = "DAILY",
     chunk_ms: int | None = None,
+    now_ms: int | None = None,
 ) -> list[str]:
-    """Differences between our counters and the SDK's sums over origin..now, per unit (and
-    "no messages at all" when nothing was sent: an exactness check must not be vacuous)."""
+    """Differences between our counters and the SDK's sums over origin..now (`now_ms`, else
+    the wall clock), per unit (and "no messages at all" when nothing was sent: an exactness
+    check must not be vacuous)."""
     sdk = sdk_client(sim, secret=secret)
-    now = int(time.time() * 1000)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
     problems = []
     units = sim.templates()
     if not units:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,39 @@ def simulator_process(*flags: str, log_dir: Path | None = None) -> Iterator[Simu
         sim = start_simulator(where / "simulator.log", *flags, preexec=ahead_of_the_load)
         stack.callback(sim.stop)
         yield sim  # it logs its URL once it serves
+
+
+class SimulatedTime:
+    """A clock the test moves: the exporter's (pass the instance as its clock), and the moment
+    the simulator serves its counts as of (pinned). The simulator's signature window follows
+    it too, except inside `oracle()`, where the official SDK, which signs with the wall clock,
+    reads the very same counts."""
+
+    def __init__(self, sim: Simulator, start: float) -> None:
+        self.sim, self.now = sim, start
+        self.sync()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sync(self) -> None:
+        self.sim.pin_clock(self.now)
+        self.sim.set_clock_offset(self.now - time.time())  # the exporter's signatures
+
+    def at(self, moment: float) -> None:
+        """Move to `moment` (never back)."""
+        assert moment >= self.now
+        self.now = moment
+        self.sync()
+
+    @contextlib.contextmanager
+    def oracle(self) -> Iterator[None]:
+        """The simulator's signature window on the wall clock while the SDK reads."""
+        self.sim.set_clock_offset(0)
+        try:
+            yield
+        finally:
+            self.sync()
 
 
 def day_floor(ms: int) -> int:

@@ -59,6 +59,7 @@ def account(ready: bool = True, **overrides: Any) -> AccountStatus:
         "endpoint": "http://127.0.0.1:18080",
         "spaces": ("cams-space-1",),
         "units": 4,
+        "cycle_units": 4,
         "units_done": 4 if ready else 1,
         "first_cycle_complete": ready,
         "up": ready,
