@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.campaign_scenarios import (
+from tests.kit.campaign_scenarios import (
     CASES,
     PROM,
     READ_DROP,
@@ -28,7 +28,7 @@ from tests.campaign_scenarios import (
     probe,
     render,
 )
-from tests.trafficmodel import SLOW
+from tests.kit.trafficmodel import SLOW
 
 TABLE = {
     "new campaign, read rate 60% -> 25% on its 4th day",
@@ -49,9 +49,9 @@ def cases() -> list[Case]:
 def test_generated_files_are_up_to_date() -> None:
     for name in CASES:
         path = PROM / "tests" / name
-        assert path.exists(), f"{name} is missing: run python3 tests/campaign_scenarios.py"
+        assert path.exists(), f"{name} is missing: run python3 -m tests.kit.campaign_scenarios"
         assert path.read_text() == render(name), (
-            f"{name} is out of date: run python3 tests/campaign_scenarios.py"
+            f"{name} is out of date: run python3 -m tests.kit.campaign_scenarios"
         )
 
 

@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from tests.trafficmodel import (
+from tests.kit.trafficmodel import (
     DAY_S,
     HOUR_S,
     POLL_S,
