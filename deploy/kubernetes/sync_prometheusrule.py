@@ -1,7 +1,7 @@
 """Writes prometheusrule.yaml from prometheus/recording.yml and prometheus/alerts.yml.
 
 Run it after changing either file: `python deploy/kubernetes/sync_prometheusrule.py`.
-tests/test_deploy.py fails while the PrometheusRule and the rule files differ.
+tests/artifacts/test_deploy.py fails while the PrometheusRule and the rule files differ.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ ends it and polls again. For each fault the scenario records whether
 - the fault gave one clear log line (not one per template), and no log line, metric, page or
   error carries the account's secret.
 One test per fault, each asserting its row; the module prints the whole matrix (fault x
-outcome) once its tests have run: `python -m pytest -s -p no:xdist tests/test_faults.py`.
+outcome) once its tests have run: `python -m pytest -s -p no:xdist tests/e2e/test_faults.py`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import yaml
 
 from tests.kit.flags import check_exporter_argv, flag_value
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"

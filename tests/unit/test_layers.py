@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.kit.layers import cycles, upward_imports
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_no_import_runs_back_up() -> None:

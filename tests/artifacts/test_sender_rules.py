@@ -19,7 +19,7 @@ from exporter.publish.sender_collector import sender_collectors
 from exporter.publish.snapshot import Snapshot
 from exporter.senders.view import EntityHealth, NumberView, SenderStatus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "prometheus" / "sender_alerts.yml"
 UNIT_TESTS = ROOT / "prometheus" / "tests" / "sender_alerts_test.yml"
 EXPECTED = {

@@ -31,7 +31,7 @@ from exporter.config import (
 from exporter.config.schema import Account, Filters, Space, StateConfig, TemplateSpec
 from tests.kit.configs import EXAMPLE
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SECRET = "SUPERSECRET-123"
 ENV = {
     "ALIBABA_CLOUD_ACCESS_KEY_ID": "AKID-EXAMPLE",

@@ -1,5 +1,5 @@
 """The generated campaign promtool tests: up to date, and every asserted fire time within the
-issue's bounds (tests/test_rules.py runs them through promtool).
+issue's bounds (tests/artifacts/test_rules.py runs them through promtool).
 
 - read-rate drops fire within 12 h of the first badly-read send (24 h for small templates),
   delivery drops within 12 h, silences within about 25 h of the last send;

@@ -33,7 +33,7 @@ from exporter.cams.model import DAY_MS, HALF_HOUR_MS
 from tests.kit.oracle import sdk_client
 from tests.kit.sim import SimFactory, simulators
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VERSION = "2020-06-06"
 METRIC = "GetChatappTemplateMetric"
 LIST = "ListChatappTemplate"

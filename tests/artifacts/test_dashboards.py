@@ -37,7 +37,7 @@ from tests.kit.procs import Children, start_exporter, start_prometheus
 from tests.kit.rules import missed_reads
 from tests.kit.waits import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 PROVISIONING = ROOT / "grafana" / "provisioning"
 RECORDING = ROOT / "prometheus" / "recording.yml"

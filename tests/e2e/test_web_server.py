@@ -32,7 +32,7 @@ from tests.kit.waits import wait_until
 from tests.kit.web import handlers, raw_request, render_metrics, serve
 
 __all__ = ["serve"]  # the fixture, imported from tests.kit.web
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[bytes, float]:

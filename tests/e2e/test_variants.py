@@ -8,7 +8,7 @@ read from an honest twin simulator (same seed, no variant):
   per unit and kind at warn, shown as the unit's last error; no counter exceeds the truth (never
   a double count or a wrong number), and once the API answers honestly again every counter is
   exact.
-`python -m pytest -s tests/test_variants.py` prints a table row per variant: variant, expected,
+`python -m pytest -s tests/e2e/test_variants.py` prints a table row per variant: variant, expected,
 units exact during, anomalies counted, units exact after.
 """
 

@@ -18,11 +18,12 @@ import yaml
 
 from tests.kit.rules import PLAIN_READ_S, missed_reads, recorded
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "prometheus"
 ALERTS = PROM / "alerts.yml"
 RECORDING = PROM / "recording.yml"
-# The template and exporter rules' unit tests (sender_alerts_test.yml: tests/test_sender_rules.py).
+# The template and exporter rules' unit tests (sender_alerts_test.yml:
+# tests/artifacts/test_sender_rules.py).
 UNIT_TESTS = sorted(p for p in (PROM / "tests").glob("*.yml") if not p.name.startswith("sender_"))
 
 # The alert names fixed by docs/design.md.

@@ -11,7 +11,8 @@ OK, REFUSED (the web config is refused at start), TLS_FAIL (the handshake or con
 HTTP_400 / HTTP_401 / HTTP_429 (the answer's status), WRONG_CIPHER, or RELOADED (refused, then
 accepted once the file changed, without a restart).
 
-`PYTHONPATH=. python3 tests/test_web_conformance.py` prints the table as markdown (for README.md).
+`PYTHONPATH=. python3 -m tests.e2e.test_web_conformance` prints the table as markdown (for
+README.md).
 """
 
 from __future__ import annotations

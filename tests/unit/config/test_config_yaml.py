@@ -21,9 +21,9 @@ from typing import Any
 
 from exporter.config import yamlsafe
 from tests.kit.procs import child_env
-from tests.test_config_fuzz import BASE, SPECIAL, raw_mutation, render
+from tests.unit.config.test_config_fuzz import BASE, SPECIAL, raw_mutation, render
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 MUTATIONS = 240  # seeded: about 2 s of the pure loader
 
 

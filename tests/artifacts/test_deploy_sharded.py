@@ -10,7 +10,7 @@ import yaml
 from exporter.templates.sharding import Shard
 from tests.kit.flags import check_exporter_argv, flag_value
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARDED = ROOT / "deploy" / "kubernetes-sharded"
 
 
