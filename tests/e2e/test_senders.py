@@ -349,35 +349,6 @@ def test_turned_off_parts_make_no_calls(started: Callable[..., Running]) -> None
         assert {t.node_type for t in targets} == {"waba"}  # numbers not listed yet
 
 
-def test_each_action_has_its_own_limiter_at_its_share() -> None:
-    config = parse_config(
-        """
-accounts:
-  - name: main
-    credentials: {access_key_id: a, access_key_secret: b}
-    qps: 40
-    spaces: [{cust_space_id: cams-1}]
-    sender_health:
-      phone_numbers: {qps: 4}
-      phone_number_metrics: {qps: 20}
-      health_status: {qps: 3}
-""",
-        env={},
-    )
-    account = config.accounts[0]
-    whole = build_limiters(account, Shard(0, 1))
-    assert {a: lim.max_rate for a, lim in whole.items()} == {
-        METRIC_ACTION: 40,
-        LIST_ACTION: 4,
-        PHONE_NUMBERS_ACTION: 4,
-        PHONE_METRIC_ACTION: 20,
-        HEALTH_ACTION: 3,
-    }
-    assert len({id(limiter) for limiter in whole.values()}) == 5
-    half = build_limiters(account, Shard(1, 2))
-    assert half[HEALTH_ACTION].max_rate == 1.5 and half[PHONE_METRIC_ACTION].max_rate == 10
-
-
 def test_shards_split_numbers_wabas_and_templates(started: Callable[..., Running]) -> None:
     with running(SimulatorOptions(templates=6, static=True, phone_numbers=8, **FAST)) as sim:
         replicas = [started(config_for(sim, "true", spaces=3), Shard(i, 2)) for i in range(2)]
