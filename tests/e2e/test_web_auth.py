@@ -1,5 +1,7 @@
-"""exporter.web.auth: basic auth against bcrypt hashes, with both verdicts cached, a decoy at
-bcrypt's default cost for unknown users, and a bounded queue for password checks."""
+"""exporter.web.auth behind a real server: basic auth against bcrypt hashes on every route,
+both verdicts cached, a bounded queue for password checks, refusals that hold no thread.
+
+The checks themselves, without a socket, are in tests/unit/web/test_auth.py."""
 
 from __future__ import annotations
 
@@ -9,40 +11,22 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import bcrypt
 import pytest
 import requests
 
-from exporter.web.auth import MAX_WAITING, BasicAuth, Verdict, parse_basic
+from exporter.web.auth import MAX_WAITING
 from exporter.web.config import WebConfig
 from exporter.web.connection import Timeouts
 from exporter.web.live import FixedWebConfig
 from exporter.web.server import WebServer
 from tests.kit.waits import wait_until
-from tests.kit.web import HASH, PASSWORD, basic, raw_request, serve
+from tests.kit.web import HASH, PASSWORD, basic, bcrypt_calls, raw_request, serve
+from tests.kit.web import basic_header as header
 
-__all__ = ["serve"]  # the fixture, imported from tests.kit.web
-
-
-@pytest.fixture
-def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[bytes, bytes]]]:
-    """Every (password, hash) bcrypt.checkpw is called with."""
-    real = bcrypt.checkpw
-    calls: list[tuple[bytes, bytes]] = []
-
-    def counting(password: bytes, hashed: bytes) -> bool:
-        calls.append((password, hashed))
-        return real(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", counting)
-    yield calls
-
-
-def header(user: str, password: str) -> str:
-    return basic(user, password)["Authorization"]
-
+__all__ = ["bcrypt_calls", "serve"]  # fixtures, imported from tests.kit.web
 
 FAST = Timeouts(refusal=0.01)  # where the refusal delay is not what is tested
 
@@ -65,13 +49,6 @@ def test_basic_auth(serve: Callable[..., WebServer]) -> None:
         assert refused.status == 401
 
 
-def test_parse_basic() -> None:
-    assert parse_basic(header("a", "b:c")) == (b"a", b"b:c")
-    assert parse_basic("basic " + base64.b64encode(b"u:").decode()) == (b"u", b"")
-    for bad in (None, "", "Basic", "Digest abc", "Basic " + base64.b64encode(b"nocolon").decode()):
-        assert parse_basic(bad) is None
-
-
 def test_successes_and_failures_are_both_cached(
     serve: Callable[..., WebServer], bcrypt_calls: list[tuple[bytes, bytes]]
 ) -> None:
@@ -84,40 +61,6 @@ def test_successes_and_failures_are_both_cached(
     assert len(bcrypt_calls) == 2  # one check for the wrong password, then its cached verdict
     assert raw_request(server.port, "/", headers=basic("admin", "nope2")).status == 401
     assert len(bcrypt_calls) == 3
-
-
-def test_unknown_users_are_checked_against_a_decoy_at_the_default_cost(
-    bcrypt_calls: list[tuple[bytes, bytes]],
-) -> None:
-    auth = BasicAuth({"admin": HASH})  # a cost-4 hash
-    assert auth.check(header("nobody", "whatever")) is Verdict.DENIED
-    ((_, decoy),) = bcrypt_calls
-    assert decoy.startswith(b"$2b$12$")
-    assert decoy != HASH.encode()
-    # The decoy's own password is unknown: nothing gets in with it, cached or not.
-    assert auth.check(header("nobody", "whatever")) is Verdict.DENIED
-    assert len(bcrypt_calls) == 1
-
-
-def test_a_flood_of_distinct_wrong_passwords_keeps_the_cached_success(
-    bcrypt_calls: list[tuple[bytes, bytes]],
-) -> None:
-    auth = BasicAuth({"admin": HASH}, failures=16)
-    assert auth.check(header("admin", PASSWORD)) is Verdict.OK
-    for index in range(40):
-        assert auth.check(header("admin", f"wrong-{index}")) is Verdict.DENIED
-    checks = len(bcrypt_calls)
-    assert auth.check(header("admin", PASSWORD)) is Verdict.OK
-    assert len(bcrypt_calls) == checks  # still cached
-
-
-def test_a_changed_hash_is_not_met_by_an_old_verdict() -> None:
-    new_hash = bcrypt.hashpw(b"new-password", bcrypt.gensalt(rounds=4)).decode()
-    old = BasicAuth({"admin": HASH})
-    assert old.check(header("admin", PASSWORD)) is Verdict.OK
-    new = BasicAuth({"admin": new_hash})  # a reloaded web config builds a new BasicAuth
-    assert new.check(header("admin", PASSWORD)) is Verdict.DENIED
-    assert new.check(header("admin", "new-password")) is Verdict.OK
 
 
 def test_checks_beyond_the_queue_are_refused_and_cached_scrapes_go_through(

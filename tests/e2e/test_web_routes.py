@@ -1,5 +1,8 @@
 """exporter.web.routes and .negotiation over real HTTP on 127.0.0.1: /metrics (format and gzip
-negotiation), health, readiness, the landing page, routing, the lifecycle endpoint."""
+negotiation), health, readiness, the landing page, routing, the lifecycle endpoint.
+
+The negotiation's verdict for each header, without a socket, is in
+tests/unit/web/test_negotiation.py."""
 
 from __future__ import annotations
 
@@ -13,15 +16,13 @@ import pytest
 
 from exporter.publish.snapshot import Snapshot
 from exporter.web.config import WebConfig
-from exporter.web.negotiation import (
-    OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
-    accepts_gzip,
-    wants_openmetrics,
-)
+from exporter.web.negotiation import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.web.routes import Payload
 from exporter.web.server import WebServer
 from tests.kit.web import (
+    PROMETHEUS_2,
+    PROMETHEUS_3,
+    PROMETHEUS_3_TEXT_ONLY,
     Reply,
     SnapshotBox,
     handlers,
@@ -34,66 +35,6 @@ from tests.kit.web import (
 )
 
 __all__ = ["serve"]  # the fixture, imported from tests.kit.web
-
-# What Prometheus sends: 2.x by default, 3.x by default, and 3.x with scrape_protocols set to
-# the text format only.
-PROMETHEUS_2 = (
-    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-)
-PROMETHEUS_3 = (
-    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
-    "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
-    "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
-)
-PROMETHEUS_3_TEXT_ONLY = "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-
-
-@pytest.mark.parametrize(
-    ("accept", "openmetrics"),
-    [
-        ("", False),
-        ("*/*", False),
-        ("text/plain", False),
-        ("text/plain;version=0.0.4", False),
-        (PROMETHEUS_3_TEXT_ONLY, False),
-        ("application/openmetrics-text", True),
-        ("application/openmetrics-text; version=1.0.0", True),
-        ("application/openmetrics-text;version=0.0.1", True),
-        (PROMETHEUS_2, True),
-        (PROMETHEUS_3, True),
-        ("application/openmetrics-text;q=0", False),
-        ("application/openmetrics-text;q=0, */*", False),
-        ("text/plain;q=0.2, application/openmetrics-text;q=0.9", True),
-        ("text/plain, application/openmetrics-text", False),  # a tie goes to the first listed
-        ("application/openmetrics-text, text/plain", True),
-        ("application/openmetrics-text;version=2.0.0", False),  # a version we do not write
-        ("application/*", True),
-        ("text/plain;q=0, */*", True),  # text refused, OpenMetrics accepted through */*
-        ("application/json", False),  # nothing acceptable: the text format anyway
-        ("application/openmetrics-text;q=bogus, text/plain", False),
-    ],
-)
-def test_accept_header_negotiation(accept: str, openmetrics: bool) -> None:
-    assert wants_openmetrics(accept) is openmetrics
-
-
-@pytest.mark.parametrize(
-    ("accept_encoding", "gzipped"),
-    [
-        ("", False),
-        ("gzip", True),
-        ("gzip, deflate, br", True),
-        ("x-gzip", True),
-        ("gzip;q=0", False),
-        ("*", True),
-        ("*;q=0", False),
-        ("gzip;q=0, *", False),  # named beats the wildcard
-        ("identity", False),
-    ],
-)
-def test_accept_encoding_negotiation(accept_encoding: str, gzipped: bool) -> None:
-    assert accepts_gzip(accept_encoding) is gzipped
 
 
 def test_metrics_default_is_prometheus_text(serve: Callable[..., WebServer]) -> None:

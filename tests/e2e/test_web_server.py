@@ -1,6 +1,8 @@
 """exporter.web.server, .connections and .listen over real sockets on 127.0.0.1: protocol
 errors answered at once, keep-alive and pipelining, bursts of connects, the connection cap,
-slow clients, accept errors at the open-files limit, listen addresses, shutdown.
+slow clients, accept errors at the open-files limit, listen addresses, shutdown. What the
+server refuses before it binds (listen addresses, the cap, the path) is in
+tests/unit/web/test_listen.py.
 
 Big connection counts are measured in bench/web_connections.py; these are the same behaviours
 at a small scale."""
@@ -17,16 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from exporter.web.connection import Timeouts
-from exporter.web.listen import parse_listen_address
 from exporter.web.routes import Payload
-from exporter.web.server import WebServer, connection_cap
+from exporter.web.server import WebServer
 from tests.kit.procs import cpu_seconds as kit_cpu_seconds
 from tests.kit.waits import wait_until
 from tests.kit.web import handlers, raw_request, render_metrics, serve
@@ -316,76 +314,8 @@ def test_at_the_open_files_limit_fresh_scrapes_get_in_and_nothing_spins(
     assert "Traceback" not in text
 
 
-def test_the_cap_is_lowered_to_what_the_fd_limit_allows(caplog: pytest.LogCaptureFixture) -> None:
-    assert connection_cap(512, 1024) == 512
-    assert connection_cap(512, None) == 512
-    assert connection_cap(2000, 1024) == 896
-    assert "serving at most 896 connections" in caplog.text
-    with pytest.raises(ValueError):
-        connection_cap(0, 1024)
-
-
 # ------------------------------------------------------------------------------------------
 # Listen address
-
-
-@given(host=st.ip_addresses(v=4), port=st.integers(min_value=0, max_value=65535))
-def test_parse_listen_address_round_trips_ipv4(host: Any, port: int) -> None:
-    assert parse_listen_address(f"{host}:{port}") == (str(host), port)
-
-
-@given(host=st.ip_addresses(v=6), port=st.integers(min_value=0, max_value=65535))
-def test_parse_listen_address_round_trips_ipv6(host: Any, port: int) -> None:
-    assert parse_listen_address(f"[{host}]:{port}") == (str(host), port)
-
-
-@given(text=st.text(max_size=30))
-def test_parse_listen_address_only_raises_value_error(text: str) -> None:
-    try:
-        host, port = parse_listen_address(text)
-    except ValueError as exc:
-        assert "\n" not in str(exc)
-    else:
-        assert 0 <= port <= 65535
-        rebuilt = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        assert parse_listen_address(rebuilt) == (host, port)
-
-
-@pytest.mark.parametrize(
-    ("address", "expected"),
-    [
-        (":10731", ("", 10731)),
-        ("127.0.0.1:0", ("127.0.0.1", 0)),
-        ("[::1]:9100", ("::1", 9100)),
-        ("localhost:8080", ("localhost", 8080)),
-    ],
-)
-def test_parse_listen_address(address: str, expected: tuple[str, int]) -> None:
-    assert parse_listen_address(address) == expected
-
-
-@pytest.mark.parametrize(
-    ("address", "fragment"),
-    [
-        ("127.0.0.1", "missing port"),
-        ("", "missing port"),
-        ("127.0.0.1:http", "is not a number"),
-        ("127.0.0.1:", "is not a number"),
-        ("127.0.0.1:70000", "out of range"),
-        ("::1:9100", "must be in brackets"),
-        ("[::1", "missing ']'"),
-        ("[::1]", "missing port"),
-        ("[::1]9100", "missing port"),
-        ("[example.com]:80", "not an IPv6 address"),
-    ],
-)
-def test_bad_listen_address(address: str, fragment: str) -> None:
-    with pytest.raises(ValueError) as info:
-        WebServer(address, handlers())
-    message = str(info.value)
-    assert "\n" not in message
-    assert fragment in message
-    assert message.startswith(f"invalid listen address {address!r}")
 
 
 def test_listen_on_all_interfaces(serve: Callable[..., WebServer]) -> None:
@@ -400,11 +330,6 @@ def test_port_in_use_is_one_line_os_error(serve: Callable[..., WebServer]) -> No
         WebServer(f"127.0.0.1:{server.port}", handlers())
     assert "\n" not in str(info.value)
     assert f"cannot listen on 127.0.0.1:{server.port}" in str(info.value)
-
-
-def test_bad_telemetry_path() -> None:
-    with pytest.raises(ValueError, match="invalid telemetry path"):
-        WebServer("127.0.0.1:0", handlers(), telemetry_path="metrics")
 
 
 def test_shutdown_releases_port_and_closes_idle_connections() -> None:
