@@ -192,12 +192,11 @@ def test_a_reload_restarts_only_the_accounts_it_changes(
             messages = [r.getMessage() for r in caplog.records]
             assert any("1 accounts restarted, 1 polling on" in m for m in messages), messages
             # Both go on: the kept one's cycle was never interrupted, the other starts afresh.
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                status = {p.account.name: p.status for p in scheduler.accounts}
-                if all(s.first_cycle_complete for s in status.values()):
-                    break
-                time.sleep(0.05)
+            wait_until(
+                lambda: all(p.status.first_cycle_complete for p in scheduler.accounts),
+                30,
+                "the first cycle of both accounts",
+            )
             assert all(p.status.first_cycle_complete for p in scheduler.accounts)
             threads = {t.name for t in threading.enumerate()}
             assert {"account-main", "account-other"} <= threads

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
 
 import pytest
 import requests
@@ -34,6 +33,7 @@ from exporter.web.server import WebServer
 from tests.kit.oracle import sdk_client
 from tests.kit.senders import override_can_send, override_number, sdk_health, sdk_numbers
 from tests.kit.sim import running
+from tests.kit.waits import wait_until
 
 Sample = tuple[str, dict[str, str], float]
 SENDER_ACTIONS = (PHONE_NUMBERS_ACTION, PHONE_METRIC_ACTION, HEALTH_ACTION)
@@ -406,16 +406,6 @@ def test_rounds_are_spread_and_match_the_plan(started: Callable[..., Running]) -
         assert sim.stats()["actions"][HEALTH_ACTION]["max_calls_in_1s"] == targets
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def test_threads_publish_sender_health_and_stop(started: Callable[..., Running]) -> None:
     with running(SimulatorOptions(templates=2, static=True, **FAST)) as sim:
         instance = started(config_for(sim, "true"))
@@ -425,7 +415,10 @@ def test_threads_publish_sender_health_and_stop(started: Callable[..., Running])
                 (s := instance.samples())
                 and any(n == "cams_health_status_last_round_timestamp_seconds" for n, _, _ in s)
                 and s
-            )
+            ),
+            20,
+            "a published health round",
+            every=0.1,
         )
         names = {name for name, _, _ in samples}
         assert {"cams_phone_number_info", "cams_template_can_send", "cams_waba_can_send"} <= names
