@@ -28,7 +28,7 @@ the cycle lengths above are computed at 40/s, not timed. The reads per cycle are
 cycle of the exporter asks; the calls per hour are counted on the simulator's side.
 
 Run: `python bench/idle.py [--quick | --smoke]` (--quick: the 1,000-unit rows only; --smoke:
-100 units, what tests/test_bench_smoke.py runs).
+100 units, what tests/artifacts/test_bench_smoke.py runs).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ echo "== ruff check"; python3 -m ruff check .
 echo "== ruff format --check"; python3 -m ruff format --check .
 echo "== mypy --strict exporter"; python3 -m mypy --strict exporter
 # The docs site, built strict (a broken link or anchor, a page missing from the nav: an error)
-# into a temporary directory; tests/test_docs.py builds it too, so a failure names the page.
+# into a temporary directory; tests/artifacts/test_docs.py builds it too, so a failure names the page.
 echo "== mkdocs build --strict"
 site="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$site"

@@ -11,4 +11,4 @@ python3 -m venv "$venv"
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
 python3 -m pip install -q --disable-pip-version-check --upgrade pip
-bash ./scripts/test.sh tests/test_docker.py tests/test_cli.py tests/test_deploy.py "$@"
+bash ./scripts/test.sh tests/artifacts/test_docker.py tests/e2e/test_cli.py tests/artifacts/test_deploy.py "$@"

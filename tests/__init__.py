@@ -1,1 +1,1 @@
-"""The test suite: end-to-end over real HTTP, plus unit and property tests of each module."""
+"""The test suite: unit/, e2e/ and artifacts/ (see docs/testing.md), helpers in kit/."""

@@ -11,5 +11,8 @@
 - `logs`: the in-process exporter's log lines, captured;
 - `collectors`: reference collectors built with client_python's classes;
 - `rules`: the shipped recording rules' groups and intervals, and reads that would miss values;
-- `web`: web server test helpers (handlers, raw HTTP, a test PKI).
+- `web`: web server test helpers (handlers, raw HTTP, a test PKI);
+- `trafficmodel`: one unit's counters as the exporter moves them (late reads, polls, outages);
+- `campaign_scenarios`: the promtool tests of prometheus/tests/campaign_*_test.yml, written from
+  the traffic model (`python3 -m tests.kit.campaign_scenarios`).
 """

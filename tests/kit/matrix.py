@@ -1,7 +1,7 @@
 """The fault matrix's machinery: an in-process exporter over a simulator with a recognisable
 secret, one `Row` of outcomes per fault, the checks that fill it, and the table.
 
-A scenario (tests/test_faults.py) starts a static simulator and a `FaultHarness` whose counters
+A scenario (tests/e2e/test_faults.py) starts a static simulator and a `FaultHarness` whose counters
 start at a fixed origin, polls once in good weather (`good_start`), injects a fault, polls
 through it (`check_serving`: up, serving the last good counters), ends it and polls again
 (`check_recovery`: exact against the official SDK, `cams_up` 1); `check_metric` and `check_log`

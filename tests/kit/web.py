@@ -1,4 +1,4 @@
-"""Shared kit of the web server tests: snapshots and handlers, raw HTTP, a test PKI.
+"""Shared kit of the web server tests: snapshots and handlers, raw HTTP, basic auth, a test PKI.
 
 `pki(directory)` makes, with the `openssl` command line: a CA, a server certificate it signs
 (RSA, for localhost and 127.0.0.1), and two self-signed client certificates (`client`, SAN
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,19 @@ from exporter.templates.view import AccountStatus, TemplateSeries
 from exporter.web.negotiation import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.web.routes import Handlers, Payload
 from exporter.web.server import WebServer
+
+# What Prometheus sends: 2.x by default, 3.x by default, and 3.x with scrape_protocols set to
+# the text format only.
+PROMETHEUS_2 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+PROMETHEUS_3 = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
+    "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
+PROMETHEUS_3_TEXT_ONLY = "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 
 PASSWORD = "s3cret-pass"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -146,9 +160,40 @@ def raw_request(
         conn.close()
 
 
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def bump(path: Path, text: str) -> None:
+    """Rewrite `path` so that its modification time surely moves."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text)
+    os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
+
+
 def basic(user: str, password: str) -> dict[str, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
+
+
+def basic_header(user: str, password: str) -> str:
+    """The Authorization header's value for basic auth."""
+    return basic(user, password)["Authorization"]
+
+
+@pytest.fixture
+def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[bytes, bytes]]]:
+    """Every (password, hash) bcrypt.checkpw is called with."""
+    real = bcrypt.checkpw
+    calls: list[tuple[bytes, bytes]] = []
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        calls.append((password, hashed))
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    yield calls
 
 
 @pytest.fixture

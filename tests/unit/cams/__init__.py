@@ -1,0 +1,1 @@
+"""Unit tests of exporter.cams: signing, rate limits, answer parsing and checks, paging."""

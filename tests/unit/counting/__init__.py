@@ -1,0 +1,1 @@
+"""Unit tests of exporter.counting: the counter state and its properties."""

@@ -1,0 +1,1 @@
+"""Unit tests of exporter.templates: sharding."""

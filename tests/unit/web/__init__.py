@@ -1,0 +1,1 @@
+"""Unit tests of exporter.web that need no socket: protocol, negotiation, config, listen, auth."""
