@@ -35,7 +35,7 @@ from exporter.config import Account, Config, ConfigError, default_credentials_pr
 from exporter.config.sections import config_warnings
 from exporter.counting.anomalies import AnomalyLog
 from exporter.counting.readwindow import ReadWindowLog
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from exporter.publish.exposition import Exposition
 from exporter.publish.memory import GcPauses, GcPolicy
 from exporter.publish.pages import StatusPages

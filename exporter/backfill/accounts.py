@@ -37,7 +37,7 @@ from exporter.cams.ratelimit import RateLimiter
 from exporter.cams.retry import RetryPolicy
 from exporter.config import Account, Config, default_credentials_provider
 from exporter.counting.anomalies import AnomalyLog
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from exporter.counting.strategies import AGGREGATE, Member, bucket_ms
 from exporter.senders.numbers import DiscoveredNumber, PhoneNumberDiscovery
 from exporter.templates.discovery import Discovery, Unit

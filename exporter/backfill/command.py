@@ -30,7 +30,7 @@ from exporter.backfill.openmetrics import FAMILIES, BackfillFile
 from exporter.backfill.origins import Span, midnight_ms, moment_text, read_state
 from exporter.config import Config, ConfigError
 from exporter.config.loader import load_or_report
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 
 EXPORTER_LABELS = frozenset({label for family in FAMILIES for label in family.labels})
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from exporter.backfill.history import READ_WINDOW_MS, RETENTION_MS
 from exporter.backfill.reader import Stored
 from exporter.cams.model import DAY_MS
-from exporter.counting.state import CounterStore, UnitState
+from exporter.counting.state import UnitState
+from exporter.counting.store import CounterStore
 
 SETTLE_MS = READ_WINDOW_MS + DAY_MS
 

@@ -43,14 +43,8 @@ from exporter.cams.model import DAY_MS, HALF_HOUR_MS, MetricRow, NumberKey, Temp
 from exporter.config import PollConfig
 from exporter.counting.checks import Query, check_against_buckets, check_rows
 from exporter.counting.readwindow import ReadWindowLog
-from exporter.counting.state import (
-    READ_WINDOW_RESET,
-    REVISION,
-    CounterStore,
-    SettledChange,
-    Tally,
-    UnitState,
-)
+from exporter.counting.state import READ_WINDOW_RESET, REVISION, SettledChange, Tally, UnitState
+from exporter.counting.store import CounterStore
 
 log = logging.getLogger("cams_exporter.poller")
 

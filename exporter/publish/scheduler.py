@@ -28,7 +28,7 @@ from exporter.cams.instruments import Instruments
 from exporter.config import Account, Config
 from exporter.counting.anomalies import AnomalyLog
 from exporter.counting.readwindow import ReadWindowLog
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from exporter.publish.memory import GcPolicy
 from exporter.publish.snapshot import Snapshot
 from exporter.senders.counters import NumberCounters

@@ -23,7 +23,7 @@ from exporter.cams.errors import AnomalousAnswer, CamsError
 from exporter.cams.model import MetricRow, NumberKey
 from exporter.config.schema import PhoneNumberMetricsConfig
 from exporter.counting.anomalies import AnomalyLog
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from exporter.counting.strategies import Counting, Member
 from exporter.senders.counts import NumberCounts
 from exporter.senders.numbers import DiscoveredNumber

@@ -25,7 +25,7 @@ from exporter.cams.model import Template, TemplateMeta, UnitKey
 from exporter.cams.paging import Listing
 from exporter.config import Space
 from exporter.counting.anomalies import AnomalyLog
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from exporter.templates.sharding import Shard
 from exporter.templates.vanishing import merge_listing
 

@@ -28,7 +28,8 @@ from exporter.cams.instruments import Instruments
 from exporter.cams.model import MetricRow, UnitKey
 from exporter.counting.anomalies import AnomalyLog
 from exporter.counting.readwindow import ReadWindowLog
-from exporter.counting.state import CounterStore, Counts
+from exporter.counting.state import Counts
+from exporter.counting.store import CounterStore
 from exporter.counting.strategies import Counting, Fetch, Member
 from exporter.templates.activity import Plan, Schedule
 from exporter.templates.discovery import Discovery, Unit

@@ -24,7 +24,7 @@ from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.cams.model import UnitKey
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 
 WHATSAPP = "WHATSAPP"  # the numbers send WhatsApp templates only
 MAX_WAIT_S = 86400.0

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from cams_simulator import Simulator
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from tests.kit.exact import exact_problems
 from tests.kit.logs import LogLines, captured_logs
 from tests.kit.matrix import (

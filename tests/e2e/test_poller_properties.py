@@ -30,7 +30,7 @@ from exporter.cams.model import DAY_MS
 from exporter.cams.ratelimit import RateLimiter
 from exporter.cams.retry import RetryPolicy
 from exporter.config import StaticCredentials
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from exporter.templates.poller import AccountPoller
 from tests.kit.configs import Account, days_back, parsed
 from tests.kit.counts import Fields, fields_of_row, nonzero, plus

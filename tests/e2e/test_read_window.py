@@ -21,7 +21,7 @@ import pytest
 
 from exporter.cams.actions import METRIC_ACTION
 from exporter.cams.model import DAY_MS
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from tests.kit.configs import Account, days_back, parsed
 from tests.kit.days import DayByDay, totals, unit_problems
 from tests.kit.inproc import PolledExporter

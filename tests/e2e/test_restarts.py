@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from cams_simulator import Simulator
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from tests.kit.configs import Account, days_back, write_config
 from tests.kit.exact import exact_problems
 from tests.kit.procs import ExporterProcess, child_env, start_exporter

@@ -18,7 +18,7 @@ from exporter.cams.errors import AnomalousAnswer
 from exporter.cams.model import DAY_MS, HALF_HOUR_MS, MetricRow, Template, UnitKey
 from exporter.cams.paging import Page, list_all
 from exporter.counting.checks import Query, check_against_buckets, check_rows
-from exporter.counting.state import CounterStore
+from exporter.counting.store import CounterStore
 from exporter.publish.exposition import render_template_families
 from exporter.publish.snapshot import Snapshot
 from exporter.templates.view import TemplateSeries

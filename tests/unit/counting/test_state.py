@@ -14,11 +14,11 @@ from exporter.counting.state import (
     MAX_CHECKS,
     READ_WINDOW_RESET,
     REVISION,
-    CounterStore,
     SettledChange,
     Tally,
     UnitState,
 )
+from exporter.counting.store import CounterStore
 
 KEY = UnitKey("main", "cams-1", "tpl", "en", "WHATSAPP")
 

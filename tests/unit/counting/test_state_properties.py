@@ -32,7 +32,8 @@ from exporter.cams.model import (
     UnitKey,
     button_type_label,
 )
-from exporter.counting.state import CounterStore, Tally, UnitState
+from exporter.counting.state import Tally, UnitState
+from exporter.counting.store import CounterStore
 from tests.kit.counts import Fields, fields_of_row, nonzero, plus
 
 HOUR_MS = 3_600_000

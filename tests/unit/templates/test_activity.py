@@ -19,7 +19,8 @@ from pathlib import Path
 from exporter.cams.model import DAY_MS, MetricRow, NumberKey, UnitKey
 from exporter.config import PollConfig, Space
 from exporter.config.schema import Filters
-from exporter.counting.state import CounterStore, UnitState
+from exporter.counting.state import UnitState
+from exporter.counting.store import CounterStore
 from exporter.templates.activity import Schedule, slot_offset
 from exporter.templates.discovery import Unit
 from exporter.templates.waking import Waking
