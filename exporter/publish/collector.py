@@ -1,14 +1,15 @@
-"""Snapshot -> Prometheus metric families for the exporter's status (client_python collectors).
+"""Snapshot -> Prometheus metric families (client_python collectors): the per-template
+families and the accounts' polling status.
 
 Following client_python's custom-collector pattern, each collector's `collect()` yields metric
-families built from one immutable `Snapshot`; nothing here calls the API or waits on polling.
-The per-template families are rendered by `exporter.publish.exposition` from
-`exporter.publish.families`.
+families built from one immutable `Snapshot` (or its series); nothing here calls the API or
+waits on polling. `exporter.publish.exposition` renders them with client_python's own
+`generate_latest`, once per publish.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -16,6 +17,87 @@ from prometheus_client.registry import Collector
 
 from exporter.publish.sender_collector import sender_collectors
 from exporter.publish.snapshot import Snapshot
+from exporter.templates.view import TemplateSeries
+
+LABELS = ("account", "space", "template_code", "language", "template_type")
+
+
+class TemplateCollector(Collector):
+    """Every per-template family of `series`, in one pass over them.
+
+    # HELP cams_template_messages_sent_total Template messages sent, as reported by …
+    # TYPE cams_template_messages_sent_total counter
+    cams_template_messages_sent_total{account="main",language="en",space="cams-1",
+        template_code="744c…",template_type="WHATSAPP"} 1234.0
+    (likewise _delivered_total and _read_total)
+    # TYPE cams_template_button_clicks_total counter
+    cams_template_button_clicks_total{…,button="Shop now",button_type="url",…} 56.0
+    # TYPE cams_template_info gauge
+    cams_template_info{…,template_name="spring_sale",category="MARKETING",audit_status="pass"} 1.0
+    # TYPE cams_template_last_success_timestamp_seconds gauge
+    cams_template_last_success_timestamp_seconds{…} 1.7640288e+09
+    # TYPE cams_template_newest_data_timestamp_seconds gauge
+    cams_template_newest_data_timestamp_seconds{…} 1.7639712e+09
+    """
+
+    def __init__(self, series: Sequence[TemplateSeries]) -> None:
+        self._series = series
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        labels = list(LABELS)
+        sent = CounterMetricFamily(
+            "cams_template_messages_sent",
+            "Template messages sent, as reported by GetChatappTemplateMetric, since the origin.",
+            labels=labels,
+        )
+        delivered = CounterMetricFamily(
+            "cams_template_messages_delivered",
+            "Template messages delivered to the recipient's device, since the origin.",
+            labels=labels,
+        )
+        read = CounterMetricFamily(
+            "cams_template_messages_read",
+            "Template messages read by the recipient, since the origin.",
+            labels=labels,
+        )
+        clicks = CounterMetricFamily(
+            "cams_template_button_clicks",
+            "Clicks on a template's buttons, by button type and button text, since the origin.",
+            labels=[*labels, "button_type", "button"],
+        )
+        info = GaugeMetricFamily(
+            "cams_template_info",
+            "Template metadata from ListChatappTemplate; the value is always 1.",
+            labels=[*labels, "template_name", "category", "audit_status"],
+        )
+        last_success = GaugeMetricFamily(
+            "cams_template_last_success_timestamp_seconds",
+            "When this template and language were last read successfully (unix seconds).",
+            labels=labels,
+        )
+        newest_data = GaugeMetricFamily(
+            "cams_template_newest_data_timestamp_seconds",
+            "Start of the newest bucket with any activity for this template and language.",
+            labels=labels,
+        )
+        for one in self._series:
+            k = one.key
+            values = [k.account, k.space, k.template_code, k.language, k.template_type]
+            counts = one.counts
+            sent.add_metric(values, counts.sent)
+            delivered.add_metric(values, counts.delivered)
+            read.add_metric(values, counts.read)
+            for kind, button, count in counts.clicks:
+                clicks.add_metric([*values, kind, button], count)
+            info.add_metric([*values, one.name, one.category, one.audit_status], 1)
+            if one.last_success is not None:
+                last_success.add_metric(values, one.last_success)
+            if one.newest_data is not None:
+                newest_data.add_metric(values, one.newest_data)
+        yield from (sent, delivered, read, clicks, info, last_success, newest_data)
 
 _Kind = type[GaugeMetricFamily] | type[CounterMetricFamily]
 # key -> (family class, name, help, labels), in exposition order.
