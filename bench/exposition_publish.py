@@ -121,8 +121,8 @@ def rss_mb(field: str) -> float:
 
 def bodies(exposition: Exposition) -> Iterator[bytes]:
     for openmetrics in (False, True):
-        _, chunks, _ = exposition.render(openmetrics)
-        yield b"".join(chunks)
+        rendered = exposition.render(openmetrics)  # (content type,) chunks, gzipped chunks
+        yield b"".join(rendered[-2])
 
 
 def main() -> int:

@@ -99,6 +99,7 @@ class TemplateCollector(Collector):
                 newest_data.add_metric(values, one.newest_data)
         yield from (sent, delivered, read, clicks, info, last_success, newest_data)
 
+
 _Kind = type[GaugeMetricFamily] | type[CounterMetricFamily]
 # key -> (family class, name, help, labels), in exposition order.
 _ACCOUNT_FAMILIES: dict[str, tuple[_Kind, str, str, list[str]]] = {

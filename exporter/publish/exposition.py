@@ -16,8 +16,6 @@ import zlib
 from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OM_CONTENT_TYPE
 
 from exporter.publish.collector import TemplateCollector, status_registry
 from exporter.publish.render import GZIP_LEVEL, render_registry
@@ -78,7 +76,7 @@ class Exposition:
             if previous is None or snap.series is not previous.series:
                 templates = {om: render_templates(snap.series, om) for om in (False, True)}
             accounts = status_registry(snap)
-            cache = {}
+            cache: dict[bool, tuple[tuple[bytes, ...], bytes]] = {}
             for openmetrics in (False, True):
                 chunks = (templates[openmetrics], render_registry(accounts, openmetrics))
                 cache[openmetrics] = (chunks, _gzip_chunks(chunks))
@@ -89,9 +87,9 @@ class Exposition:
             self.prepare(self._snapshot())  # nothing rendered yet: the very first scrape
         return self._cache[openmetrics]
 
-    def render(self, openmetrics: bool) -> tuple[str, tuple[bytes, ...], tuple[bytes, ...]]:
-        """(content type, body chunks, gzipped chunks) for one scrape."""
+    def render(self, openmetrics: bool) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """(body chunks, gzipped chunks) for one scrape (the Content-Type is the web layer's:
+        `exporter.web.negotiation`)."""
         chunks, zipped = self._static(openmetrics)
         live, live_zipped = self._live(openmetrics)
-        content_type = OM_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST
-        return content_type, (*chunks, live), (zipped, live_zipped)
+        return (*chunks, live), (zipped, live_zipped)
