@@ -9,7 +9,8 @@ waits on polling. `exporter.publish.exposition` renders them with client_python'
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -21,9 +22,80 @@ from exporter.templates.view import TemplateSeries
 
 LABELS = ("account", "space", "template_code", "language", "template_type")
 
+SampleValues = Iterable[tuple[tuple[str, ...], float]]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFamily:
+    """One per-template metric family: its name, type, help, extra labels and samples."""
+
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+    extra: tuple[str, ...]
+    samples: Callable[[TemplateSeries], SampleValues]
+
+
+def _one(value: float | None) -> SampleValues:
+    return () if value is None else (((), value),)
+
+
+TEMPLATE_FAMILIES = (
+    TemplateFamily(
+        "cams_template_messages_sent",
+        "counter",
+        "Template messages sent, as reported by GetChatappTemplateMetric, since the origin.",
+        (),
+        lambda s: (((), s.counts.sent),),
+    ),
+    TemplateFamily(
+        "cams_template_messages_delivered",
+        "counter",
+        "Template messages delivered to the recipient's device, since the origin.",
+        (),
+        lambda s: (((), s.counts.delivered),),
+    ),
+    TemplateFamily(
+        "cams_template_messages_read",
+        "counter",
+        "Template messages read by the recipient, since the origin.",
+        (),
+        lambda s: (((), s.counts.read),),
+    ),
+    TemplateFamily(
+        "cams_template_button_clicks",
+        "counter",
+        "Clicks on a template's buttons, by button type and button text, since the origin.",
+        ("button_type", "button"),
+        lambda s: (((kind, button), count) for kind, button, count in s.counts.clicks),
+    ),
+    TemplateFamily(
+        "cams_template_info",
+        "gauge",
+        "Template metadata from ListChatappTemplate; the value is always 1.",
+        ("template_name", "category", "audit_status"),
+        lambda s: (((s.name, s.category, s.audit_status), 1),),
+    ),
+    TemplateFamily(
+        "cams_template_last_success_timestamp_seconds",
+        "gauge",
+        "When this template and language were last read successfully (unix seconds).",
+        (),
+        lambda s: _one(s.last_success),
+    ),
+    TemplateFamily(
+        "cams_template_newest_data_timestamp_seconds",
+        "gauge",
+        "Start of the newest bucket with any activity for this template and language.",
+        (),
+        lambda s: _one(s.newest_data),
+    ),
+)
+
 
 class TemplateCollector(Collector):
-    """Every per-template family of `series`, in one pass over them.
+    """The per-template families of `series`, each built only when the one before was taken
+    (so a renderer that lets go of each family holds one family's samples at a time).
 
     # HELP cams_template_messages_sent_total Template messages sent, as reported by …
     # TYPE cams_template_messages_sent_total counter
@@ -47,57 +119,18 @@ class TemplateCollector(Collector):
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
-        labels = list(LABELS)
-        sent = CounterMetricFamily(
-            "cams_template_messages_sent",
-            "Template messages sent, as reported by GetChatappTemplateMetric, since the origin.",
-            labels=labels,
-        )
-        delivered = CounterMetricFamily(
-            "cams_template_messages_delivered",
-            "Template messages delivered to the recipient's device, since the origin.",
-            labels=labels,
-        )
-        read = CounterMetricFamily(
-            "cams_template_messages_read",
-            "Template messages read by the recipient, since the origin.",
-            labels=labels,
-        )
-        clicks = CounterMetricFamily(
-            "cams_template_button_clicks",
-            "Clicks on a template's buttons, by button type and button text, since the origin.",
-            labels=[*labels, "button_type", "button"],
-        )
-        info = GaugeMetricFamily(
-            "cams_template_info",
-            "Template metadata from ListChatappTemplate; the value is always 1.",
-            labels=[*labels, "template_name", "category", "audit_status"],
-        )
-        last_success = GaugeMetricFamily(
-            "cams_template_last_success_timestamp_seconds",
-            "When this template and language were last read successfully (unix seconds).",
-            labels=labels,
-        )
-        newest_data = GaugeMetricFamily(
-            "cams_template_newest_data_timestamp_seconds",
-            "Start of the newest bucket with any activity for this template and language.",
-            labels=labels,
-        )
-        for one in self._series:
-            k = one.key
-            values = [k.account, k.space, k.template_code, k.language, k.template_type]
-            counts = one.counts
-            sent.add_metric(values, counts.sent)
-            delivered.add_metric(values, counts.delivered)
-            read.add_metric(values, counts.read)
-            for kind, button, count in counts.clicks:
-                clicks.add_metric([*values, kind, button], count)
-            info.add_metric([*values, one.name, one.category, one.audit_status], 1)
-            if one.last_success is not None:
-                last_success.add_metric(values, one.last_success)
-            if one.newest_data is not None:
-                newest_data.add_metric(values, one.newest_data)
-        yield from (sent, delivered, read, clicks, info, last_success, newest_data)
+        common = [
+            [k.account, k.space, k.template_code, k.language, k.template_type]
+            for k in (one.key for one in self._series)
+        ]
+        for family in TEMPLATE_FAMILIES:
+            kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+            metric = kind(family.name, family.help, labels=[*LABELS, *family.extra])
+            for values, one in zip(common, self._series, strict=True):
+                for extra, value in family.samples(one):
+                    metric.add_metric([*values, *extra] if extra else values, value)
+            yield metric
+            del metric  # not kept alive while the next family is built
 
 
 _Kind = type[GaugeMetricFamily] | type[CounterMetricFamily]
