@@ -3,10 +3,19 @@
 At each publish `Exposition.prepare` renders the snapshot with client_python's own
 `generate_latest` (text 0.0.4) and `openmetrics.exposition.generate_latest` over the collectors
 of `collector.py`, and keeps both formats, plain and gzip, until the next publish: a scrape
-only sends bytes. The per-template families (almost all of a big exposition) are rendered again
-only when the series changed (a publish that only brings new sender health reuses them); the
-accounts' status and sender health on every publish; the live self-instruments are appended
-at scrape time.
+only sends bytes. The accounts' status and sender health are rendered on every publish, the
+live self-instruments appended at scrape time.
+
+The per-template families are almost all of a big exposition, and a cycle changes one
+account's series only (`Snapshot.parts`). So they are rendered per account and per family:
+each family of an account is rendered by client_python on its own, its HELP and TYPE lines
+(client_python's rendering of the family without samples) taken off, and the body is each
+family's header followed by every account's sample lines. A publish renders only the
+accounts whose series changed, and only one family of one account is alive in memory at a
+time (at 100k series, client_python over the whole exposition at once took 2.6 s of CPU a
+publish and the process's peak RSS from ~190 to ~430 MB: docs/benchmarks-exposition.md).
+The bytes are exactly those of one `generate_latest` over all the series (tests/golden,
+tests/test_collector.py).
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ from exporter.publish.render import GZIP_LEVEL, render_registry
 from exporter.publish.snapshot import Snapshot
 from exporter.templates.view import TemplateSeries
 
+# Per template family: (text, OpenMetrics) bytes.
+FamilyBytes = tuple[tuple[bytes, bytes], ...]
+
 
 class _Built(Collector):
     """One family already built: rendered in both formats without building it twice."""
@@ -38,27 +50,49 @@ class _Built(Collector):
         yield self._metric
 
 
-def render_templates(series: Sequence[TemplateSeries]) -> dict[bool, tuple[bytes, ...]]:
-    """The per-template families of `series` by client_python, one chunk per family, in each
-    format (text: False, OpenMetrics: True; without `# EOF`: other chunks follow).
+def _render_family(metric: Metric) -> tuple[bytes, bytes]:
+    """One family by client_python: (text, OpenMetrics without `# EOF`)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Built(metric))
+    return render_registry(registry, False), render_registry(registry, True)
 
-    Family by family, so that one family's samples and lines are alive at a time, not the
-    whole exposition's (at 100k series the peak RSS is about 200 MB lower); a family's
-    chunks are exactly its part of a `generate_latest` over every family, because each
-    family is written on its own there too (tests/golden and tests/test_collector.py)."""
-    chunks: dict[bool, list[bytes]] = {False: [], True: []}
-    for metric in TemplateCollector(series).collect():
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Built(metric))
-        for openmetrics in (False, True):
-            chunks[openmetrics].append(render_registry(registry, openmetrics))
-        del registry, metric  # let the family go before the next one is built
-    return {openmetrics: tuple(out) for openmetrics, out in chunks.items()}
+
+# The HELP and TYPE lines of each template family: client_python's rendering of it without
+# samples.
+_HEADERS: FamilyBytes = tuple(_render_family(m) for m in TemplateCollector(()).collect())
+
+
+def render_samples(part: Sequence[TemplateSeries]) -> FamilyBytes:
+    """The sample lines of each template family over `part`, in each format: client_python's
+    rendering of the family, less its header. Where both formats wrote the same lines (they
+    do for these families), one bytes object serves both."""
+    out = []
+    families = TemplateCollector(part).collect()
+    for (text_head, om_head), metric in zip(_HEADERS, families, strict=True):
+        text, openmetrics = _render_family(metric)
+        del metric  # let the family go before the next one is built
+        if not (text.startswith(text_head) and openmetrics.startswith(om_head)):
+            raise ValueError(f"client_python wrote {text[:80]!r} before the samples")
+        text, openmetrics = text[len(text_head) :], openmetrics[len(om_head) :]
+        out.append((text, text if openmetrics == text else openmetrics))
+    return tuple(out)
+
+
+def template_chunks(samples: Sequence[FamilyBytes], openmetrics: bool) -> list[bytes]:
+    """The template families' body from each part's sample lines: each family's header, then
+    its lines of every part, in order."""
+    side = 1 if openmetrics else 0
+    out = []
+    for index, header in enumerate(_HEADERS):
+        out.append(header[side])
+        out.extend(part[index][side] for part in samples)
+    return out
 
 
 def render_template_families(snapshot: Snapshot, openmetrics: bool) -> str:
     """All template families of `snapshot` in one format, as one string."""
-    return b"".join(render_templates(snapshot.series)[openmetrics]).decode()
+    samples = [render_samples(part) for part in snapshot.parts or (snapshot.series,)]
+    return b"".join(template_chunks(samples, openmetrics)).decode()
 
 
 def _gzip_chunks(chunks: Sequence[bytes]) -> bytes:
@@ -85,27 +119,43 @@ class Exposition:
         self._live = live
         self._lock = threading.Lock()
         self._rendered: Snapshot | None = None
-        # format -> the template families' chunks of `_rendered.series`
-        self._templates: dict[bool, tuple[bytes, ...]] = {}
+        self._samples: tuple[FamilyBytes, ...] = ()  # each part's, of `_rendered`
+        # the sample lines of the parts rendered last (a part is reused while it is the same
+        # tuple: an account that has not published since)
+        self._parts: dict[int, tuple[Sequence[TemplateSeries], FamilyBytes]] = {}
         self._cache: dict[bool, tuple[tuple[bytes, ...], bytes]] = {}
+
+    def _render_parts(self, parts: Sequence[Sequence[TemplateSeries]]) -> tuple[FamilyBytes, ...]:
+        """Each part's sample lines, rendering only the parts not rendered last time."""
+        kept: dict[int, tuple[Sequence[TemplateSeries], FamilyBytes]] = {}
+        out = []
+        for part in parts:
+            cached = self._parts.get(id(part))
+            samples = cached[1] if cached and cached[0] is part else render_samples(part)
+            kept[id(part)] = (part, samples)
+            out.append(samples)
+        self._parts = kept
+        return tuple(out)
 
     def prepare(self, snap: Snapshot) -> None:
         """Render `snap` in both formats now (the poller calls this when it publishes). The
-        template families are rendered again only when the series changed (a snapshot that
-        only brings new sender health keeps the previous one's series)."""
+        template families are rendered again only for the parts whose series changed (a
+        snapshot that only brings new sender health keeps the previous one's series)."""
         with self._lock:
             if snap is self._rendered:
                 return
             previous = self._rendered
-            templates = self._templates
-            if previous is None or snap.series is not previous.series:
-                templates = render_templates(snap.series)
+            if previous is not None and snap.series is previous.series:
+                samples = self._samples
+            else:
+                samples = self._render_parts(snap.parts or (snap.series,))
             accounts = status_registry(snap)
             cache: dict[bool, tuple[tuple[bytes, ...], bytes]] = {}
             for openmetrics in (False, True):
-                chunks = (*templates[openmetrics], render_registry(accounts, openmetrics))
-                cache[openmetrics] = (chunks, _gzip_chunks(chunks))
-            self._cache, self._rendered, self._templates = cache, snap, templates
+                chunks = template_chunks(samples, openmetrics)
+                chunks.append(render_registry(accounts, openmetrics))
+                cache[openmetrics] = (tuple(chunks), _gzip_chunks(chunks))
+            self._cache, self._rendered, self._samples = cache, snap, samples
 
     def _static(self, openmetrics: bool) -> tuple[tuple[bytes, ...], bytes]:
         if not self._cache:
