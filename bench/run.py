@@ -162,6 +162,40 @@ def measure_scrape(
     exporter: procs.ExporterProcess, children: procs.Children, gets: int, render_runs: int, log: Log
 ) -> dict[str, Any]:
     """Exporter vs static server vs rendering on every scrape, on the exporter's current data."""
+    result, plain, served = compare_with_static(exporter, children, gets, log)
+    started = time.perf_counter()
+    snapshot = rendering.snapshot_from_exposition(plain.decode("utf-8"))
+    rebuild_s = time.perf_counter() - started
+    rendered = rendering.render(snapshot)
+    same = rendering.same_bytes(rendered, [plain, *served])
+    render_times = rendering.time_render(snapshot, render_runs)
+    del snapshot
+    result |= {
+        "render_runs": render_runs,
+        "render_same_bytes": same,
+        "rebuild_snapshot_s": rebuild_s,
+    }
+    result["render_plain"] = _dist(render_times["plain_s"])
+    result["render_gzip"] = _dist(render_times["gzip_s"])
+    for fmt in ("plain", "gzip"):
+        result[f"x_faster_than_render_{fmt}"] = (
+            result[f"render_{fmt}"]["median_ms"] / result[f"exporter_{fmt}"]["median_ms"]
+        )
+    kinds = ("exporter", "static", "render")
+    medians = [result[f"{kind}_{fmt}"]["median_ms"] for kind in kinds for fmt in ("plain", "gzip")]
+    log(
+        "  scrape median ms: exporter {:.1f}/{:.1f}, static {:.1f}/{:.1f}, render {:.0f}/{:.0f}"
+        " (plain/gzip); render same bytes: {}".format(*medians, same)
+    )
+    return result
+
+
+def compare_with_static(
+    exporter: procs.ExporterProcess, children: procs.Children, gets: int, log: Log
+) -> tuple[dict[str, Any], bytes, list[bytes]]:
+    """`gets` keep-alive GETs of the exporter's /metrics, plain and gzip, interleaved with the
+    same GETs to a static server of the bytes it sent: (each one's times and their ratio, the
+    plain body, the first plain bodies served during the GETs)."""
     status, _, plain = harness.http_get(exporter.port, "/metrics")
     status_gz, headers, zipped = harness.http_get(
         exporter.port, "/metrics", {"Accept-Encoding": "gzip"}
@@ -224,39 +258,18 @@ def measure_scrape(
         for conn in conns.values():
             conn.close()
         static.stop()
-    started = time.perf_counter()
-    snapshot = rendering.snapshot_from_exposition(plain.decode("utf-8"))
-    rebuild_s = time.perf_counter() - started
-    rendered = rendering.render(snapshot)
-    same = rendering.same_bytes(rendered, [plain, *served])
-    render_times = rendering.time_render(snapshot, render_runs)
-    del snapshot
     result: dict[str, Any] = {
         "series": series,
         "bytes_plain": len(plain),
         "bytes_gzip": len(zipped),
         "gets": gets,
-        "render_runs": render_runs,
-        "render_same_bytes": same,
-        "rebuild_snapshot_s": rebuild_s,
     }
     for name, values in times.items():
         result[name] = _dist(values)
-    result["render_plain"] = _dist(render_times["plain_s"])
-    result["render_gzip"] = _dist(render_times["gzip_s"])
     for fmt in ("plain", "gzip"):
         exporter_median = result[f"exporter_{fmt}"]["median_ms"]
         result[f"x_static_{fmt}"] = exporter_median / result[f"static_{fmt}"]["median_ms"]
-        result[f"x_faster_than_render_{fmt}"] = (
-            result[f"render_{fmt}"]["median_ms"] / exporter_median
-        )
-    kinds = ("exporter", "static", "render")
-    medians = [result[f"{kind}_{fmt}"]["median_ms"] for kind in kinds for fmt in ("plain", "gzip")]
-    log(
-        "  scrape median ms: exporter {:.1f}/{:.1f}, static {:.1f}/{:.1f}, render {:.0f}/{:.0f}"
-        " (plain/gzip); render same bytes: {}".format(*medians, same)
-    )
-    return result
+    return result, plain, served
 
 
 def _encoding(fmt: str) -> dict[str, str]:

@@ -301,7 +301,7 @@ class Exporter:
     def metrics(self, openmetrics: bool) -> Payload:
         """The /metrics payload for one scrape: the exposition, then the process metrics
         (before the OpenMetrics `# EOF`, which ends the exposition's last chunk)."""
-        _, body, zipped = self.exposition.render(openmetrics)
+        body, zipped = self.exposition.render(openmetrics)
         (process, process_zipped), (gc, gc_zipped) = self._process.render(openmetrics)
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         return Payload(

@@ -15,7 +15,7 @@ this order.
     ...
     # EOF
 
-The names, types, help texts and labels are the live exporter's (`exporter.publish.families`;
+The names, types, help texts and labels are the live exporter's (`exporter.publish.collector`;
 a test keeps the two equal): the live counters continue these series.
 """
 

@@ -1,14 +1,16 @@
-"""Snapshot -> Prometheus metric families for the exporter's status (client_python collectors).
+"""Snapshot -> Prometheus metric families (client_python collectors): the per-template
+families and the accounts' polling status.
 
 Following client_python's custom-collector pattern, each collector's `collect()` yields metric
-families built from one immutable `Snapshot`; nothing here calls the API or waits on polling.
-The per-template families are rendered by `exporter.publish.exposition` from
-`exporter.publish.families`.
+families built from one immutable `Snapshot` (or its series); nothing here calls the API or
+waits on polling. `exporter.publish.exposition` renders them with client_python's own
+`generate_latest`, once per publish.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -17,6 +19,131 @@ from prometheus_client.registry import Collector
 from exporter.publish.sender_collector import sender_collectors
 from exporter.publish.snapshot import Snapshot
 from exporter.templates.activity import ACTIVE, IDLE
+from exporter.templates.view import TemplateSeries
+
+LABELS = ("account", "space", "template_code", "language", "template_type")
+
+SampleValues = Iterable[tuple[tuple[str, ...], float]]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFamily:
+    """One per-template metric family: its name, type, help, extra labels and samples."""
+
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+    extra: tuple[str, ...]
+    samples: Callable[[TemplateSeries], SampleValues]
+
+
+def _one(value: float | None) -> SampleValues:
+    return () if value is None else (((), value),)
+
+
+TEMPLATE_FAMILIES = (
+    TemplateFamily(
+        "cams_template_messages_sent",
+        "counter",
+        "Template messages sent, as reported by GetChatappTemplateMetric, since the origin.",
+        (),
+        lambda s: (((), s.counts.sent),),
+    ),
+    TemplateFamily(
+        "cams_template_messages_delivered",
+        "counter",
+        "Template messages delivered to the recipient's device, since the origin.",
+        (),
+        lambda s: (((), s.counts.delivered),),
+    ),
+    TemplateFamily(
+        "cams_template_messages_read",
+        "counter",
+        "Template messages read by the recipient, since the origin.",
+        (),
+        lambda s: (((), s.counts.read),),
+    ),
+    TemplateFamily(
+        "cams_template_button_clicks",
+        "counter",
+        "Clicks on a template's buttons, by button type and button text, since the origin.",
+        ("button_type", "button"),
+        lambda s: (((kind, button), count) for kind, button, count in s.counts.clicks),
+    ),
+    TemplateFamily(
+        "cams_template_info",
+        "gauge",
+        "Template metadata from ListChatappTemplate; the value is always 1.",
+        ("template_name", "category", "audit_status"),
+        lambda s: (((s.name, s.category, s.audit_status), 1),),
+    ),
+    TemplateFamily(
+        "cams_template_last_success_timestamp_seconds",
+        "gauge",
+        "When this template and language were last read successfully (unix seconds).",
+        (),
+        lambda s: _one(s.last_success),
+    ),
+    TemplateFamily(
+        "cams_template_newest_data_timestamp_seconds",
+        "gauge",
+        "Start of the newest bucket with any activity for this template and language.",
+        (),
+        lambda s: _one(s.newest_data),
+    ),
+    TemplateFamily(
+        "cams_template_idle_interval_seconds",
+        "gauge",
+        "Present while this template and language is idle (no change in its counts for "
+        "poll.idle_after): it is read once per this many seconds (poll.idle_interval) instead "
+        "of every poll.interval.",
+        (),
+        lambda s: _one(s.idle_interval),
+    ),
+)
+
+
+class TemplateCollector(Collector):
+    """The per-template families of `series`, each built only when the one before was taken
+    (so a renderer that lets go of each family holds one family's samples at a time).
+
+    # HELP cams_template_messages_sent_total Template messages sent, as reported by …
+    # TYPE cams_template_messages_sent_total counter
+    cams_template_messages_sent_total{account="main",language="en",space="cams-1",
+        template_code="744c…",template_type="WHATSAPP"} 1234.0
+    (likewise _delivered_total and _read_total)
+    # TYPE cams_template_button_clicks_total counter
+    cams_template_button_clicks_total{…,button="Shop now",button_type="url",…} 56.0
+    # TYPE cams_template_info gauge
+    cams_template_info{…,template_name="spring_sale",category="MARKETING",audit_status="pass"} 1.0
+    # TYPE cams_template_last_success_timestamp_seconds gauge
+    cams_template_last_success_timestamp_seconds{…} 1.7640288e+09
+    # TYPE cams_template_newest_data_timestamp_seconds gauge
+    cams_template_newest_data_timestamp_seconds{…} 1.7639712e+09
+    # TYPE cams_template_idle_interval_seconds gauge
+    cams_template_idle_interval_seconds{…} 3600.0   (only while the unit is idle)
+    """
+
+    def __init__(self, series: Sequence[TemplateSeries]) -> None:
+        self._series = series
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        common = [
+            [k.account, k.space, k.template_code, k.language, k.template_type]
+            for k in (one.key for one in self._series)
+        ]
+        for family in TEMPLATE_FAMILIES:
+            kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+            metric = kind(family.name, family.help, labels=[*LABELS, *family.extra])
+            for values, one in zip(common, self._series, strict=True):
+                for extra, value in family.samples(one):
+                    metric.add_metric([*values, *extra] if extra else values, value)
+            yield metric
+            del metric  # not kept alive while the next family is built
+
 
 _Kind = type[GaugeMetricFamily] | type[CounterMetricFamily]
 # key -> (family class, name, help, labels), in exposition order.

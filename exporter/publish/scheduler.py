@@ -201,8 +201,7 @@ class Scheduler:
         With `senders_only`, the series are the previous snapshot's too, but the snapshot is
         rendered: sender health changed (the exposition reuses the template families).
         With `cycled` (the account whose cycle just ended), only that account's series are
-        built again: the others are the ones they published at the end of their own cycles
-        (and the exposition renders only the new part).
+        built again: the others are the ones they published at the end of their own cycles.
         """
         reuse = progress_only or senders_only
         with self._publish_lock, self.gc.paused():

@@ -61,6 +61,42 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     assert (tmp_path / f"{data['started']}-logs" / "cycle-40" / "exporter.log").exists()
 
 
+def test_exposition_bench_prints_one_table_with_the_load_and_the_verdicts(tmp_path: Path) -> None:
+    """bench/exposition.py --smoke: the working tree's exporter at ~600 series, one run."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "exposition.py"),
+            "--smoke",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "| tree | size | run | series | load 1m before-after |" in out, out
+    assert "| client_python | smoke | 1 |" in out
+    assert "uptime before:" in out and "load average" in out
+    assert "smoke: client_python rendered the same bytes" in out
+    assert "client_python at smoke (worst of 1 runs): scrape median <= 2x static" in out
+    (path,) = tmp_path.glob("exposition-*.json")
+    (row,) = json.loads(path.read_text())["rows"]
+    serving, publish = row["serving"], row["publish"]
+    # 4 accounts x 5 templates x 4 languages, in the exporter and in the publish child
+    assert serving["series"] > 500 and publish["series"] > 500 and publish["units"] == 80
+    assert serving["exporter_plain"]["n"] == 5 and serving["static_gzip"]["median_ms"] > 0
+    during = serving["during"]
+    assert during["publishes"] >= 1, "the window held no publish"
+    assert during["plain_during"]["n"] > 0 and during["gzip_during"]["p99_ms"] > 0
+    assert len(publish["cycle_publish_cpu_s"]) == 12  # 3 rounds of 4 accounts
+    assert publish["state_units"] > 0 and publish["state_save_cpu_s"] > 0
+    assert publish["publish_cpu_pct_at_5m"] > 0 and row["load1_before"] >= 0
+
+
 # A bench in miniature: one child started through the harness, stopped in `finally`.
 BENCH_LIKE = """
 import sys, time

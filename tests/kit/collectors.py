@@ -1,28 +1,114 @@
-"""Reference collectors: the per-template families built with client_python's own classes.
+"""Reference collectors: the per-template families built with client_python's own classes from a
+table of this kit's own (`TEMPLATE_FAMILIES`: names, types, help texts, labels, samples).
 
-The exporter renders these families with its own faster writer
-(`exporter.publish.exposition`); tests and benchmarks compare that writer's bytes with
-`generate_latest` over these collectors, which are built from the same family table
-(`exporter.publish.families`).
+The exporter renders its families with `exporter.publish.collector.TemplateCollector`; tests
+compare its exposition with `generate_latest` over these, written separately, so that a family
+renamed, relabelled, re-helped, reordered or given other values in the exporter shows as a
+difference (the table was the exporter's own `families.py` until its writer went, issue 25).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter.publish.collector import AccountCollector
-from exporter.publish.families import (
-    COUNTER_FAMILIES,
-    INFO_FAMILIES,
-    LABELS,
-    TemplateFamily,
-    label_values,
-)
 from exporter.publish.snapshot import Snapshot
+from exporter.templates.view import TemplateSeries
+
+LABELS = ("account", "space", "template_code", "language", "template_type")
+
+SampleValues = Iterable[tuple[tuple[str, ...], float]]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFamily:
+    """One per-template metric family: its name, type, help, extra labels and samples."""
+
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+    extra: tuple[str, ...]
+    samples: Callable[[TemplateSeries], SampleValues]
+
+
+def _one(value: float | None) -> SampleValues:
+    return () if value is None else (((), value),)
+
+
+COUNTER_FAMILIES = (
+    TemplateFamily(
+        "cams_template_messages_sent",
+        "counter",
+        "Template messages sent, as reported by GetChatappTemplateMetric, since the origin.",
+        (),
+        lambda s: (((), s.counts.sent),),
+    ),
+    TemplateFamily(
+        "cams_template_messages_delivered",
+        "counter",
+        "Template messages delivered to the recipient's device, since the origin.",
+        (),
+        lambda s: (((), s.counts.delivered),),
+    ),
+    TemplateFamily(
+        "cams_template_messages_read",
+        "counter",
+        "Template messages read by the recipient, since the origin.",
+        (),
+        lambda s: (((), s.counts.read),),
+    ),
+    TemplateFamily(
+        "cams_template_button_clicks",
+        "counter",
+        "Clicks on a template's buttons, by button type and button text, since the origin.",
+        ("button_type", "button"),
+        lambda s: (((kind, button), count) for kind, button, count in s.counts.clicks),
+    ),
+)
+INFO_FAMILIES = (
+    TemplateFamily(
+        "cams_template_info",
+        "gauge",
+        "Template metadata from ListChatappTemplate; the value is always 1.",
+        ("template_name", "category", "audit_status"),
+        lambda s: (((s.name, s.category, s.audit_status), 1),),
+    ),
+    TemplateFamily(
+        "cams_template_last_success_timestamp_seconds",
+        "gauge",
+        "When this template and language were last read successfully (unix seconds).",
+        (),
+        lambda s: _one(s.last_success),
+    ),
+    TemplateFamily(
+        "cams_template_newest_data_timestamp_seconds",
+        "gauge",
+        "Start of the newest bucket with any activity for this template and language.",
+        (),
+        lambda s: _one(s.newest_data),
+    ),
+    TemplateFamily(
+        "cams_template_idle_interval_seconds",
+        "gauge",
+        "Present while this template and language is idle (no change in its counts for "
+        "poll.idle_after): it is read once per this many seconds (poll.idle_interval) instead "
+        "of every poll.interval.",
+        (),
+        lambda s: _one(s.idle_interval),
+    ),
+)
+TEMPLATE_FAMILIES = COUNTER_FAMILIES + INFO_FAMILIES
+
+
+def label_values(series: TemplateSeries) -> tuple[str, ...]:
+    """The common label values of a unit's series, in the order of `LABELS`."""
+    k = series.key
+    return (k.account, k.space, k.template_code, k.language, k.template_type)
 
 
 class _FamiliesCollector(Collector):
@@ -45,32 +131,14 @@ class _FamiliesCollector(Collector):
 
 
 class TemplateCollector(_FamiliesCollector):
-    """The template counters, from one snapshot.
-
-    # HELP cams_template_messages_sent_total Template messages sent, as reported by …
-    # TYPE cams_template_messages_sent_total counter
-    cams_template_messages_sent_total{account="main",language="en",space="cams-1",
-        template_code="744c…",template_type="WHATSAPP"} 1234.0
-    (likewise _delivered_total and _read_total)
-    # TYPE cams_template_button_clicks_total counter
-    cams_template_button_clicks_total{…,button="Shop now",button_type="url",…} 56.0
-    """
+    """The template counters (sent, delivered, read, button clicks), from one snapshot."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot, COUNTER_FAMILIES)
 
 
 class TemplateInfoCollector(_FamiliesCollector):
-    """Template metadata and freshness, from one snapshot.
-
-    # HELP cams_template_info Template metadata from ListChatappTemplate; the value is always 1.
-    # TYPE cams_template_info gauge
-    cams_template_info{…,template_name="spring_sale",category="MARKETING",audit_status="pass"} 1.0
-    # TYPE cams_template_last_success_timestamp_seconds gauge
-    cams_template_last_success_timestamp_seconds{…} 1.7640288e+09
-    # TYPE cams_template_newest_data_timestamp_seconds gauge
-    cams_template_newest_data_timestamp_seconds{…} 1.7639712e+09
-    """
+    """Template metadata and freshness (info, last success, newest data), from one snapshot."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot, INFO_FAMILIES)

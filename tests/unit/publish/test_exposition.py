@@ -1,7 +1,14 @@
-"""The fast template renderer writes exactly what client_python's generate_latest writes."""
+"""The exposition: client_python's generate_latest over the exporter's collectors, rendered once
+per publish, writes the same bytes as reference collectors built from a table of their own and as
+the exporter wrote before (tests/unit/publish/golden), and renders the template families again
+only when the series changed."""
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -48,7 +55,7 @@ def reference(snapshot: Snapshot, openmetrics: bool) -> str:
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(series, max_size=6))
-def test_fast_renderer_equals_generate_latest(items: list[TemplateSeries]) -> None:
+def test_the_exposition_equals_the_reference_collectors(items: list[TemplateSeries]) -> None:
     snapshot = Snapshot(1, 0.0, (AccountStatus("a", "e", ()),), tuple(items))
     for openmetrics in (False, True):
         assert render_template_families(snapshot, openmetrics) == reference(snapshot, openmetrics)
@@ -72,34 +79,74 @@ def test_tricky_label_values_are_escaped_the_same_way() -> None:
         assert 'button="quote \\" backslash \\\\ newline \\n unicode ✓"' in rendered
 
 
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_the_bytes_are_those_the_exporter_wrote_before() -> None:
+    """Written by the exporter's own writer at 614f6f3 (before client_python rendered them): a
+    client_python upgrade that changes a byte of these families fails here."""
+    code = "744c4b5c79c9432497a075bdfca3d803"
+    clicks = (("quick_reply", "Stop", 3), ("url", 'Shop "now" \\ ✓\nand more', 56))
+    a = TemplateSeries(
+        UnitKey("main", "cams-1", code, "en", "WHATSAPP"),
+        "spring_sale",
+        "MARKETING",
+        "pass",
+        Counts(1234, 1200, 987, clicks),
+        1764028800.0,
+        1763971200.0,
+    )
+    b = TemplateSeries(
+        UnitKey("main", "cams-1", code, "pt_BR", "WHATSAPP"),
+        "spring_sale",
+        "MARKETING",
+        "pass",
+        Counts(10**7, 0, 0, ()),
+        1764028800.25,
+        None,
+    )
+    snapshot = Snapshot(series=(a, b))
+    text = (GOLDEN / "template_families.txt").read_text(encoding="utf-8")
+    openmetrics = (GOLDEN / "template_families.openmetrics.txt").read_text(encoding="utf-8")
+    assert render_template_families(snapshot, openmetrics=False) == text
+    assert render_template_families(snapshot, openmetrics=True) == openmetrics
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(series, max_size=4), st.lists(series, max_size=4), st.lists(series, max_size=4))
+@given(
+    st.lists(series, max_size=4),
+    st.lists(series, max_size=4),
+    st.lists(series, min_size=1, max_size=4),
+)
 def test_a_publish_renders_again_only_the_parts_that_changed(
     first: list[TemplateSeries], second: list[TemplateSeries], second_again: list[TemplateSeries]
 ) -> None:
     """The exposition of a snapshot in parts (one per account) is the same bytes as the whole
-    snapshot rendered at once, and a part that is the same tuple as before is not rendered
-    again."""
+    snapshot rendered at once by client_python, a part that is the same tuple as before is not
+    rendered again, and a publish that keeps the series (sender health, account status)
+    renders none; every body is the template families, then the status."""
     rendered: list[tuple[TemplateSeries, ...]] = []
     original = exposition.render_samples
 
-    def counting(part: tuple[TemplateSeries, ...]) -> tuple[bytes, ...]:
+    def counting(part: tuple[TemplateSeries, ...]) -> exposition.FamilyBytes:
         rendered.append(part)
         return original(part)
 
     a, b, b2 = tuple(first), tuple(second), tuple(second_again)
+    status = (AccountStatus("a", "e", ()),)
     out = exposition.Exposition(lambda: Snapshot(), lambda om: (b"", b""))
-    exposition.render_samples = counting  # type: ignore[assignment]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exposition, "render_samples", counting)
         out.prepare(Snapshot(1, 0.0, (), (*a, *b), parts=(a, b)))
-        rendered.clear()
-        snap = Snapshot(2, 0.0, (), (*a, *b2), parts=(a, b2))
+        assert rendered == [a, b]
+        snap = Snapshot(2, 0.0, status, (*a, *b2), parts=(a, b2))
         out.prepare(snap)
-    finally:
-        exposition.render_samples = original  # type: ignore[assignment]
-    assert all(part is not a for part in rendered) or not a
-    assert [part for part in rendered if part] == [b2] if b2 else not rendered
+        assert rendered == [a, b, b2], "only the new part is rendered"
+        out.prepare(Snapshot(3, 0.0, status, snap.series, parts=snap.parts))
+        assert rendered == [a, b, b2], "the same series were rendered again"
     for openmetrics in (False, True):
-        _, chunks, _ = out.render(openmetrics)
+        chunks, zipped = out.render(openmetrics)
         body = b"".join(chunks).decode()
         assert body.startswith(reference(Snapshot(series=snap.series), openmetrics))
+        assert 'cams_up{account="a"} 0.0' in body
+        assert gzip.decompress(b"".join(zipped)).decode() == body
