@@ -214,24 +214,22 @@ def _expected_reads_terms() -> list[tuple[float, float]]:
         for rule in group["rules"]
     }
     expr = rules["cams:template_reads_expected:sum"]
-    # A mean's hourly sum is recorded by a rule of its own (read with last_over_time): read it.
-    for name, sum_expr in rules.items():
-        if sum_expr.startswith("sum_over_time("):
-            expr = re.sub(rf"last_over_time\({re.escape(name)}\[\w+\]\)", sum_expr, expr)
     terms = []
-    pattern = r"([0-9.]+) \* (last|sum)_over_time\(\S+\[(\w+)\](?: offset (\w+))?\)(?: / (\d+))?"
-    for weight, fn, window, offset, divisor in re.findall(pattern, expr):
-        if fn == "last":
-            # the hourly value an hour ago: the deliveries of the hour before count in full
-            assert window == offset == "1h" and not divisor, expr
-            hours = 1
-        else:
-            # the hourly values of a window one minute short of whole hours: exactly that many,
-            # added and divided by their number (a mean over those hours)
-            m = re.fullmatch(r"(\d+)h59m", window)
-            assert m and not offset and int(divisor) == int(m.group(1)) + 1, window
-            hours = int(divisor)
-        terms.append((float(weight), float(hours)))
+    last = r"([0-9.]+) \* last_over_time\(\S+\[(\w+)\] offset (\w+)\)"
+    for weight, window, offset in re.findall(last, expr):
+        # the hourly value an hour ago: the deliveries of the hour before count in full
+        assert window == offset == "1h", expr
+        terms.append((float(weight), 1.0))
+    mean = (
+        r"([0-9.]+) \* sum_over_time\(\S+\[(\w+)\]\)"
+        r" / scalar\(count_over_time\(cams:template_hourly:evaluations\[(\w+)\]\)\)"
+    )
+    for weight, window, count_window in re.findall(mean, expr):
+        # a mean over time: the hourly values of a window one minute short of whole hours,
+        # divided by the number of hourly evaluations in the same window (whatever the interval)
+        m = re.fullmatch(r"(\d+)h59m", window)
+        assert m and count_window == window, (window, count_window)
+        terms.append((float(weight), float(int(m.group(1)) + 1)))
     return terms
 
 
