@@ -56,7 +56,9 @@ def read_imported(expr: str) -> str:
         if match.group("opaque"):
             return match.group(0)
         if match.group("after"):
-            raise BackfillError(f"{match.group(0).strip()}: a range or offset of an exporter series")
+            raise BackfillError(
+                f"{match.group(0).strip()}: a range or offset of an exporter series"
+            )
         series = match.group("name") + (match.group("matchers") or "")
         return f"last_over_time({series}[{LAST_IMPORTED}])"
 
@@ -106,8 +108,6 @@ def passes(groups: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
     out: list[list[dict[str, Any]]] = [[] for _ in range(max(level.values()))]
     for group in chosen:
         copied = dict(group)
-        copied["rules"] = [
-            {**rule, "expr": read_imported(rule["expr"])} for rule in group["rules"]
-        ]
+        copied["rules"] = [{**rule, "expr": read_imported(rule["expr"])} for rule in group["rules"]]
         out[level[group["name"]] - 1].append(copied)
     return out

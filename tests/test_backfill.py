@@ -707,6 +707,22 @@ def test_the_rules_over_the_imported_days_give_the_baselines_of_the_past_week(
                 assert unit not in own, (k, unit)
         assert {u for u, source in baseline.items() if source == "own"} <= own.keys()
     assert len(owned) >= 2, "no template with a settled week of its own to judge"
+
+    # the live rules (prometheus/recording.yml) a day after the junction read the imported
+    # days' series at their usual offsets: the own read rate's week is the imported one
+    live = {
+        rule["record"]: rule["expr"]
+        for group in yaml.safe_load((ROOT / "prometheus" / "recording.yml").read_text())["groups"]
+        for rule in group["rules"]
+    }
+    at = (junction_ms + DAY_MS - 3_600_000) / 1000
+    reads = prom.by_unit(live["cams:template_messages_read:increase7d_offset1d"], at)
+    expected = prom.by_unit(live["cams:template_reads_expected:increase7d_offset1d"], at)
+    settled = [u for u in truth if window(u, junction_ms - DAY_MS, "delivered") >= 300]
+    assert settled
+    for unit in settled:
+        read, delivered = (window(unit, junction_ms - DAY_MS, n) for n in ("read", "delivered"))
+        assert reads[unit] / expected[unit] == pytest.approx(read / delivered, abs=0.03), unit
     assert any(
         source == "own"
         for r in prom.query("cams:template_read_rate:baseline", (junction_ms - 3_600_000) / 1000)
