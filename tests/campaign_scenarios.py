@@ -534,9 +534,27 @@ def stale_case() -> Case:
 # First fire times in hours from t=0 of the short case, per evaluation interval (seconds), as
 # `--probe` measures them; tests/test_campaign_scenarios.py checks that they agree.
 SHORT_FIRE_AT: dict[int, dict[str, float]] = {
-    3600: {},
-    300: {},
-    60: {},
+    3600: {
+        f"q_broken/{READ_DROP}": 38,
+        f"q_broken_alone/{READ_DROP}": 38,
+        f"q_new_drop/{READ_DROP}": 61,
+        f"q_undelivered/{DELIVERY_DROP}": 65,
+        f"q_outage/{STALE}": 63,
+    },
+    300: {
+        f"q_broken/{READ_DROP}": 37 + 5 / 60,
+        f"q_broken_alone/{READ_DROP}": 37 + 20 / 60,
+        f"q_new_drop/{READ_DROP}": 60.5,
+        f"q_undelivered/{DELIVERY_DROP}": 64 + 5 / 60,
+        f"q_outage/{STALE}": 61.25,
+    },
+    60: {
+        f"q_broken/{READ_DROP}": 37 + 5 / 60,
+        f"q_broken_alone/{READ_DROP}": 37 + 24 / 60,
+        f"q_new_drop/{READ_DROP}": 60.5,
+        f"q_undelivered/{DELIVERY_DROP}": 64 + 5 / 60,
+        f"q_outage/{STALE}": 61 + 11 / 60,
+    },
 }
 
 
