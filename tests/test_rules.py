@@ -222,7 +222,7 @@ def _expected_reads_terms() -> list[tuple[float, float]]:
         terms.append((float(weight), 1.0))
     mean = (
         r"([0-9.]+) \* sum_over_time\(\S+\[(\w+)\]\)"
-        r" / scalar\(count_over_time\(cams:template_hourly:evaluations\[(\w+)\]\)\)"
+        r" / scalar\(max\(count_over_time\(cams:template_hourly:evaluations\[(\w+)\]\)\)\)"
     )
     for weight, window, count_window in re.findall(mean, expr):
         # a mean over time: the hourly values of a window one minute short of whole hours,

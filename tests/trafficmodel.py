@@ -213,7 +213,8 @@ def simulate(unit: Unit, days: float, sample_s: int = 900) -> Counters:
     for k in range(polls):
         # reads and late deliveries that arrive during this poll interval (of earlier polls)
         arrivals = 0.0
-        awake = 1.0 if 7 <= (k * POLL_S / HOUR_S) % 24 < 23 else unit.night_reads
+        # the interval ((k-1)*POLL_S, k*POLL_S] is at night if it starts at night
+        awake = 1.0 if 7 <= ((k - 1) * POLL_S / HOUR_S) % 24 < 23 else unit.night_reads
         for i, keep in enumerate(read_keep):
             moved = read_pending[i] * (1 - keep**awake)
             read_pending[i] -= moved
