@@ -106,7 +106,7 @@ class Case:
 
     name: str
     units: tuple[Unit, ...]
-    days: float
+    days: int
     # promtool's evaluation_interval, and the input series' interval (0: the same; the
     # exporter's counters move every 5 minutes, so the finer evaluations read 5-minute samples)
     step_s: int

@@ -138,7 +138,7 @@ def test_my_rules_pass_promtool(mine: Path) -> None:
     files = [str(mine / "prometheus" / n) for n in ("recording.yml", "alerts.yml")]
     files.append(str(mine / "prometheus" / "sender_alerts.yml"))
     files += sorted(map(str, (mine / "prometheus" / "backfill").glob("pass-*.yml")))
-    assert len(files) == 3 + 6
+    assert len(files) == 3 + 7
     proc = subprocess.run(
         [promtool(), "check", "rules", *files], capture_output=True, text=True, timeout=60
     )

@@ -214,22 +214,27 @@ def _expected_reads_terms() -> list[tuple[float, float]]:
         for rule in group["rules"]
     }
     expr = rules["cams:template_reads_expected:sum"]
-    terms = []
-    last = r"([0-9.]+) \* last_over_time\(\S+\[(\w+)\] offset (\w+)\)"
-    for weight, window, offset in re.findall(last, expr):
-        # the hourly value an hour ago: the deliveries of the hour before count in full
-        assert window == offset == "1h", expr
-        terms.append((float(weight), 1.0))
+    hourly = "cams:template_messages_delivered:sum_1h"
     mean = (
-        r"([0-9.]+) \* sum_over_time\(\S+\[(\w+)\]\)"
+        rf"sum_over_time\({hourly}\[(\w+)\]\)"
         r" / scalar\(max\(count_over_time\(cams:template_hourly:evaluations\[(\w+)\]\)\)\)"
     )
-    for weight, window, count_window in re.findall(mean, expr):
-        # a mean over time: the hourly values of a window one minute short of whole hours,
-        # divided by the number of hourly evaluations in the same window (whatever the interval)
-        m = re.fullmatch(r"(\d+)h59m", window)
-        assert m and count_window == window, (window, count_window)
-        terms.append((float(weight), float(int(m.group(1)) + 1)))
+    terms = []
+    read = r"([0-9.]+) \* last_over_time\((\S+?)\[(\w+)\](?: offset (\w+))?\)"
+    for weight, name, window, offset in re.findall(read, expr):
+        if name == hourly:
+            # the hourly value an hour ago: the deliveries of the hour before count in full
+            assert window == offset == "1h", expr
+            terms.append((float(weight), 1.0))
+            continue
+        # a mean over time, recorded every 10 minutes: the hourly values of a window one minute
+        # short of whole hours, divided by the number of hourly evaluations in the same window
+        # (whatever the interval the rules run at)
+        m = re.fullmatch(mean, rules[name])
+        assert m and m.group(1) == m.group(2) and not offset, rules[name]
+        hours = re.fullmatch(r"(\d+)h59m", m.group(1))
+        assert hours, m.group(1)
+        terms.append((float(weight), float(int(hours.group(1)) + 1)))
     return terms
 
 
