@@ -124,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         if name == "cams:template_read_rate:baseline":
                             for k in range(1, 8):
                                 at = junction - k * DAY_S - 3600
-                                params = {"query": name, "time": at}
+                                # its last value: the group evaluates at an offset of its own
+                                last = f"last_over_time({name}[599s])"
+                                params = {"query": last, "time": at}
                                 got = requests.get(
                                     f"{prom.url}/api/v1/query", params=params, timeout=60
                                 )

@@ -635,6 +635,10 @@ def test_half_hour_buckets_give_the_daily_values_at_every_midnight(tmp_path: Pat
 # -- the recording rules over the imported days ----------------------------------------------------
 
 
+# the last value of a series recorded every 10 minutes: one sample (ranges include both ends)
+LAST_10M = "599s"
+
+
 def test_the_rules_over_the_imported_days_give_the_baselines_of_the_past_week(
     tmp_path: Path, prometheus_on: Any
 ) -> None:
@@ -687,11 +691,14 @@ def test_the_rules_over_the_imported_days_give_the_baselines_of_the_past_week(
         at_ms = junction_ms - k * DAY_MS - 3_600_000
         last_ms = at_ms - DAY_MS - 23 * 3_600_000  # the window's end: a midnight
         at = at_ms / 1000
-        own = prom.by_unit("cams:template_read_rate:own", at)
-        delivery = prom.by_unit("cams:template_delivery_rate:threshold", at)
+        # each group evaluates every 10 minutes at an offset of its own: its last value there
+        own = prom.by_unit(f"last_over_time(cams:template_read_rate:own[{LAST_10M}])", at)
+        delivery = prom.by_unit(
+            f"last_over_time(cams:template_delivery_rate:threshold[{LAST_10M}])", at
+        )
         baseline = {
             (r["metric"]["template_code"], r["metric"]["language"]): r["metric"]["baseline"]
-            for r in prom.query("cams:template_read_rate:baseline", at)
+            for r in prom.query(f"last_over_time(cams:template_read_rate:baseline[{LAST_10M}])", at)
         }
         assert baseline.keys() == truth.keys(), k  # every template is judged, every day
         for unit in truth:
@@ -723,8 +730,8 @@ def test_the_rules_over_the_imported_days_give_the_baselines_of_the_past_week(
     for unit in settled:
         read, delivered = (window(unit, junction_ms - DAY_MS, n) for n in ("read", "delivered"))
         assert reads[unit] / expected[unit] == pytest.approx(read / delivered, abs=0.03), unit
-    assert any(
-        source == "own"
-        for r in prom.query("cams:template_read_rate:baseline", (junction_ms - 3_600_000) / 1000)
-        for source in [r["metric"]["baseline"]]
+    last_hour = prom.query(
+        f"last_over_time(cams:template_read_rate:baseline[{LAST_10M}])",
+        (junction_ms - 3_600_000) / 1000,
     )
+    assert any(r["metric"]["baseline"] == "own" for r in last_hour)
