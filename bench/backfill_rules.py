@@ -1,23 +1,23 @@
-"""What `promtool tsdb create-blocks-from rules` makes of prometheus/recording.yml over
-backfilled history (issue 27): every recorded series, level by level.
+"""What `promtool tsdb create-blocks-from rules` makes of prometheus/backfill/pass-N.yml over
+backfilled history (issue 27): every recorded series, pass by pass, and each pass's time.
 
 The simulator (static, 30 days of history) is backfilled (`cams-exporter backfill`, then
 `promtool tsdb create-blocks-from openmetrics`) into the data directory of a Prometheus that
-scrapes nothing. A rule group can read only what that Prometheus already holds, so the groups
-are evaluated in passes, by level: level 1 reads only the exporter's series, level n reads
-recorded series of lower levels (a group that reads its own past counts as reading its level).
-After each pass the new blocks are moved into the data directory and Prometheus is restarted.
-The table gives, for each record, its group's interval, and the samples and series it got over
-the evaluated days; then each pass's time.
+scrapes nothing. A rule group can read only what that Prometheus already holds, so the rules
+the baselines need come in passes (mixin/backfill.py): pass 1 reads only the exporter's series,
+pass n recorded series of earlier passes. After each pass the new blocks are moved into the data
+directory and Prometheus is restarted. The table gives, for each record, its group's interval,
+and the samples and series it got over the evaluated days; then the `baseline` sources recorded
+at each of the last 7 days' 23:00, and each pass's time.
 
-Run: `python bench/backfill_rules.py [--days 2] [--templates 3]`.
+Run: `python bench/backfill_rules.py [--days 16] [--templates 3]` (16 days: the past week's
+baselines read 8 days back, their expected reads 32 hours more).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import requests
 import yaml
@@ -40,37 +39,21 @@ from tests.kit.waits import wait_http
 
 DAY_S = 86400
 HISTORY_DAYS = 30
-_RECORDED = re.compile(r"cams:[a-z0-9_:]+")
-
-
-def levels(groups: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Group name -> its level (1: reads no recorded series)."""
-    recorded_by = {rule["record"]: g["name"] for g in groups for rule in g["rules"]}
-    reads = {
-        g["name"]: {recorded_by[n] for r in g["rules"] for n in _RECORDED.findall(r["expr"])}
-        - {g["name"]}
-        for g in groups
-    }
-    level: dict[str, int] = {}
-    while len(level) < len(groups):
-        for name, needs in reads.items():
-            if name not in level and needs <= level.keys():
-                level[name] = 1 + max((level[n] for n in needs), default=0)
-    return level
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=2, help="days the rules are evaluated over")
+    parser.add_argument("--days", type=int, default=16, help="days the rules are evaluated over")
     parser.add_argument("--templates", type=int, default=3, help="templates (x en,es)")
     args = parser.parse_args(argv)
-    groups = yaml.safe_load((ROOT / "prometheus" / "recording.yml").read_text())["groups"]
-    level = levels(groups)
+    files = sorted(
+        (ROOT / "prometheus" / "backfill").glob("pass-*.yml"), key=lambda p: int(p.stem[5:])
+    )
     junction = int(time.time()) // DAY_S * DAY_S
     start = junction - args.days * DAY_S
     rows: list[tuple[int, str, str, str, int, int]] = []
     passes: list[tuple[int, int, float]] = []
-    baselines: set[str] = set()  # the `baseline` label values recorded (own, peers, floor)
+    baselines: dict[str, int] = {}  # units x days judged against each source (own, peers, floor)
     with tempfile.TemporaryDirectory(prefix="bench-backfill-rules-") as tmp:
         work = Path(tmp)
         children = Children(work)
@@ -113,10 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return service
 
             prom = started(0)
-            for n in range(1, max(level.values()) + 1):
-                chosen = [g for g in groups if level[g["name"]] == n]
-                rules = work / f"level-{n}.yml"
-                rules.write_text(yaml.safe_dump({"groups": chosen}, sort_keys=False))
+            for n, rules in enumerate(files, start=1):
+                chosen = yaml.safe_load(rules.read_text())["groups"]
                 out = work / f"rules-{n}"
                 began = time.monotonic()
                 subprocess.run(
@@ -140,9 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         samples = int(sum(float(r["value"][1]) for r in result))
                         interval = str(group.get("interval", "-"))
                         rows.append((n, group["name"], name, interval, samples, len(result)))
-                        sources = {r["metric"].get("baseline") for r in result} - {None}
-                        if sources:
-                            baselines.update(str(s) for s in sources)
+                        if name == "cams:template_read_rate:baseline":
+                            for k in range(1, 8):
+                                at = junction - k * DAY_S - 3600
+                                # its last value: the group evaluates at an offset of its own
+                                last = f"last_over_time({name}[599s])"
+                                params = {"query": last, "time": at}
+                                got = requests.get(
+                                    f"{prom.url}/api/v1/query", params=params, timeout=60
+                                )
+                                for r in got.json()["data"]["result"]:
+                                    source = str(r["metric"]["baseline"])
+                                    baselines[source] = baselines.get(source, 0) + 1
         finally:
             if prom is not None:
                 prom.stop(timeout=30)
@@ -151,12 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{units} template-languages, {HISTORY_DAYS} days backfilled, rules over {args.days} days"
     )
-    print("| level | group | record | interval | samples | series |")
+    print("| pass | group | record | interval | samples | series |")
     print("|---|---|---|---|---|---|")
     for n, group_name, name, interval, samples, series in rows:
         print(f"| {n} | {group_name} | {name} | {interval} | {samples} | {series} |")
-    print(f"\nbaseline sources recorded: {', '.join(sorted(baselines)) or 'none'}\n")
-    print("| pass (level) | groups | promtool s |")
+    judged = ", ".join(f"{source} {count}" for source, count in sorted(baselines.items()))
+    print(f"\nbaselines at 23:00 of the last 7 days (units x days): {judged or 'none'}\n")
+    print("| pass | groups | promtool s |")
     print("|---|---|---|")
     for n, count, seconds in passes:
         print(f"| {n} | {count} | {seconds:.1f} |")

@@ -11,7 +11,8 @@ Sources (edit these, never the outputs):
   the `cluster` variable, and each query the selector and `<cluster_label>=~"$cluster"`.
 Outputs, under --out (default: the repository): prometheus/*.yml, grafana/dashboards/*.json,
 charts/cams-exporter/files/prometheus-rules.yaml (all three rule files, for the chart's
-PrometheusRule) and deploy/kubernetes/prometheusrule.yaml (recording and template alerts).
+PrometheusRule), deploy/kubernetes/prometheusrule.yaml (recording and template alerts) and
+prometheus/backfill/pass-N.yml (the recording rules over backfilled history: mixin/backfill.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mixin.backfill import HEADER as BACKFILL_HEADER
+from mixin.backfill import BackfillError
+from mixin.backfill import passes as backfill_passes
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -307,6 +312,13 @@ def generate(config: Mapping[str, Any]) -> dict[Path, str]:
     out: dict[Path, str] = {Path("prometheus") / name: text for name, text in rules.items()}
     out[CHART_RULES] = _dump({"groups": _groups(rules, RULE_FILES)})
     out[KUSTOMIZE_RULE] = prometheus_rule(rules)
+    try:
+        levels = backfill_passes(yaml.safe_load(rules["recording.yml"])["groups"])
+    except BackfillError as exc:
+        raise MixinError(f"prometheus/backfill: {exc}") from None
+    for n, groups in enumerate(levels, start=1):
+        header = BACKFILL_HEADER.format(n=n, total=len(levels))
+        out[Path("prometheus/backfill") / f"pass-{n}.yml"] = header + _dump({"groups": groups})
     for source in sorted((HERE / "dashboards").glob("*.json")):
         out[Path("grafana/dashboards") / source.name] = dashboard(source.read_text(), config)
     return out

@@ -215,24 +215,27 @@ def _expected_reads_terms() -> list[tuple[float, float]]:
         for rule in group["rules"]
     }
     expr = rules["cams:template_reads_expected:sum"]
-    # A mean's hourly sum is recorded by a rule of its own (read with last_over_time): read it.
-    for name, sum_expr in rules.items():
-        if sum_expr.startswith("sum_over_time("):
-            expr = re.sub(rf"last_over_time\({re.escape(name)}\[\w+\]\)", sum_expr, expr)
+    hourly = "cams:template_messages_delivered:sum_1h"
+    mean = (
+        rf"sum_over_time\({hourly}\[(\w+)\]\)"
+        r" / scalar\(max\(count_over_time\(cams:template_hourly:evaluations\[(\w+)\]\)\)\)"
+    )
     terms = []
-    pattern = r"([0-9.]+) \* (last|sum)_over_time\(\S+\[(\w+)\](?: offset (\w+))?\)(?: / (\d+))?"
-    for weight, fn, window, offset, divisor in re.findall(pattern, expr):
-        if fn == "last":
+    read = r"([0-9.]+) \* last_over_time\((\S+?)\[(\w+)\](?: offset (\w+))?\)"
+    for weight, name, window, offset in re.findall(read, expr):
+        if name == hourly:
             # the hourly value an hour ago: the deliveries of the hour before count in full
-            assert window == offset == "1h" and not divisor, expr
-            hours = 1
-        else:
-            # the hourly values of a window one minute short of whole hours: exactly that many,
-            # added and divided by their number (a mean over those hours)
-            m = re.fullmatch(r"(\d+)h59m", window)
-            assert m and not offset and int(divisor) == int(m.group(1)) + 1, window
-            hours = int(divisor)
-        terms.append((float(weight), float(hours)))
+            assert window == offset == "1h", expr
+            terms.append((float(weight), 1.0))
+            continue
+        # a mean over time, recorded every 10 minutes: the hourly values of a window one minute
+        # short of whole hours, divided by the number of hourly evaluations in the same window
+        # (whatever the interval the rules run at)
+        m = re.fullmatch(mean, rules[name])
+        assert m and m.group(1) == m.group(2) and not offset, rules[name]
+        hours = re.fullmatch(r"(\d+)h59m", m.group(1))
+        assert hours, m.group(1)
+        terms.append((float(weight), float(int(hours.group(1)) + 1)))
     return terms
 
 

@@ -224,3 +224,20 @@ def test_an_outage_stands_the_counters_still_and_stops_the_last_read_time() -> N
     hours = [i * 3600.0 for i in range(len(b.sent))]
     assert last_read(same) == hours  # read at every poll, the same numbers
     assert last_read(outage) == [min(t, 36 * 3600.0) for t in hours]  # no read after 36 h
+
+
+def test_an_audience_asleep_at_night_reads_later_not_less() -> None:
+    """`night_reads`: a burst at 20:00 read ten times more slowly from 23:00 to 07:00 has read
+    less by the morning than the same burst to an audience awake around the clock, gets about
+    the same reads by the end, and reads almost nothing during the night's hours."""
+    evening = (SendWindow(20, 2, 20_000),)
+    awake = simulate(Unit("t_awake", windows=evening), 4, sample_s=POLL_S)
+    asleep = simulate(Unit("t_awake", windows=evening, night_reads=0.1), 4, sample_s=POLL_S)
+    at = {h: int(h * HOUR_S // POLL_S) for h in (23, 24 + 3, 24 + 7, 4 * 24)}
+    assert awake.read[at[23]] == asleep.read[at[23]]  # the same until 23:00
+    night_awake = awake.read[at[24 + 7]] - awake.read[at[23]]
+    night_asleep = asleep.read[at[24 + 7]] - asleep.read[at[23]]
+    assert night_asleep < 0.3 * night_awake
+    assert asleep.read[at[24 + 3]] < 0.9 * awake.read[at[24 + 3]]
+    assert asleep.read[at[4 * 24]] == pytest.approx(awake.read[at[4 * 24]], rel=0.02)
+    assert asleep.delivered == awake.delivered

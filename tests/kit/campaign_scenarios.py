@@ -41,6 +41,8 @@ if not __package__:  # run as a script: the repository root, so that `tests` imp
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.kit.trafficmodel import (
+    DAY_S,
+    POLL_S,
     SLOW,
     TYPICAL,
     Rate,
@@ -105,6 +107,8 @@ class Case:
     name: str
     units: tuple[Unit, ...]
     days: int
+    # promtool's evaluation_interval, and the input series' interval (0: the same; the
+    # exporter's counters move every 5 minutes, so the finer evaluations read 5-minute samples)
     step_s: int
     fires: tuple[Fires, ...] = ()
     # template alerts (a regex on alertname) that no other template may fire
@@ -113,6 +117,11 @@ class Case:
     sent_only: bool = False
     # templates of the case that are rows of the issue's table and must never fire
     quiet_rows: tuple[tuple[str, str], ...] = ()
+    sample_s: int = 0
+
+    @property
+    def input_s(self) -> int:
+        return self.sample_s or self.step_s
 
 
 # First fire times in hours from t=0, as `--probe` measures them with the shipped rules.
@@ -518,11 +527,130 @@ def stale_case() -> Case:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# The same rules at 1h, 5m and 1m evaluation intervals (four days: at 1m, promtool evaluates
+# the rules 5,760 times, so the four-week scenarios above run at 1h only)
+
+# First fire times in hours from t=0 of the short case, per evaluation interval (seconds), as
+# `--probe` measures them; tests/test_campaign_scenarios.py checks that they agree.
+SHORT_FIRE_AT: dict[int, dict[str, float]] = {
+    3600: {
+        f"q_broken/{READ_DROP}": 38,
+        f"q_broken_alone/{READ_DROP}": 38,
+        f"q_new_drop/{READ_DROP}": 61,
+        f"q_undelivered/{DELIVERY_DROP}": 65,
+        f"q_outage/{STALE}": 63,
+    },
+    300: {
+        f"q_broken/{READ_DROP}": 37 + 5 / 60,
+        f"q_broken_alone/{READ_DROP}": 37 + 20 / 60,
+        f"q_new_drop/{READ_DROP}": 60.5,
+        f"q_undelivered/{DELIVERY_DROP}": 64 + 5 / 60,
+        f"q_outage/{STALE}": 61.25,
+    },
+    60: {
+        f"q_broken/{READ_DROP}": 37 + 5 / 60,
+        f"q_broken_alone/{READ_DROP}": 37 + 24 / 60,
+        f"q_new_drop/{READ_DROP}": 60.5,
+        f"q_undelivered/{DELIVERY_DROP}": 64 + 5 / 60,
+        f"q_outage/{STALE}": 61 + 11 / 60,
+    },
+}
+
+
+def short_case(step_s: int) -> Case:
+    """Four days from Thursday: a new campaign whose reads drop on its third day (judged against
+    its own first days), one broken from its first send among peers and one alone, a delivery
+    drop, an outage, and healthy new campaigns whose first send is Friday 20:00 to an audience
+    that sleeps from 23:00 (issue 27's summer_promo), alone (typical and twice-as-slow
+    audiences) and among peers."""
+    days = 4
+    fire_at = SHORT_FIRE_AT[step_s]
+    drop = 2 * H  # Saturday
+    new = Unit(
+        "q_new_drop",
+        account="q_new_drop",
+        windows=daily(0, days, 10, 2, 20000),
+        read_rates=(Rate(0, 0.6), Rate(drop, 0.25)),
+    )
+    broken = Unit(
+        "q_broken",
+        account="q_peers",
+        windows=daily(1, days, 10, 2, 20000),
+        read_rates=(Rate(0, 0.25),),
+    )
+    alone = Unit(
+        "q_broken_alone",
+        account="q_broken_alone",
+        windows=daily(1, days, 10, 2, 20000),
+        read_rates=(Rate(0, 0.25),),
+    )
+    undelivered = Unit(
+        "q_undelivered",
+        account="q_undelivered",
+        windows=daily(0, days, 7, 14, 5000),
+        delivery_rates=(Rate(0, 0.95), Rate(drop + 7, 0.5)),
+    )
+    outage_h = drop + 12
+    outage = Unit(
+        "q_outage",
+        account="q_outage",
+        windows=daily(0, days, 7, 14, 5000),
+        read_rates=(Rate(0, 0.7),),
+        frozen_from_h=outage_h,
+    )
+    promos = tuple(
+        Unit(
+            f"q_promo_{tag}",
+            account=f"q_promo_{tag}",
+            shape=shape,
+            windows=daily(1, days, 20, 2, 20000),
+            read_rates=(Rate(0, rate),),
+            night_reads=0.1,
+        )
+        for shape, tag, rate in ((TYPICAL, "typical", 0.45), (SLOW, "slow", 0.55))
+    )
+    promo_peers = Unit(
+        "q_promo_peers",
+        account="q_peers",
+        windows=daily(1, days, 20, 2, 20000),
+        read_rates=(Rate(0, 0.45),),
+        night_reads=0.1,
+    )
+
+    def fires(alert: str, unit: Unit, since_h: float, *extra: tuple[str, str]) -> Fires:
+        at = fire_at.get(f"{unit.template_code}/{alert}", since_h)
+        return Fires(alert, unit, at, since_h, 3 if alert == STALE else 12, tuple(extra))
+
+    return Case(
+        f"issue 27: the rules at a {dur(step_s / 3600)} evaluation interval",
+        (new, broken, alone, undelivered, outage, *promos, promo_peers, *_peers("q_peers", days)),
+        days=days,
+        step_s=step_s,
+        sample_s=max(step_s, POLL_S),
+        fires=(
+            fires(READ_DROP, new, drop + 10, ("baseline", "own")),
+            fires(READ_DROP, broken, H + 10, ("baseline", "peers")),
+            fires(READ_DROP, alone, H + 10, ("baseline", "floor")),
+            fires(DELIVERY_DROP, undelivered, drop + 7),
+            fires(STALE, outage, outage_h, ("template_type", "WHATSAPP")),
+        ),
+        quiet_rows=(("q_promo_typical", "a healthy new campaign's first day, Friday 20:00"),),
+    )
+
+
+SHORT_CASES = {
+    "campaign_short_1h_test.yml": 3600,
+    "campaign_short_5m_test.yml": 300,
+    "campaign_short_1m_test.yml": 60,
+}
+
 CASES: dict[str, Callable[[], Case]] = {
     "campaign_drops_test.yml": drops_case,
     "campaign_healthy_test.yml": healthy_case,
     "campaign_silence_test.yml": silence_case,
     "campaign_stale_test.yml": stale_case,
+    **{name: (lambda s=step: short_case(s)) for name, step in SHORT_CASES.items()},
 }
 
 
@@ -591,10 +719,10 @@ def promql_checks(case: Case) -> list[dict[str, Any]]:
 def test_case(case: Case) -> dict[str, Any]:
     series: list[dict[str, str]] = []
     for unit in case.units:
-        series += input_series(unit, simulate(unit, case.days, case.step_s), case.sent_only)
+        series += input_series(unit, simulate(unit, case.days, case.input_s), case.sent_only)
     return {
         "name": case.name,
-        "interval": dur(case.step_s / 3600),
+        "interval": dur(case.input_s / 3600),
         "input_series": series,
         "promql_expr_test": promql_checks(case),
     }
@@ -646,15 +774,17 @@ def probe(rules: Sequence[Path], names: Sequence[str]) -> list[dict[str, Any]]:
                 alerting = ("cams-templates", "cams-exporter")
                 ordered = sorted(groups, key=lambda g: g.startswith(alerting))
             doc["group_eval_order"] = ordered
-            end = dur(case.days * H)
             step = dur(case.step_s / 3600)
             sel = 'ALERTS{alertname=~"CamsTemplate.*",alertstate="firing"}'
+            # in spans of 1,440 steps at most (promtool refuses a subquery of 5,760 at 1m)
+            span_s, end_s = case.step_s * 1440, int(case.days * DAY_S)
             doc["tests"][0]["promql_expr_test"] = [
                 {
-                    "expr": f"{fn}_over_time(timestamp({sel})[{end}:{step}])",
-                    "eval_time": end,
+                    "expr": f"{fn}_over_time(timestamp({sel})[{span_s - 1}s:{step}])",
+                    "eval_time": dur(min(at_s, end_s) / 3600),
                     "exp_samples": [{"labels": '{probe="x"}', "value": -1}],
                 }
+                for at_s in range(span_s, end_s + span_s, span_s)
                 for fn in ("min", "max", "count")
             ]
             path = Path(tmp) / "probe_test.yml"
@@ -679,7 +809,8 @@ def _parse_probe(case: Case, text: str) -> list[dict[str, Any]]:
             if alert and code:
                 key = (alert.group(1), code.group(1))
                 row = rows.setdefault(key, {"case": case.name, "alert": key[0], "template": key[1]})
-                row[fn] = float(value)
+                combine = {"min": min, "max": max, "count": lambda a, b: a + b}[fn]
+                row[fn] = combine(row[fn], float(value)) if fn in row else float(value)
     for row in rows.values():
         row["first_h"] = row["min"] / 3600
         row["last_h"] = row["max"] / 3600

@@ -11,7 +11,9 @@ read ("late reads", spread over about 48 hours). This module plays that, step by
   draw), 90% at once and the rest later (an exponential delay of mean 3 hours);
 - reads: each poll's deliveries are read with the read rate in force at that time (a binomial
   draw), and those reads arrive over the audience's `ReadShape`, a mix of exponential delays
-  (typically 40% within about 15 minutes, 35% within hours, 25% over the next two days);
+  (typically 40% within about 15 minutes, 35% within hours, 25% over the next two days), more
+  slowly at night if the unit says so (`Unit.night_reads`: an audience asleep from 23:00 to
+  07:00 UTC);
 - the counters are sampled every `sample_s` (Prometheus' scrapes, coarser in the promtool tests)
   and hold the value of the last poll at or before each sample;
 - an outage (`Unit.frozen_from_h`): from then on the counters stand still, and so does the time of
@@ -132,6 +134,9 @@ class Unit:
     # cams_template_last_success_timestamp_seconds is part of its series.
     frozen_from_h: float | None = None
     reads_fail: bool = True
+    # How fast the audience reads at night (23:00 to 07:00), against the day: 1.0 reads around
+    # the clock; 0.1 reads ten times more slowly at night (the reads wait for the morning).
+    night_reads: float = 1.0
 
     def __post_init__(self) -> None:
         for changes in (self.read_rates, self.delivery_rates):
@@ -208,8 +213,10 @@ def simulate(unit: Unit, days: float, sample_s: int = 900) -> Counters:
     for k in range(polls):
         # reads and late deliveries that arrive during this poll interval (of earlier polls)
         arrivals = 0.0
+        # the interval ((k-1)*POLL_S, k*POLL_S] is at night if it starts at night
+        awake = 1.0 if 7 <= ((k - 1) * POLL_S / HOUR_S) % 24 < 23 else unit.night_reads
         for i, keep in enumerate(read_keep):
-            moved = read_pending[i] * (1 - keep)
+            moved = read_pending[i] * (1 - keep**awake)
             read_pending[i] -= moved
             arrivals += moved
         read_f += arrivals
