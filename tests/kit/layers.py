@@ -57,6 +57,7 @@ OLD_HOMES: dict[str, str] = {
         "cams",
     ),
     "durations": "config",
+    "logs": "cli",
     **dict.fromkeys(["counting", "state", "anomalies"], "counting"),
     **dict.fromkeys(["discovery", "vanishing", "grouping", "poller", "sharding"], "templates"),
     **dict.fromkeys(
