@@ -34,7 +34,11 @@ from contextlib import AbstractContextManager, nullcontext
 
 from exporter.cams.model import UnitKey
 from exporter.counting.state import Counts
-from exporter.counting.store import CounterStore
+
+try:
+    from exporter.counting.store import CounterStore
+except ImportError:  # trees before the state file had a module of its own (614f6f3)
+    from exporter.counting.state import CounterStore  # type: ignore[attr-defined,no-redef]
 from exporter.publish.exposition import Exposition
 from exporter.publish.snapshot import Snapshot
 from exporter.templates.view import AccountStatus, TemplateSeries
