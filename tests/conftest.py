@@ -50,6 +50,7 @@ KINDS = ("unit", "e2e", "artifacts")  # each a folder of tests/ and a marker (py
 # module follows, most tests first (xdist's own order). A module that grows slow belongs here.
 SLOWEST = (  # by their time in a six-worker run on two cores, 53-69 s for the first seven
     "artifacts/test_rules.py",
+    "e2e/test_backfill_baselines.py",
     "e2e/test_variants.py",
     "e2e/test_restarts.py",
     "e2e/test_check_config.py",

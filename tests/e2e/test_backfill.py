@@ -13,206 +13,41 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import pytest
 import requests
-import yaml
-from alibabacloud_cams20200606 import models
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from cams_simulator import Simulator, SimulatorOptions
+from cams_simulator import SimulatorOptions
 from exporter.cams.actions import METRIC_ACTION
 from exporter.cams.model import DAY_MS
+from tests.kit.backfilled import (
+    COUNTERS,
+    DAYS,
+    READ_WINDOW_MS,
+    STATIC,
+    backfill,
+    config_for,
+    parsed_file,
+    promtool,
+    sdk_days,
+    series_of,
+)
 from tests.kit.configs import Account, days_back, write_config
 from tests.kit.inproc import PolledExporter
-from tests.kit.oracle import QUICK, SPACE, sdk_client
-from tests.kit.procs import ROOT, Service, child_env, start_prometheus
+from tests.kit.oracle import SPACE, sdk_client
+from tests.kit.procs import ROOT, child_env
 from tests.kit.senders import sdk_number_rows, sdk_numbers
 from tests.kit.sim import running
-from tests.kit.waits import wait_http, wait_until
-
-DAYS = 30
-SCRAPE_S = 1
-READ_WINDOW_MS = 7 * DAY_MS
-COUNTERS = ("sent", "delivered", "read")
-STATIC: dict[str, Any] = {
-    "templates": 3,
-    "languages": ("en", "es"),
-    "static": True,
-    "history_s": DAYS * 86400.0,
-    "qps_limit": 1000,
-    "list_qps_limit": 50,
-}
-
-
-def backfill(*flags: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m exporter backfill FLAGS` as a user runs it."""
-    argv = [sys.executable, "-m", "exporter", "backfill", *flags]
-    return subprocess.run(
-        argv, env=child_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def promtool(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["promtool", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def config_for(tmp: Path, endpoint: str, **extra: Any) -> Path:
-    since, _ = days_back(DAYS)
-    poll = {"interval": "10s", "lookback": "8d", "timeout": "5s", "counters_since": since}
-    return write_config(tmp / "config.yml", Account(endpoint), poll=poll, **extra)
-
-
-def parsed_file(path: Path) -> dict[str, Any]:
-    """The file's families, read by client_python's strict OpenMetrics parser."""
-    return {f.name: f for f in text_string_to_metric_families(path.read_text())}
-
-
-def series_of(family: Any, *, value_of: str = "") -> dict[tuple[str, ...], list[tuple[int, float]]]:
-    """(template_code, language[, label]) -> [(ms, value), ...] of one parsed family."""
-    out: dict[tuple[str, ...], list[tuple[int, float]]] = {}
-    for sample in family.samples:
-        key = (sample.labels["template_code"], sample.labels["language"])
-        if value_of:
-            key = (*key, sample.labels[value_of])
-        at = round(float(sample.timestamp) * 1000)
-        out.setdefault(key, []).append((at, sample.value))
-    return out
-
-
-@dataclass
-class Day:
-    sent: int
-    delivered: int
-    read: int
-    clicks: dict[str, int]
-
-
-def sdk_days(sim: Simulator, start_ms: int, end_ms: int) -> dict[tuple[str, str], dict[int, Day]]:
-    """The official SDK's daily rows of every unit: (code, language) -> {day start: Day}."""
-    sdk = sdk_client(sim)
-    out: dict[tuple[str, str], dict[int, Day]] = {}
-    for t in sim.templates():
-        days: dict[int, Day] = {}
-        for lower in range(start_ms, end_ms, 30 * DAY_MS):  # the simulator's longest range
-            request = models.GetChatappTemplateMetricRequest(
-                template_code=t.code,
-                language=t.language,
-                cust_space_id=SPACE,
-                template_type="WHATSAPP",
-                granularity="DAILY",
-                start=lower,
-                end=min(end_ms, lower + 30 * DAY_MS),
-            )
-            for row in sdk.get_chatapp_template_metric(request).body.data or []:
-                clicks: dict[str, int] = {}
-                for click in row.cliented or []:
-                    kind = QUICK.get(click.type, click.type.removesuffix("_button"))
-                    key = f"{kind}/{click.button_content}"
-                    clicks[key] = clicks.get(key, 0) + (click.count or 0)
-                days[row.start] = Day(row.sent_count, row.delivered_count, row.read_count, clicks)
-        out[(t.code, t.language)] = days
-    return out
-
-
-# -- Prometheus ------------------------------------------------------------------------------
-
-
-class Prometheus:
-    """Debian's Prometheus on a data directory holding the backfilled blocks, scraping the live
-    exporter; stopped and started again to load more blocks."""
-
-    def __init__(self, tmp: Path, data: Path, target: str) -> None:
-        self.tmp, self.data = tmp, data
-        self.config = tmp / "prometheus.yml"
-        self.config.write_text(
-            "global:\n"
-            f"  scrape_interval: {SCRAPE_S}s\n"
-            "scrape_configs:\n"
-            "  - job_name: cams\n"
-            f"    static_configs: [{{targets: ['{target}']}}]\n"
-        )
-        self.service: Service | None = None
-        self.starts = 0
-
-    def start(self) -> str:
-        self.starts += 1  # a log each: the port is read from the log's first "Listening" line
-        self.service = start_prometheus(
-            self.tmp / f"prometheus-{self.starts}.log",
-            self.config,
-            self.data,
-            f"--storage.tsdb.retention.time={DAYS + 30}d",
-        )
-        wait_http(f"{self.service.url}/-/ready", timeout=60)
-        return self.service.url
-
-    @property
-    def url(self) -> str:
-        assert self.service is not None
-        return self.service.url
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop(timeout=15)
-            self.service = None
-
-    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        assert self.service is not None
-        params = {"query": expr, "time": f"{at:.3f}"}
-        body = requests.get(f"{self.service.url}/api/v1/query", params=params, timeout=30).json()
-        assert body["status"] == "success", body
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def by_unit(self, expr: str, at: float) -> dict[tuple[str, str], float]:
-        return {
-            (r["metric"]["template_code"], r["metric"]["language"]): float(r["value"][1])
-            for r in self.query(expr, at)
-        }
-
-    def range_by_unit(
-        self, expr: str, start_ms: int, end_ms: int, step: str = "1d"
-    ) -> dict[tuple[str, str], dict[int, float]]:
-        assert self.service is not None
-        params = {"query": expr, "start": start_ms / 1000, "end": end_ms / 1000, "step": step}
-        body = requests.get(
-            f"{self.service.url}/api/v1/query_range", params=params, timeout=30
-        ).json()
-        assert body["status"] == "success", body
-        return {
-            (r["metric"]["template_code"], r["metric"]["language"]): {
-                round(float(t) * 1000): float(v) for t, v in r["values"]
-            }
-            for r in body["data"]["result"]
-        }
-
-
-@pytest.fixture
-def prometheus_on(tmp_path: Path) -> Iterator[Any]:
-    started: list[Prometheus] = []
-
-    def make(data: Path, target: str) -> Prometheus:
-        prom = Prometheus(tmp_path, data, target)
-        started.append(prom)
-        return prom
-
-    yield make
-    for prom in started:
-        prom.stop()
-
+from tests.kit.waits import wait_until
 
 # -- the day-one flow ----------------------------------------------------------------------------
 
@@ -630,108 +465,3 @@ def test_half_hour_buckets_give_the_daily_values_at_every_midnight(tmp_path: Pat
     daily, half = points["DAILY"], points["HALF_HOUR"]
     assert daily and daily.items() <= half.items()  # every midnight, the same value
     assert len(half) > 40 * len(daily)  # and a point at the end of every half hour between
-
-
-# -- the recording rules over the imported days ----------------------------------------------------
-
-
-# the last value of a series recorded every 10 minutes: one sample (ranges include both ends)
-LAST_10M = "599s"
-
-
-def test_the_rules_over_the_imported_days_give_the_baselines_of_the_past_week(
-    tmp_path: Path, prometheus_on: Any
-) -> None:
-    """`create-blocks-from rules` with prometheus/backfill/pass-N.yml, one pass after the other
-    (each pass's blocks loaded before the next), over the 16 days before the junction: for each
-    of the past 7 days, the template's own read rate over the week before yesterday, its
-    delivery threshold and its baseline exist, each from the SDK's daily rows."""
-    passes = sorted((ROOT / "prometheus" / "backfill").glob("pass-*.yml"))
-    assert [p.name for p in passes] == [f"pass-{n}.yml" for n in range(1, len(passes) + 1)]
-    with running(SimulatorOptions(**STATIC)) as sim:
-        config = config_for(tmp_path, sim.url)
-        _, origin_ms = days_back(DAYS)
-        now_ms = int(time.time() * 1000)
-        junction_ms = now_ms - now_ms % DAY_MS
-        om = tmp_path / "history.om"
-        done = backfill("--config.file", str(config), "--output", str(om))
-        assert done.returncode == 0, done.stderr
-        data = tmp_path / "data"
-        blocks = promtool("tsdb", "create-blocks-from", "openmetrics", str(om), str(data))
-        assert blocks.returncode == 0, blocks.stderr
-        truth = sdk_days(sim, origin_ms, junction_ms)
-    prom = prometheus_on(data, "127.0.0.1:9")  # scrapes nothing: the imported days only
-    prom.start()
-    start_s = (junction_ms - 16 * DAY_MS) // 1000
-    for n, rules in enumerate(passes, start=1):
-        out = tmp_path / f"rules-{n}"
-        made = promtool(
-            "tsdb", "create-blocks-from", "rules", "-q",
-            f"--url={prom.url}", f"--start={start_s}", f"--end={junction_ms // 1000}",
-            f"--output-dir={out}", str(rules),
-            timeout=600,
-        )  # fmt: skip
-        assert made.returncode == 0, (rules.name, made.stderr[-2000:])
-        prom.stop()
-        moved = [shutil.move(str(block), data / block.name) for block in out.iterdir()]
-        assert moved, f"{rules.name} made no block"
-        prom.start()
-
-    def window(unit: tuple[str, str], last_day_ms: int, name: str) -> int:
-        """The SDK's count of the 7 days that end at `last_day_ms` (a midnight)."""
-        days = truth[unit]
-        return sum(
-            getattr(days[d], name) for d in range(last_day_ms - 7 * DAY_MS, last_day_ms, DAY_MS)
-        )
-
-    owned: set[tuple[str, str]] = set()
-    for k in range(1, 8):
-        # 23:00 of each of the past 7 days: the day before it ended 47 h after the last point
-        # of its window, when the expected reads of that point have all but caught up with it
-        at_ms = junction_ms - k * DAY_MS - 3_600_000
-        last_ms = at_ms - DAY_MS - 23 * 3_600_000  # the window's end: a midnight
-        at = at_ms / 1000
-        # each group evaluates every 10 minutes at an offset of its own: its last value there
-        own = prom.by_unit(f"last_over_time(cams:template_read_rate:own[{LAST_10M}])", at)
-        delivery = prom.by_unit(
-            f"last_over_time(cams:template_delivery_rate:threshold[{LAST_10M}])", at
-        )
-        baseline = {
-            (r["metric"]["template_code"], r["metric"]["language"]): r["metric"]["baseline"]
-            for r in prom.query(f"last_over_time(cams:template_read_rate:baseline[{LAST_10M}])", at)
-        }
-        assert baseline.keys() == truth.keys(), k  # every template is judged, every day
-        for unit in truth:
-            delivered, sent = window(unit, last_ms, "delivered"), window(unit, last_ms, "sent")
-            if sent >= 200:
-                assert delivery[unit] == pytest.approx(0.8 * min(1, delivered / sent)), unit
-            if delivered >= 300:  # over 200 expected reads, settled 47 h after the window
-                ratio = min(1.0, window(unit, last_ms, "read") / delivered)
-                assert own[unit] == pytest.approx(ratio, abs=0.03), (k, unit)
-                assert baseline[unit] in ("own", "peers"), (k, unit)
-                owned.add(unit)
-            elif delivered < 150:  # under 200 expected reads: no rate of its own
-                assert unit not in own, (k, unit)
-        assert {u for u, source in baseline.items() if source == "own"} <= own.keys()
-    assert len(owned) >= 2, "no template with a settled week of its own to judge"
-
-    # the live rules (prometheus/recording.yml) a day after the junction read the imported
-    # days' series at their usual offsets: the own read rate's week is the imported one
-    live = {
-        rule["record"]: rule["expr"]
-        for group in yaml.safe_load((ROOT / "prometheus" / "recording.yml").read_text())["groups"]
-        for rule in group["rules"]
-    }
-    at = (junction_ms + DAY_MS - 3_600_000) / 1000
-    reads = prom.by_unit(live["cams:template_messages_read:increase7d_offset1d"], at)
-    expected = prom.by_unit(live["cams:template_reads_expected:increase7d_offset1d"], at)
-    settled = [u for u in truth if window(u, junction_ms - DAY_MS, "delivered") >= 300]
-    assert settled
-    for unit in settled:
-        read, delivered = (window(unit, junction_ms - DAY_MS, n) for n in ("read", "delivered"))
-        assert reads[unit] / expected[unit] == pytest.approx(read / delivered, abs=0.03), unit
-    last_hour = prom.query(
-        f"last_over_time(cams:template_read_rate:baseline[{LAST_10M}])",
-        (junction_ms - 3_600_000) / 1000,
-    )
-    assert any(r["metric"]["baseline"] == "own" for r in last_hour)
