@@ -1,8 +1,8 @@
 """prometheus/backfill/pass-N.yml, the recording rules for `promtool tsdb create-blocks-from
 rules` over backfilled history (mixin/backfill.py): promtool accepts them, each pass reads only
 the exporter's series (as their last value of the past day) and series of earlier passes, and
-they are recording.yml's groups otherwise unchanged. tests/e2e/test_backfill_baselines.py runs them over a
-real Prometheus."""
+they are recording.yml's groups otherwise unchanged. tests/e2e/test_backfill_baselines.py runs
+them over a real Prometheus."""
 
 from __future__ import annotations
 
