@@ -528,8 +528,9 @@ def stale_case() -> Case:
 
 
 # --------------------------------------------------------------------------------------------
-# The same rules at 1h, 5m and 1m evaluation intervals (four days: at 1m, promtool evaluates
-# the rules 5,760 times, so the four-week scenarios above run at 1h only)
+# The same rules at 1h, 5m and 1m evaluation intervals (three days: at 1m, promtool evaluates
+# the rules 4,320 times, each over every sample of a 7-day range so far, so the four-week
+# scenarios above run at 1h only; every alert of the case fires by 65 h)
 
 # First fire times in hours from t=0 of the short case, per evaluation interval (seconds), as
 # `--probe` measures them; tests/test_campaign_scenarios.py checks that they agree.
@@ -559,12 +560,12 @@ SHORT_FIRE_AT: dict[int, dict[str, float]] = {
 
 
 def short_case(step_s: int) -> Case:
-    """Four days from Thursday: a new campaign whose reads drop on its third day (judged against
+    """Three days from Thursday: a new campaign whose reads drop on its third day (judged against
     its own first days), one broken from its first send among peers and one alone, a delivery
     drop, an outage, and healthy new campaigns whose first send is Friday 20:00 to an audience
     that sleeps from 23:00 (issue 27's summer_promo), alone (typical and twice-as-slow
     audiences) and among peers."""
-    days = 4
+    days = 3
     fire_at = SHORT_FIRE_AT[step_s]
     drop = 2 * H  # Saturday
     new = Unit(
