@@ -43,7 +43,7 @@ LAST_10M = "599s"
 CHECKED = 3
 
 
-def test_the_rules_over_the_imported_days_give_the_baselines_of_the_past_week(
+def test_the_rules_over_the_imported_days_give_the_baselines_of_the_past_days(
     tmp_path: Path, prometheus_on: Any
 ) -> None:
     """`create-blocks-from rules` with prometheus/backfill/pass-N.yml, one pass after the other
