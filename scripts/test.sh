@@ -30,4 +30,4 @@ rm -rf "$site"
 # use a fifth of a core), so six keep both cores busy (4 workers: 160 s, 6: 142 s, 8: 145 s on
 # the 2-core CI machine). A module's tests stay on one worker (--dist loadfile): they share
 # module-scoped simulators and processes.
-echo "== pytest"; python3 -m pytest -q -n 6 --dist loadfile "$@"
+echo "== pytest"; python3 -m pytest -q -n 6 --dist loadfile --durations=15 "$@"
