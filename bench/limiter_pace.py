@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -27,11 +25,10 @@ if __package__ in (None, ""):
 from bench import harness
 from exporter.cams.actions import LIST_ACTION, METRIC_ACTION
 from exporter.cams.client import CamsClient, ListFilters
-from exporter.cams.errors import CamsError
-from exporter.cams.model import DAY_MS
 from exporter.cams.ratelimit import RateLimiter, RatePolicy
 from exporter.cams.retry import RetryPolicy
 from exporter.config import StaticCredentials
+from tests.kit.calls import call_metric_for
 
 LATENCIES = (0.0, 0.05, 0.15, 0.3)
 
@@ -49,29 +46,8 @@ def measure(
     )
     try:
         template = client.list_templates(ListFilters(cust_space_id="cams-demo")).rows[0]
-        now = int(time.time() * 1000)
         sim.reset()
-        deadline = time.monotonic() + seconds
-        errors: list[CamsError] = []
-
-        def worker() -> None:
-            while time.monotonic() < deadline:
-                try:
-                    client.metric_chunk(
-                        code=template.code,
-                        language=template.language,
-                        start_ms=now - DAY_MS,
-                        end_ms=now,
-                    )
-                except CamsError as error:
-                    errors.append(error)
-                    return
-
-        threads = [threading.Thread(target=worker) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(seconds + 30)
+        errors = call_metric_for(client, template, seconds, workers)
         stats = sim.action(METRIC_ACTION)
     finally:
         client.close()

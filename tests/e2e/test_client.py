@@ -21,6 +21,7 @@ from exporter.cams.model import DAY_MS, button_type_label
 from exporter.cams.ratelimit import RateLimiter
 from exporter.cams.retry import RetryPolicy
 from exporter.config import StaticCredentials
+from tests.kit.calls import call_metric_for
 from tests.kit.oracle import sdk_client, sdk_list, sdk_sum
 from tests.kit.sim import day_floor, running, simulator_process
 
@@ -117,28 +118,7 @@ def test_no_one_second_window_exceeds_the_rate() -> None:
         client = make_client(url, qps=40)
         template = client.list_templates(ListFilters(cust_space_id="cams-demo")).rows[0]
         requests.post(f"{url}/_sim/stats/reset", timeout=5)
-        now = int(time.time() * 1000)
-        deadline = time.monotonic() + 4.0
-        errors: list[BaseException] = []
-
-        def worker() -> None:
-            while time.monotonic() < deadline:
-                try:
-                    client.metric_chunk(
-                        code=template.code,
-                        language=template.language,
-                        start_ms=now - DAY_MS,
-                        end_ms=now,
-                    )
-                except CamsError as exc:
-                    errors.append(exc)
-                    return
-
-        threads = [threading.Thread(target=worker) for _ in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        errors = call_metric_for(client, template, 4.0, threads=16)
         stats = requests.get(f"{url}/_sim/stats", timeout=5).json()["actions"][
             "GetChatappTemplateMetric"
         ]
