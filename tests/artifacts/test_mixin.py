@@ -62,20 +62,26 @@ def promtool() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def mine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python -m mixin.generate --config mine.yml --out DIR`, run as a user would."""
-    tmp = tmp_path_factory.mktemp("mixin")
-    config = tmp / "mine.yml"
-    config.write_text(yaml.safe_dump(MINE))
-    out = tmp / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mixin.generate", "--config", str(config), "--out", str(out)],
+def run_generate(config: dict[str, Any], tmp: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m mixin.generate --config CONFIG --out OUT`, run as a user would, with `config`
+    written to tmp/mixin.yml."""
+    path = tmp / "mixin.yml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "mixin.generate", "--config", str(path), "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=120,
     )
+
+
+@pytest.fixture(scope="module")
+def mine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m mixin.generate --config mine.yml --out DIR`, run as a user would."""
+    tmp = tmp_path_factory.mktemp("mixin")
+    out = tmp / "out"
+    proc = run_generate(MINE, tmp, out)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"wrote {len(generate(load_config(None)))} files")
     return out
@@ -247,15 +253,7 @@ def test_promtool_tests_pass_on_rules_with_a_job_selector(
     """The default thresholds with a job selector: the shipped promtool tests, their series
     labelled with the job, fire and stay silent as on the shipped rules."""
     out = tmp_path / "out"
-    config = tmp_path / "job.yml"
-    config.write_text(yaml.safe_dump({"selector": SELECTOR}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "mixin.generate", "--config", str(config), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_generate({"selector": SELECTOR}, tmp_path, out)
     assert proc.returncode == 0, proc.stderr
     data = job_labelled(test_file)
     data["rule_files"] = [str(out / "prometheus" / Path(f).name) for f in data["rule_files"]]
@@ -351,15 +349,7 @@ def test_durations_in_words() -> None:
     ],
 )
 def test_a_bad_config_names_its_key(config: dict[str, Any], message: str, tmp_path: Path) -> None:
-    path = tmp_path / "bad.yml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run(
-        [sys.executable, "-m", "mixin.generate", "--config", str(path), "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_generate(config, tmp_path, tmp_path)
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith("mixin: error: ") and message in line, line
