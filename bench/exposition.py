@@ -58,12 +58,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness
+from bench.publish_scrapes import ACCOUNTS, LANGUAGES, simulator_flags
 from bench.run import compare_with_static, wait_quiet
 from exporter.cams.actions import METRIC_ACTION as METRIC
 from tests.kit import procs
 
-ACCOUNTS = 4
-LANGUAGES = ("en", "es", "pt", "id")
 # templates per account: 4 accounts x T x 4 languages units, ~7.5 series a unit
 SIZES = {"smoke": 5, "1k": 9, "10k": 88, "100k": 875}
 DEFAULT_TREES = ("own-writer=614f6f3", "client_python=.")
@@ -219,15 +218,7 @@ def measure_serving(
     scrapes while every account polls and publishes back to back."""
     children = procs.Children(log_dir)
     try:
-        sim = harness.start_simulator(
-            children,
-            "simulator",
-            [
-                "--templates", str(templates), "--languages", ",".join(LANGUAGES),
-                "--latency", "0.05", "--qps-limit", str(50 * ACCOUNTS),
-                "--list-qps-limit", str(5 * ACCOUNTS), "--variant", "language-required",
-            ],
-        )  # fmt: skip
+        sim = harness.start_simulator(children, "simulator", simulator_flags(templates))
         names = [f"acct{i}" for i in range(ACCOUNTS)]
         config_path = log_dir / "config.yaml"
         state = log_dir / "state.json"

@@ -28,6 +28,16 @@ TEMPLATES = 875
 LANGUAGES = ("en", "es", "pt", "id")
 
 
+def simulator_flags(templates: int) -> list[str]:
+    """The simulator of the publish scenarios (also bench/exposition.py's): `templates` per
+    account in 4 languages, 50 ms latency, qps 50 per account."""
+    return [
+        "--templates", str(templates), "--languages", ",".join(LANGUAGES),
+        "--latency", "0.05", "--qps-limit", str(50 * ACCOUNTS),
+        "--list-qps-limit", str(5 * ACCOUNTS), "--variant", "language-required",
+    ]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="measurement window")
@@ -36,15 +46,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
         children = harness.Children(args.log_dir or Path(tmp))
         try:
-            sim = harness.start_simulator(
-                children,
-                "simulator",
-                [
-                    "--templates", str(TEMPLATES), "--languages", ",".join(LANGUAGES),
-                    "--latency", "0.05", "--qps-limit", str(50 * ACCOUNTS),
-                    "--list-qps-limit", str(5 * ACCOUNTS), "--variant", "language-required",
-                ],
-            )  # fmt: skip
+            sim = harness.start_simulator(children, "simulator", simulator_flags(TEMPLATES))
             config = Path(tmp) / "config.yaml"
             names = [f"acct{i}" for i in range(ACCOUNTS)]
             text = harness.exporter_config(
