@@ -3,8 +3,11 @@ often, and the reads of those series that would miss values between two evaluati
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
 
@@ -18,13 +21,17 @@ PLAIN_READ_S = 120
 _READ = re.compile(r"(cams:[a-z0-9_]+:[a-z0-9_]+)(\{[^}]*\})?(\[(\w+)\])?")
 
 
-def recorded() -> dict[str, tuple[str, float]]:
-    """Each recorded series: (the group recording it, that group's interval in seconds)."""
-    return {
-        rule["record"]: (group["name"], parse_duration(group.get("interval", "1m")))
-        for group in yaml.safe_load(RECORDING.read_text())["groups"]
-        for rule in group["rules"]
-    }
+@functools.cache
+def recorded() -> Mapping[str, tuple[str, float]]:
+    """Each recorded series: (the group recording it, that group's interval in seconds). Read
+    once per process: test_dashboards asks for every panel's query."""
+    return MappingProxyType(
+        {
+            rule["record"]: (group["name"], parse_duration(group.get("interval", "1m")))
+            for group in yaml.safe_load(RECORDING.read_text())["groups"]
+            for rule in group["rules"]
+        }
+    )
 
 
 def missed_reads(expr: str, reader_group: str | None = None) -> list[str]:
