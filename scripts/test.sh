@@ -26,8 +26,7 @@ echo "== mkdocs build --strict"
 site="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$site"
 rm -rf "$site"
-# Six workers on two cores: most modules wait on sockets and child processes (the slowest
-# use a fifth of a core), so six keep both cores busy (4 workers: 160 s, 6: 142 s, 8: 145 s on
-# the 2-core CI machine). A module's tests stay on one worker (--dist loadfile): they share
-# module-scoped simulators and processes.
+# Six workers on two cores: most modules wait on sockets and child processes, so six keep both
+# cores busy (docs/testing.md has the times with 4, 6 and 8). A module's tests stay on one
+# worker (--dist loadfile): they share module-scoped simulators and processes.
 echo "== pytest"; python3 -m pytest -q -n 6 --dist loadfile --durations=15 "$@"
