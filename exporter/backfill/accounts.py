@@ -387,13 +387,7 @@ class _NumberReader(UnitReader):
             )
             if any(row.read is not None for row in rows):
                 self._reads = True
-            return [
-                MetricRow(
-                    row.phone_number, "", row.sent, row.delivered, row.read or 0, (),
-                    row.start_ms, row.end_ms,
-                )
-                for row in rows
-            ]  # fmt: skip
+            return [row.as_metric_row() for row in rows]
 
         super().__init__(Member.of_number(key), fetch, step_ms, shape)
 

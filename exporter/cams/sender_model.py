@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.cams.model import MetricRow
+
 # QueryChatappPhoneNumbers QualityRating; UNKNOWN is Meta's "not rated yet".
 QUALITY_RATINGS: Final = ("GREEN", "YELLOW", "RED", "UNKNOWN")
 # QueryChatappPhoneNumbers Status.
@@ -94,6 +96,15 @@ class PhoneNumberRow:
     start_ms: int
     end_ms: int
     granularity: str = ""
+
+    def as_metric_row(self) -> MetricRow:
+        """The row as the counters read a template's: the number in the template code's place,
+        no language, no clicks, a missing ReadCount as 0 (the caller notes whether the answer
+        carried reads at all)."""
+        return MetricRow(
+            self.phone_number, "", self.sent, self.delivered, self.read or 0, (),
+            self.start_ms, self.end_ms,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,13 +72,7 @@ class NumberCounters:
             if any(row.read is not None for row in rows):
                 with self._lock:
                     self._reads.add(number.key)
-            return [
-                MetricRow(
-                    row.phone_number, "", row.sent, row.delivered, row.read or 0, (),
-                    row.start_ms, row.end_ms,
-                )
-                for row in rows
-            ]  # fmt: skip
+            return [row.as_metric_row() for row in rows]
 
         return fetch
 
