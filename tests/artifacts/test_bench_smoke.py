@@ -25,16 +25,21 @@ from bench.harness import percentile, sample_lines, sample_sum  # noqa: E402
 from tests.kit.waits import wait_until  # noqa: E402
 
 
-def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+def smoke(script: str, *args: str) -> str:
+    """`python bench/SCRIPT --smoke ARGS` as a user runs it: its output, once it exited 0."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--results-dir", str(tmp_path)],
+        [sys.executable, str(ROOT / "bench" / script), "--smoke", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    out = proc.stdout
+    return proc.stdout
+
+
+def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+    out = smoke("run.py", "--results-dir", str(tmp_path))
     header = "| scenario | units | qps | cycle s | limit s (units/qps) | ratio | max calls/1s |"
     assert header in out, out
     assert "| cycle-40 " in out
@@ -63,21 +68,7 @@ def test_smoke_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
 
 def test_exposition_bench_prints_one_table_with_the_load_and_the_verdicts(tmp_path: Path) -> None:
     """bench/exposition.py --smoke: the working tree's exporter at ~600 series, one run."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "exposition.py"),
-            "--smoke",
-            "--results-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    out = proc.stdout
+    out = smoke("exposition.py", "--results-dir", str(tmp_path))
     assert "| tree | size | run | series | load 1m before-after |" in out, out
     assert "| client_python | smoke | 1 |" in out
     assert "uptime before:" in out and "load average" in out
@@ -130,17 +121,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_idle_bench_smoke_prints_its_row_and_meets_its_targets() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "idle.py"), "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    out = smoke("idle.py")
     header = "| units | active share | active | idle | before calls/h |"
-    assert header in proc.stdout, proc.stdout
-    (row,) = [line for line in proc.stdout.splitlines() if line.startswith("| 100 |")]
+    assert header in out, out
+    (row,) = [line for line in out.splitlines() if line.startswith("| 100 |")]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[4] == "1,200", "before: every unit every cycle, 12 cycles an hour"
     assert cells.count("True") == 3, row
